@@ -1,0 +1,36 @@
+/**
+ * Errors that end a node with a one-line message and a chosen exit code, never a stack trace.
+ *
+ * Throw {@linkcode UsageError} for bad flags or configuration (exit 2, as argparse does), and
+ * {@linkcode FatalError} for a fault that makes running impossible (unwritable directory, missing binary).
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./errors.ts";
+ * throw new UsageError("--fps 0 is invalid: expected a number > 0");
+ * ```
+ * @module
+ */
+
+/** A bad command line, config file or environment value: the node exits 2 with the message. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** A condition the node cannot run under: it exits with `exitCode` (default 1) and the message. */
+export class FatalError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+    this.name = "FatalError";
+  }
+}
+
+/** Returns the one-line text of any thrown value, without a stack. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message.split("\n")[0] || err.name;
+  return String(err);
+}
