@@ -108,7 +108,8 @@ export class Logger {
       }, (_k, v) => typeof v === "bigint" ? v.toString() : v);
     } else {
       const extra = fields
-        ? " " + Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" ? v : String(v)}`).join(" ")
+        ? " " +
+          Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" ? v : String(v)}`).join(" ")
         : "";
       line = `${asctime(now)} - ${this.#device} - ${this.#node} - ${level} :: ${msg}${extra}`;
     }

@@ -1,0 +1,118 @@
+/**
+ * `status`: lists the nodes registered in `MSIGHT:NODES` (ours and MSight's) with each heartbeat's age, and the
+ * topics of `MSIGHT:TOPICS`, like MSight's `msight_status`. Exits 0, or 1 when Redis cannot be reached.
+ *
+ * @example
+ * ```sh
+ * deno task status
+ * deno task status --json
+ * ```
+ * @module
+ */
+
+import { RedisBus } from "../src/bus/redis.ts";
+import { denoEnv, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
+import { errorMessage, FatalError, UsageError } from "../src/runtime/errors.ts";
+import { HelpRequested, parseFlags } from "../src/runtime/flags.ts";
+import { Logger } from "../src/runtime/log.ts";
+import { readNodes, readTopics } from "../src/runtime/registry.ts";
+
+const FLAGS = {
+  json: { long: "json", type: "bool", default: false, help: "print JSON instead of tables" },
+  staleAfter: {
+    long: "stale-after",
+    type: "number",
+    default: 15,
+    min: 0,
+    metavar: "SECONDS",
+    help: "mark a node STALE when its heartbeat is older than this",
+  },
+  redisUrl: {
+    long: "redis-url",
+    type: "string",
+    env: "REDIS_URL",
+    help: "redis://host:port/db (default: MSIGHT_REDIS_MESSAGE_BROKER_*)",
+  },
+} as const;
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
+
+async function main(): Promise<number> {
+  const flags = parseFlags(
+    FLAGS,
+    Deno.args,
+    "status",
+    {},
+    "List registered MSight nodes and topics.",
+    denoEnv,
+  );
+  const settings = flags.redisUrl ? redisSettingsFromUrl(flags.redisUrl) : redisSettingsFromEnv();
+  const log = new Logger({ device: "-", node: "status", level: "WARNING" });
+  log.addSecret(settings.password);
+  const bus = await RedisBus.connect(settings, log, { name: "status", connectTimeoutS: 5 });
+  try {
+    const [nodes, topics] = await Promise.all([readNodes(bus.client), readTopics(bus.client)]);
+    const now = Date.now() / 1000;
+    nodes.sort((a, b) => a.name.localeCompare(b.name));
+    topics.sort((a, b) => a.name.localeCompare(b.name));
+    if (flags.json) {
+      console.log(JSON.stringify(
+        {
+          nodes: nodes.map((n) => ({ ...n, heartbeat_age_s: Number((now - n.last_heartbeat).toFixed(3)) })),
+          topics,
+        },
+        null,
+        2,
+      ));
+      return 0;
+    }
+    console.log(`Redis ${settings.display}: ${nodes.length} node(s), ${topics.length} topic(s)\n`);
+    const fmtTopic = (t: string | string[] | null) => (Array.isArray(t) ? t.join(",") : t ?? "-");
+    console.log(table([
+      ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES"],
+      ...nodes.map((n) => {
+        const age = now - n.last_heartbeat;
+        const status = age > flags.staleAfter && n.status === "RUNNING" ? "STALE" : n.status;
+        return [
+          n.name,
+          n.type,
+          n.device,
+          status,
+          `${age.toFixed(1)} s ago`,
+          fmtTopic(n.publish_topic),
+          fmtTopic(n.subscribe_topic),
+        ];
+      }),
+    ]));
+    console.log("");
+    console.log(
+      table([
+        ["TOPIC", "DATA TYPE", "DESCRIPTION"],
+        ...topics.map((t) => [t.name, t.data_type, t.description ?? ""]),
+      ]),
+    );
+    return 0;
+  } finally {
+    await bus.close();
+  }
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main();
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      console.log(err.text);
+      code = 0;
+    } else {
+      const prefix = err instanceof UsageError && err.message.startsWith("status") ? "" : "status: error: ";
+      console.error(prefix + errorMessage(err));
+      code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
+    }
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,33 @@
+/**
+ * One human line per bus message, for `echo` and logs.
+ *
+ * @example
+ * ```ts
+ * import { describeMessage } from "./describe.ts";
+ * console.log(describeMessage(msg, 82586));
+ * // ImageData sensor=test_camera time=2026-01-24T16:28:45.649586Z size=82586 frame_id=7421057263124512769 jpeg 960x1280x3
+ * ```
+ * @module
+ */
+
+import { type BusMessage, IMAGE_DATA_TYPE } from "./message.ts";
+
+/** Formats epoch seconds as ISO 8601 UTC with microseconds. */
+export function isoMicros(epochS: number): string {
+  const us = Math.round(epochS * 1e6);
+  return new Date(Math.floor(us / 1000)).toISOString().replace("Z", String(us % 1000).padStart(3, "0") + "Z");
+}
+
+/** `<type> sensor=... time=... size=<bytes> frame_id=...` plus a type-specific tail. */
+export function describeMessage(msg: BusMessage, size: number): string {
+  const head =
+    `${msg.dataType.split(".").pop()} sensor=${msg.sensorName} time=${isoMicros(msg.captureTimestamp)} ` +
+    `size=${size} frame_id=${msg.frameId}`;
+  if (msg.dataType === IMAGE_DATA_TYPE) {
+    return `${head} ${msg.isEncoded ? "jpeg" : "raw"} ${msg.size.join("x")}`;
+  }
+  const info = msg.info
+    ? ` ${msg.info.codec} ${msg.info.width}x${msg.info.height} ${msg.info.durationS.toFixed(2)}s`
+    : "";
+  return `${head} frames=${msg.frameIds.length}${info}`;
+}

@@ -1,0 +1,188 @@
+/**
+ * The Redis connection of one node: a command connection (publish, registry, streams) and, on demand, a subscriber
+ * connection. ioredis reconnects by itself after a Redis restart and resubscribes; this module turns its events
+ * into one log line per state change and a `ready` flag for `/readyz`.
+ *
+ * Publishing fails fast while Redis is down (the message is counted as dropped) instead of piling frames up in
+ * ioredis' offline queue, which would grow without bound and replay stale frames later.
+ *
+ * @example
+ * ```ts
+ * import { RedisBus } from "./redis.ts";
+ * import { redisSettingsFromEnv } from "../runtime/env.ts";
+ * import { Logger } from "../runtime/log.ts";
+ * const bus = await RedisBus.connect(redisSettingsFromEnv(), new Logger({ device: "d", node: "n" }));
+ * await bus.publish("rtsp_topic", new Uint8Array([1, 2, 3]));
+ * await bus.close();
+ * ```
+ * @module
+ */
+
+import { Redis, type RedisOptions } from "ioredis";
+import { Buffer } from "node:buffer";
+import type { RedisSettings } from "../runtime/env.ts";
+import { FatalError } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/log.ts";
+
+/** Called with each message's raw bytes, in arrival order. */
+export type MessageHandler = (bytes: Uint8Array, topic: string) => void;
+
+function ioredisOptions(s: RedisSettings, name: string): RedisOptions {
+  const opts: RedisOptions = {
+    lazyConnect: true,
+    connectionName: name.replace(/[^A-Za-z0-9_.:-]/g, "_"),
+    db: s.db,
+    username: s.username,
+    password: s.password,
+    // Keep retrying forever, backing off to 2 s: an edge box outlives many Redis restarts.
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+    maxRetriesPerRequest: 3,
+    enableReadyCheck: true,
+  };
+  if (s.path) opts.path = s.path;
+  else {
+    opts.host = s.host;
+    opts.port = s.port;
+  }
+  if (s.tls) {
+    const read = (p?: string) => (p ? Deno.readTextFileSync(p) : undefined);
+    opts.tls = { cert: read(s.tls.certFile), key: read(s.tls.keyFile), ca: read(s.tls.caFile) };
+  }
+  return opts;
+}
+
+/** Waits for `ready`, or rejects with the last connection error after `timeoutMs`. */
+function waitReady(client: Redis, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let lastError = "no answer";
+    const onError = (e: Error) => (lastError = (e as NodeJS.ErrnoException).code ?? e.message);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      client.off("error", onError);
+      err ? reject(err) : resolve();
+    };
+    const onReady = () => done();
+    const timer = setTimeout(() => done(new Error(lastError)), timeoutMs);
+    client.on("error", onError);
+    client.once("ready", onReady);
+    client.connect().catch(() => {/* retried by ioredis; reported by the timer */});
+  });
+}
+
+/** A node's connections to Redis. */
+export class RedisBus {
+  #sub?: Redis;
+  #handlers = new Map<string, MessageHandler[]>();
+  #closed = false;
+
+  private constructor(
+    /** The command connection, for callers that need more than publish (registry, streams). */
+    readonly client: Redis,
+    readonly settings: RedisSettings,
+    readonly log: Logger,
+    readonly name: string,
+  ) {
+    this.#watch(client, "Redis");
+  }
+
+  /**
+   * Connects, waiting up to `connectTimeoutS` for Redis at startup: an unreachable Redis at startup is a one-line
+   * fatal error (exit 1); once running, outages are ridden out by reconnecting.
+   */
+  static async connect(
+    settings: RedisSettings,
+    log: Logger,
+    opts: { name?: string; connectTimeoutS?: number } = {},
+  ): Promise<RedisBus> {
+    const name = opts.name ?? "msight-node";
+    const client = new Redis(ioredisOptions(settings, name));
+    client.on("error", () => {/* reported through state changes, once */});
+    try {
+      await waitReady(client, (opts.connectTimeoutS ?? 10) * 1000);
+    } catch (err) {
+      client.disconnect();
+      throw new FatalError(
+        `cannot reach Redis at ${settings.display} (${(err as Error).message}): start redis-server or set ` +
+          `MSIGHT_REDIS_MESSAGE_BROKER_HOST/PORT or REDIS_URL`,
+      );
+    }
+    return new RedisBus(client, settings, log, name);
+  }
+
+  #watch(conn: Redis, label: string): void {
+    let down = false;
+    conn.on("error", (e: Error) => {
+      if (!down && !this.#closed) {
+        down = true;
+        this.log.warn(
+          `${label} connection lost (${(e as NodeJS.ErrnoException).code ?? e.message}): reconnecting`,
+        );
+      }
+    });
+    conn.on("close", () => {
+      if (!down && !this.#closed) {
+        down = true;
+        this.log.warn(`${label} connection closed: reconnecting`);
+      }
+    });
+    conn.on("ready", () => {
+      if (down && !this.#closed) this.log.info(`${label} connection restored`);
+      down = false;
+    });
+  }
+
+  /** True while the command connection (and the subscriber, if any) is usable. */
+  get ready(): boolean {
+    return this.client.status === "ready" && (this.#sub === undefined || this.#sub.status === "ready");
+  }
+
+  /**
+   * Publishes on pub/sub (channel = topic name). Returns the number of subscribers that got it, or -1 when Redis
+   * is not connected (the message is dropped: the caller counts it).
+   */
+  async publish(topic: string, bytes: Uint8Array): Promise<number> {
+    if (this.client.status !== "ready") return -1;
+    // A bare Uint8Array would be sent as the text "1,2,3": ioredis needs a Buffer for binary.
+    return await this.client.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  /** Subscribes to a topic; `handler` gets every message's bytes. Resubscribes by itself after reconnects. */
+  async subscribe(topic: string, handler: MessageHandler): Promise<void> {
+    if (!this.#sub) {
+      const sub = this.client.duplicate({ connectionName: `${this.client.options.connectionName}:sub` });
+      sub.on("error", () => {});
+      this.#watch(sub, "Redis subscriber");
+      sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
+        const t = channel.toString();
+        const bytes = new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
+        for (const h of this.#handlers.get(t) ?? []) h(bytes, t);
+      });
+      await waitReady(sub, 10_000).catch((e) => {
+        sub.disconnect();
+        throw new FatalError(`cannot subscribe on Redis at ${this.settings.display} (${e.message})`);
+      });
+      this.#sub = sub;
+    }
+    const list = this.#handlers.get(topic) ?? [];
+    list.push(handler);
+    this.#handlers.set(topic, list);
+    if (list.length === 1) await this.#sub.subscribe(topic);
+  }
+
+  /** Closes both connections (pending commands are flushed first when possible). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const quit = async (c: Redis) => {
+      try {
+        if (c.status === "ready") await Promise.race([c.quit(), new Promise((r) => setTimeout(r, 1000))]);
+      } catch {
+        // Already gone: nothing to flush.
+      }
+      c.disconnect();
+    };
+    if (this.#sub) await quit(this.#sub);
+    await quit(this.client);
+  }
+}
