@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatHelp, HelpRequested, parseFlags } from "../src/runtime/flags.ts";
-import { COMMON_FLAGS, PUBLISH_TOPIC, SENSOR_NAME, SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
+import { COMMON_FLAGS, PUBLISH_TOPIC, SENSOR_NAME } from "../src/runtime/common_flags.ts";
 import { configFromText } from "../src/runtime/config.ts";
 import { UsageError } from "../src/runtime/errors.ts";
 import { deviceName, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
