@@ -31,3 +31,17 @@ export function describeMessage(msg: BusMessage, size: number): string {
     : "";
   return `${head} frames=${msg.frameIds.length}${info}`;
 }
+
+/**
+ * Formats epoch seconds as Python's `datetime.fromtimestamp(t).isoformat()` does: local time, microseconds, no
+ * zone (the format of MSight's per-frame log line).
+ */
+export function localIsoMicros(epochS: number): string {
+  const us = Math.round(epochS * 1e6);
+  const d = new Date(Math.floor(us / 1000));
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${
+    p(d.getMinutes())
+  }:` +
+    `${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}${p(us % 1000, 3)}`;
+}
