@@ -170,6 +170,14 @@ export class RedisBus {
     if (list.length === 1) await this.#sub.subscribe(topic);
   }
 
+  /** Removes a handler; the topic is unsubscribed when it has none left. */
+  async unsubscribe(topic: string, handler: MessageHandler): Promise<void> {
+    const list = (this.#handlers.get(topic) ?? []).filter((h) => h !== handler);
+    if (list.length > 0) return void this.#handlers.set(topic, list);
+    this.#handlers.delete(topic);
+    await this.#sub?.unsubscribe(topic);
+  }
+
   /** Closes both connections (pending commands are flushed first when possible). */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -1,0 +1,161 @@
+/**
+ * How a sink takes VideoData segments off a topic, durably where it can:
+ *
+ * - `stream`: from the topic's Redis Stream in a consumer group named after the sink (`--name`); a segment is
+ *   acknowledged only once the handler resolved (it is safe), so a sink that restarts resumes where it was.
+ * - `pubsub`: plain pub/sub, as MSight's Python nodes publish; what arrives while the sink is down is lost.
+ * - `auto` (default): `stream` when a producer announced a stream for the topic (our aggregator does), else
+ *   `pubsub`, switching to `stream` as soon as one is announced. The choice is logged.
+ *
+ * Handlers must be idempotent: delivery is at least once (and both paths may deliver a segment around a switch).
+ *
+ * @example
+ * ```ts
+ * import { readSegments } from "./segment_reader.ts";
+ * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", transport: "auto",
+ *   signal }, async (seg) => { await store.write(seg); });
+ * ```
+ * @module
+ */
+
+import type { Logger } from "../runtime/log.ts";
+import type { Metrics } from "../runtime/metrics.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import { Intake } from "./intake.ts";
+import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
+import type { RedisBus } from "./redis.ts";
+import { hasStream, StreamConsumer } from "./stream.ts";
+
+/** Where segments are read from; see the module doc. */
+export type Transport = "auto" | "stream" | "pubsub";
+
+/** The transports, for flag choices. */
+export const TRANSPORTS = ["auto", "stream", "pubsub"] as const;
+
+/** Options of {@linkcode readSegments}. */
+export interface SegmentReaderOptions {
+  bus: RedisBus;
+  log: Logger;
+  metrics: Metrics;
+  topic: string;
+  /** Consumer group and consumer name (the sink's `--name`). */
+  group: string;
+  transport: Transport;
+  signal: AbortSignal;
+  gap?: number;
+  /** Segments held in memory while the handler is busy on pub/sub, before the oldest is dropped. */
+  maxQueued?: number;
+  /** How often `auto` checks whether a stream was announced. */
+  pollMs?: number;
+}
+
+/** Makes a segment safe; throws to leave it unacknowledged (stream: retried later). */
+export type SegmentHandler = (seg: VideoData) => Promise<void>;
+
+/** Reads segments until `signal` aborts; returns after the segment in hand is handled. */
+export async function readSegments(opts: SegmentReaderOptions, handler: SegmentHandler): Promise<void> {
+  const { bus, log, metrics, topic, signal } = opts;
+  const intake = new Intake({ topic, log, metrics, gap: opts.gap, accept: [VIDEO_DATA_TYPE] });
+  const failed = metrics.counter("segments_failed_total", "Segments whose handling failed, by transport");
+  const dropped = metrics.counter("segments_dropped_total", "Segments dropped before handling, by reason");
+  metrics.gauge(
+    "transport_stream",
+    "1 when reading the durable stream, 0 on plain pub/sub",
+    () => (mode === "stream" ? 1 : 0),
+  );
+
+  let mode: "stream" | "pubsub" = opts.transport === "pubsub" ? "pubsub" : "stream";
+  if (opts.transport === "auto") mode = (await hasStream(bus.client, topic)) ? "stream" : "pubsub";
+
+  // --- pub/sub: a bounded queue drained by one loop, so segments are handled one at a time, in order ---
+  const queue: VideoData[] = [];
+  let wake: (() => void) | undefined;
+  const onMessage = (bytes: Uint8Array) => {
+    const msg = intake.decode(bytes);
+    if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return;
+    queue.push(msg);
+    if (queue.length > (opts.maxQueued ?? 16)) {
+      const lost = queue.shift()!;
+      dropped.inc(1, { reason: "queue_full" });
+      log.error(
+        `dropped segment ${lost.sensorName} frame_id ${lost.frameId}: the sink fell behind (pub/sub queue full)`,
+      );
+    }
+    wake?.();
+  };
+  const sleep = (ms: number) =>
+    new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => (clearTimeout(t), r());
+      signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
+    });
+
+  if (mode === "pubsub") {
+    await bus.subscribe(topic, onMessage);
+    log.info(
+      `reading ${topic} over plain pub/sub${
+        opts.transport === "auto" ? " (no durable stream announced yet)" : ""
+      }: ` +
+        "segments published while this node is down are lost",
+    );
+    let lastPoll = Date.now();
+    while (!signal.aborted && mode === "pubsub") {
+      const seg = queue.shift();
+      if (seg) {
+        try {
+          await handler(seg);
+        } catch (err) {
+          failed.inc(1, { transport: "pubsub" });
+          log.error(`segment ${seg.sensorName} frame_id ${seg.frameId} dropped: ${errorMessage(err)}`);
+        }
+        continue;
+      }
+      if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
+        lastPoll = Date.now();
+        if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
+        continue;
+      }
+      await sleep(500);
+    }
+    await bus.unsubscribe(topic, onMessage).catch(() => {});
+    // Finish what already arrived before switching or stopping: it is in memory only.
+    while (queue.length > 0) {
+      const seg = queue.shift()!;
+      await handler(seg).catch((err) => {
+        failed.inc(1, { transport: "pubsub" });
+        log.error(`segment ${seg.sensorName} frame_id ${seg.frameId} dropped: ${errorMessage(err)}`);
+      });
+    }
+    if (signal.aborted) return;
+  }
+
+  log.info(
+    `reading ${topic} from its durable stream as consumer group ${opts.group}: resuming unacknowledged segments`,
+  );
+  const consumer = new StreamConsumer(bus.client, topic, { group: opts.group, consumer: opts.group, log });
+  let lastError = "";
+  try {
+    await consumer.run(
+      async (bytes, id) => {
+        const msg = intake.decode(bytes);
+        if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return; // counted by the intake; acknowledged so it is not retried
+        try {
+          await handler(msg);
+          lastError = "";
+        } catch (err) {
+          failed.inc(1, { transport: "stream" });
+          const text = errorMessage(err);
+          if (text !== lastError) {
+            log.error(`segment ${msg.sensorName} (entry ${id}) not saved yet, will retry: ${text}`);
+          }
+          lastError = text;
+          throw err;
+        }
+      },
+      signal,
+      (err) => log.debug(`stream read: ${errorMessage(err)}`),
+    );
+  } finally {
+    consumer.close();
+  }
+}
