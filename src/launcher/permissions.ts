@@ -1,0 +1,67 @@
+/**
+ * The Deno permissions of each node, in one place: the `deno task` lines, the launcher and the compiled binaries
+ * all take them from here (a test checks `deno.json` against this table). Each node gets only what it needs:
+ *
+ * | node       | network            | run             | write          | read | env | sys                        |
+ * |------------|--------------------|-----------------|----------------|------|-----|----------------------------|
+ * | rtsp       | Redis, camera      | ffmpeg          | none           | yes  | yes | hostname                   |
+ * | aggregator | Redis              | ffmpeg, ffprobe | none           | yes  | yes | hostname                   |
+ * | dumper     | Redis              | none            | `--save-dir`   | yes  | yes | hostname, statfs (free space) |
+ * | pusher     | Redis, S3          | none            | `--spool-dir`  | yes  | yes | hostname, osRelease (AWS SDK) |
+ * | status/echo| Redis              | none            | none           | yes  | yes | hostname                   |
+ *
+ * Network is not narrowed to hosts because Redis and camera addresses come from flags and the environment; run the
+ * launcher or a unit file to pin `--allow-net=HOST:PORT` where the addresses are fixed. `--allow-env` is whole
+ * because ioredis' `debug` dependency enumerates the environment.
+ *
+ * @example
+ * ```ts
+ * import { permissionFlags } from "./permissions.ts";
+ * permissionFlags("dumper", { saveDir: "./received_videos" });
+ * // ["--allow-net", "--allow-env", "--allow-read", "--allow-sys=hostname,statfs", "--allow-write=./received_videos"]
+ * ```
+ * @module
+ */
+
+/** The nodes and tools that run with scoped permissions. */
+export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo"] as const;
+/** One of {@linkcode NODE_NAMES}. */
+export type NodeName = typeof NODE_NAMES[number];
+
+/** Where a node writes, when it writes at all. */
+export interface WritePaths {
+  saveDir?: string;
+  spoolDir?: string;
+}
+
+const BASE = ["--allow-net", "--allow-env", "--allow-read"];
+
+/** The `deno run` permission flags of a node. */
+export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[] {
+  switch (node) {
+    case "rtsp":
+      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
+    case "aggregator":
+      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg,ffprobe"];
+    case "dumper":
+      return [
+        ...BASE,
+        "--allow-sys=hostname,statfs",
+        `--allow-write=${paths.saveDir ?? "./received_videos"}`,
+      ];
+    case "pusher":
+      return [
+        ...BASE,
+        "--allow-sys=hostname,osRelease",
+        `--allow-write=${paths.spoolDir ?? "./.msight-spool"}`,
+      ];
+    case "status":
+    case "echo":
+      return [...BASE, "--allow-sys=hostname"];
+  }
+}
+
+/** The entry script of a node, relative to the project root. */
+export function nodeScript(node: NodeName): string {
+  return `nodes/${node}.ts`;
+}
