@@ -1,0 +1,39 @@
+/**
+ * `deno task bench [NAME...]`: runs benchmarks (default: all), prints each table, and records it in
+ * `bench/RESULTS.md`. Every benchmark compares our node with a baseline measured in the same run.
+ *
+ * @example
+ * ```sh
+ * deno task bench source
+ * ```
+ * @module
+ */
+
+import { type BenchRow, formatTable, recordResults } from "./table.ts";
+import { sourceBench } from "./source.ts";
+
+const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
+  source: () => sourceBench(),
+};
+
+const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);
+const context = async () => {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+  return `Run ${
+    new Date().toISOString().slice(0, 16)
+  }Z on ${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}.`;
+};
+let failed = false;
+for (const name of names) {
+  const bench = BENCHES[name];
+  if (!bench) {
+    console.error(`bench: unknown benchmark ${name}: expected one of ${Object.keys(BENCHES).join(", ")}`);
+    Deno.exit(2);
+  }
+  console.log(`running ${name} ...`);
+  const rows = await bench();
+  console.log(formatTable(rows));
+  await recordResults(new URL("./RESULTS.md", import.meta.url).pathname, name, rows, await context());
+  if (rows.some((r) => r.pass === false)) failed = true;
+}
+if (failed) console.log("some goals were not met (see the 'met' column)");

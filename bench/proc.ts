@@ -1,0 +1,57 @@
+/**
+ * Process measurements for benchmarks, read from `/proc` (Linux): CPU seconds and peak RSS of a process and its
+ * children, sampled while they run.
+ *
+ * @example
+ * ```ts
+ * import { cpuSeconds, childPids } from "./proc.ts";
+ * const own = cpuSeconds(Deno.pid);
+ * ```
+ * @module
+ */
+
+const TICKS = 100; // USER_HZ on Linux
+
+/** utime + stime of one live process, in seconds (0 when it is gone). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** Peak resident set size (VmHWM) of a live process, in bytes. */
+export function peakRssBytes(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Direct children of a process. */
+export function childPids(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/).filter(Boolean).map(
+      Number,
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** A process and all its descendants. */
+export function treePids(pid: number): number[] {
+  const out = [pid];
+  for (const c of childPids(pid)) out.push(...treePids(c));
+  return out;
+}
+
+/** CPU seconds of a process tree, summed. */
+export function treeCpuSeconds(pid: number): number {
+  return treePids(pid).reduce((s, p) => s + cpuSeconds(p), 0);
+}
