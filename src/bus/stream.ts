@@ -50,16 +50,19 @@ export class StreamProducer {
 
   constructor(readonly redis: Redis, readonly topic: string, readonly caps: StreamCaps) {}
 
+  /** Marks the topic as durable in `MSIGHT:STREAMS`, so sinks started from now on read the stream. */
+  async announce(): Promise<void> {
+    await this.redis.hset(
+      STREAMS_KEY,
+      this.topic,
+      JSON.stringify({ key: streamKey(this.topic), ...this.caps }),
+    );
+    this.#announced = true;
+  }
+
   /** Adds one message; returns its entry id. Throws when Redis is unreachable (the caller counts it). */
   async append(bytes: Uint8Array): Promise<string> {
-    if (!this.#announced) {
-      await this.redis.hset(
-        STREAMS_KEY,
-        this.topic,
-        JSON.stringify({ key: streamKey(this.topic), ...this.caps }),
-      );
-      this.#announced = true;
-    }
+    if (!this.#announced) await this.announce();
     const id = await this.redis.xadd(
       streamKey(this.topic),
       "MAXLEN",

@@ -1,0 +1,378 @@
+/**
+ * The image-to-video aggregator: takes ImageData frames (JPEG or raw, from our RTSP node or MSight's) off
+ * `--subscribe-topic`, groups them per sensor into segments of `--buffer-size` frames at a real `--fps`, encodes
+ * them as they arrive (system ffmpeg, ffmpeg.wasm, or NVENC), muxes MP4 in process, and publishes one VideoData per
+ * segment on `--publish-topic` (pub/sub, as MSight) and on the topic's durable stream (for our sinks). Same command
+ * as MSight's tutorial:
+ *
+ * ```sh
+ * deno task aggregator -n image-aggregator -st rtsp_topic -pt aggregated_video --fps 10 --buffer-size 100 --overlap-size 0
+ * ```
+ *
+ * Data path: bus → {@linkcode Intake} (decode, count bad messages) → {@linkcode Segmenter} (which frames, which
+ * segment) → {@linkcode SegmentBuilder} (encoder → muxer) → VideoData → bus. Segments are published in the order they
+ * close.
+ * @module
+ */
+
+import { Intake } from "../src/bus/intake.ts";
+import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE, type VideoData } from "../src/bus/message.ts";
+import { StreamProducer } from "../src/bus/stream.ts";
+import { encodeMessage } from "../src/bus/wire.ts";
+import { isoMicros } from "../src/bus/describe.ts";
+import {
+  detectEncoderKind,
+  ENCODER_CODECS,
+  type EncoderCodec,
+  type EncoderKind,
+} from "../src/media/encoder.ts";
+import { jpegSize } from "../src/media/jpeg_size.ts";
+import { type BuiltSegment, SegmentBuilder } from "../src/media/segment_builder.ts";
+import { type FlushReason, Segmenter, type SegmentEvent, type SegmentFrame } from "../src/media/segmenter.ts";
+import { PUBLISH_TOPIC, SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
+import { errorMessage, UsageError } from "../src/runtime/errors.ts";
+import { runNode } from "../src/runtime/node.ts";
+
+/** The aggregator's own flags. */
+export const AGGREGATOR_FLAGS = {
+  ...SUBSCRIBE_TOPIC,
+  ...PUBLISH_TOPIC,
+  fps: {
+    long: "fps",
+    type: "number",
+    default: 10,
+    min: 0,
+    minExclusive: true,
+    max: 240,
+    help: "real output frame rate: faster cameras are thinned on a 1/fps grid of capture times",
+  },
+  bufferSize: {
+    long: "buffer-size",
+    type: "int",
+    required: true,
+    min: 1,
+    help: "frames per segment (100 at --fps 10: about 10 s)",
+  },
+  overlapSize: {
+    long: "overlap-size",
+    type: "int",
+    required: true,
+    min: 0,
+    help: "last frames of a segment repeated at the start of the next (< --buffer-size)",
+  },
+  codec: {
+    long: "codec",
+    type: "string",
+    choices: ENCODER_CODECS,
+    default: "libx264",
+    help:
+      "libx264, libx265 (tagged hvc1), h264_nvenc or hevc_nvenc (fall back to libx264/libx265 without a GPU)",
+  },
+  encoder: {
+    long: "encoder",
+    type: "string",
+    choices: ["auto", "ffmpeg", "wasm"] as const,
+    default: "auto",
+    help:
+      "ffmpeg: the system ffmpeg in a subprocess; wasm: ffmpeg.wasm in process; auto: ffmpeg if this node may run it, else wasm",
+  },
+  quality: {
+    long: "quality",
+    type: "number",
+    min: 0,
+    max: 51,
+    help: "CRF (x264/x265) or CQ (NVENC), lower is better (default 23 for H.264, 28 for HEVC)",
+  },
+  preset: {
+    long: "preset",
+    type: "string",
+    help: "encoder preset (default veryfast for x264/x265, p4 for NVENC)",
+  },
+  maxIdle: {
+    long: "max-idle",
+    type: "number",
+    default: 5,
+    min: 0,
+    minExclusive: true,
+    metavar: "SECONDS",
+    help: "close a sensor's segment after this long without frames",
+  },
+  gapThreshold: {
+    long: "gap-threshold",
+    type: "number",
+    default: 3,
+    min: 0,
+    minExclusive: true,
+    metavar: "SECONDS",
+    help: "close the segment when capture times jump by more than this (a segment never spans an outage)",
+  },
+  streamMaxlen: {
+    long: "stream-maxlen",
+    type: "int",
+    default: 100,
+    min: 0,
+    help: "segments kept in the topic's durable stream for sinks that restart (0: pub/sub only)",
+  },
+  streamMaxAge: {
+    long: "stream-max-age",
+    type: "number",
+    default: 3600,
+    min: 0,
+    metavar: "SECONDS",
+    help: "drop stream entries older than this (0: no age limit)",
+  },
+  ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary for the ffmpeg backend" },
+} as const;
+
+/** Where an open segment is: its builder and when its last frame arrived. */
+interface OpenSegment {
+  builder: SegmentBuilder;
+  overlap: number;
+  lastArrival: number;
+}
+
+if (import.meta.main) {
+  await runNode({
+    command: "aggregator",
+    type: "ImageToVideoAggregatorNode",
+    description: "Aggregate ImageData frames into MP4 segments and publish them as MSight VideoData.",
+    flags: AGGREGATOR_FLAGS,
+    publishDataType: VIDEO_DATA_TYPE,
+    subscribeDataType: IMAGE_DATA_TYPE,
+    validate: (f) => {
+      if (f.overlapSize >= f.bufferSize) {
+        throw new UsageError(
+          `--overlap-size ${f.overlapSize} is invalid: expected fewer than --buffer-size ${f.bufferSize} frames, ` +
+            "so each segment adds new frames",
+        );
+      }
+    },
+    async run(ctx) {
+      const f = ctx.flags;
+      const m = ctx.metrics;
+      const kind: EncoderKind = f.encoder === "auto" ? await detectEncoderKind(f.ffmpeg) : f.encoder;
+      ctx.log.info(
+        `encoding ${f.codec} with the ${kind === "ffmpeg" ? "system ffmpeg" : "ffmpeg.wasm"} backend` +
+          (f.encoder === "auto" && kind === "wasm" ? " (no permission to run ffmpeg)" : ""),
+      );
+      const framesUsed = m.counter("frames_used_total", "Frames put into segments");
+      const framesDropped = m.counter(
+        "frames_dropped_total",
+        "Frames not used, by reason (thinned, duplicate, late, unsupported)",
+      );
+      const segPublished = m.counter("segments_published_total", "Segments published, by flush reason");
+      const segDropped = m.counter("segments_dropped_total", "Segments lost, by reason");
+      const latency = m.histogram(
+        "segment_publish_latency_seconds",
+        "From a segment's last frame arriving to its VideoData on the bus",
+      );
+      const encodeSeconds = m.histogram(
+        "segment_finish_seconds",
+        "Time to flush the encoder and write the MP4",
+      );
+      m.gauge("open_segments", "Segments being filled", () => open.size);
+
+      const segmenter = new Segmenter({
+        fps: f.fps,
+        bufferSize: f.bufferSize,
+        overlapSize: f.overlapSize,
+        maxIdleS: f.maxIdle,
+        gapS: f.gapThreshold,
+      });
+      const stream = f.streamMaxlen > 0
+        ? new StreamProducer(ctx.bus.client, f.publishTopic, {
+          maxLen: f.streamMaxlen,
+          maxAgeS: f.streamMaxAge,
+        })
+        : undefined;
+      const open = new Map<string, OpenSegment>();
+      let warnedFallback = false;
+      let publishChain: Promise<void> = Promise.resolve();
+
+      const publish = async (seg: VideoData, lastArrival: number): Promise<void> => {
+        const bytes = encodeMessage(seg);
+        // Hold the segment through a short Redis outage rather than lose it at once.
+        const deadline = Date.now() + 15_000;
+        while (!ctx.bus.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+        let delivered = false;
+        try {
+          delivered = (await ctx.bus.publish(f.publishTopic, bytes)) >= 0;
+          if (stream) {
+            await stream.append(bytes);
+            delivered = true;
+          }
+        } catch (err) {
+          if (!delivered) throw err;
+          ctx.log.warn(
+            `segment published on pub/sub but not added to the durable stream: ${errorMessage(err)}`,
+          );
+        }
+        if (!delivered) throw new Error("Redis is unreachable");
+        latency.observe((Date.now() - lastArrival) / 1000);
+      };
+
+      const finishSegment = (key: string, o: OpenSegment, sensor: string, reason: FlushReason) => {
+        open.delete(key);
+        const t0 = performance.now();
+        const built = o.builder.finish();
+        // Publishing is chained, so segments go out in the order they closed whatever their encode times.
+        publishChain = publishChain.then(async () => {
+          let b: BuiltSegment;
+          try {
+            b = await built;
+          } catch (err) {
+            segDropped.inc(1, { reason: "encoder_error" });
+            ctx.log.error(
+              `segment of ${sensor} (${o.builder.frames} frames) dropped: encoder failed: ${
+                errorMessage(err)
+              }`,
+            );
+            return;
+          }
+          encodeSeconds.observe((performance.now() - t0) / 1000);
+          const first = b.captureTimestamps[0], last = b.captureTimestamps.at(-1)!;
+          const msg: VideoData = {
+            dataType: VIDEO_DATA_TYPE,
+            sensorName: sensor,
+            captureTimestamp: first,
+            creationTimestamp: Date.now() / 1000,
+            frameId: ctx.ids.next(),
+            deviceName: ctx.device,
+            video: b.mp4,
+            detectionResults: null,
+            frameIds: b.frameIds,
+            captureTimestamps: b.captureTimestamps,
+            info: {
+              codec: b.codec,
+              width: b.width,
+              height: b.height,
+              fps: f.fps,
+              frameCount: b.frameIds.length,
+              durationS: last - first + 1 / f.fps,
+              start: isoMicros(first),
+              end: isoMicros(last),
+              encoder: b.encoder,
+              flushReason: reason,
+              overlapFrames: o.overlap,
+            },
+          };
+          try {
+            await publish(msg, o.lastArrival);
+            segPublished.inc(1, { reason });
+            ctx.log.info(
+              `published segment of ${sensor}: ${b.frameIds.length} frames, ${
+                msg.info!.durationS.toFixed(2)
+              } s, ` +
+                `${b.mp4.byteLength} bytes, ${b.width}x${b.height} ${b.encoder} (closed: ${reason})`,
+            );
+          } catch (err) {
+            segDropped.inc(1, { reason: "redis_unavailable" });
+            ctx.log.error(`segment of ${sensor} (${b.frameIds.length} frames) dropped: ${errorMessage(err)}`);
+          }
+        });
+      };
+
+      const handle = (events: SegmentEvent[]) => {
+        for (const ev of events) {
+          const key = `${ev.sensor}\u0000${"seq" in ev ? ev.seq : ""}`;
+          if (ev.kind === "open") {
+            const builder = new SegmentBuilder({
+              kind,
+              config: {
+                codec: f.codec as EncoderCodec,
+                width: ev.width,
+                height: ev.height,
+                framerate: f.fps,
+                quality: f.quality,
+                preset: f.preset,
+              },
+              ffmpegPath: f.ffmpeg,
+              onFallback: (info) => {
+                if (warnedFallback) return;
+                warnedFallback = true;
+                ctx.log.warn(
+                  `${info.requested} cannot be used (${info.reason}): encoding with ${info.used} instead`,
+                );
+              },
+            });
+            open.set(key, { builder, overlap: 0, lastArrival: Date.now() });
+          } else if (ev.kind === "frame") {
+            const o = open.get(key)!;
+            o.builder.add(ev.frame);
+            o.lastArrival = Date.now();
+            if (ev.overlap) o.overlap++;
+            else framesUsed.inc();
+          } else if (ev.kind === "close") {
+            const o = open.get(key);
+            if (o) finishSegment(key, o, ev.sensor, ev.reason);
+            if (ev.reason !== "full") {
+              ctx.log.info(`closing the segment of ${ev.sensor} early (${ev.reason}, ${ev.frames} frames)`);
+            }
+          } else {
+            framesDropped.inc(1, { reason: ev.reason });
+            if (ev.reason !== "thinned") {
+              ctx.log.debug(`dropped a ${ev.reason} frame of ${ev.sensor} (frame_id ${ev.frame.frameId})`);
+            }
+          }
+        }
+      };
+
+      const toFrame = (img: ImageData): SegmentFrame | undefined => {
+        let [height, width, channels] = img.size;
+        if (img.isEncoded) {
+          if (width === 0 || height === 0) {
+            ({ width, height } = jpegSize(img.image) ?? { width: 0, height: 0 });
+          }
+          if (width === 0 || height === 0) return undefined;
+        } else if (channels !== 3) return undefined;
+        return {
+          sensor: img.sensorName,
+          frameId: img.frameId,
+          captureTs: img.captureTimestamp,
+          width,
+          height,
+          format: img.isEncoded ? "jpeg" : "bgr24",
+          data: img.image,
+        };
+      };
+
+      const intake = new Intake({
+        topic: f.subscribeTopic,
+        log: ctx.log,
+        metrics: m,
+        gap: f.gap,
+        accept: [IMAGE_DATA_TYPE],
+      });
+      const onMessage = (bytes: Uint8Array) => {
+        const msg = intake.decode(bytes);
+        if (!msg || msg.dataType !== IMAGE_DATA_TYPE || ctx.signal.aborted) return;
+        const frame = toFrame(msg);
+        if (!frame) {
+          framesDropped.inc(1, { reason: "unsupported" });
+          return;
+        }
+        try {
+          handle(segmenter.push(frame));
+        } catch (err) {
+          ctx.reportError(err, `frame of ${msg.sensorName}`);
+        }
+      };
+      await stream?.announce();
+      await ctx.bus.subscribe(f.subscribeTopic, onMessage);
+      ctx.log.info(
+        `aggregating ${f.subscribeTopic} → ${f.publishTopic}: ${f.bufferSize} frames at ${f.fps} fps per segment, ` +
+          `overlap ${f.overlapSize}${stream ? `, durable stream of ${f.streamMaxlen}` : ", pub/sub only"}`,
+      );
+      const ticker = setInterval(() => handle(segmenter.tick()), 500);
+      await new Promise<void>((r) => ctx.signal.addEventListener("abort", () => r(), { once: true }));
+
+      // Shutdown: stop taking frames, close every partial segment, publish them all.
+      clearInterval(ticker);
+      await ctx.bus.unsubscribe(f.subscribeTopic, onMessage).catch(() => {});
+      const pending = segmenter.openSensors.length;
+      if (pending > 0) ctx.log.info(`flushing ${pending} partial segment(s)`);
+      handle(segmenter.closeAll("shutdown"));
+      await publishChain;
+    },
+  });
+}

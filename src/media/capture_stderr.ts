@@ -1,0 +1,122 @@
+/**
+ * Reads ffmpeg's stderr: splits it into lines and recognises the few that matter to the capture: per-frame
+ * `showinfo` lines (the stream timestamp and size of every output frame), CUDA start-up failures, and decode errors.
+ *
+ * @example
+ * ```ts
+ * import { classifyFfmpegLine, LineSplitter } from "./capture_stderr.ts";
+ * const lines = new LineSplitter();
+ * for (const line of lines.push(chunk)) {
+ *   const ev = classifyFfmpegLine(line);
+ *   if (ev.kind === "frame") console.log(ev.ptsTime, ev.width, ev.height);
+ * }
+ * ```
+ * @module
+ */
+
+/**
+ * Splits a byte stream into text lines at `\n` or `\r` (ffmpeg ends progress lines with `\r`).
+ *
+ * @example
+ * ```ts
+ * const s = new LineSplitter();
+ * s.push(new TextEncoder().encode("a\nb")); // ["a"]
+ * s.push(new TextEncoder().encode("\n")); // ["b"]
+ * ```
+ */
+export class LineSplitter {
+  #decoder = new TextDecoder();
+  #rest = "";
+  #maxLine: number;
+
+  /** `maxLine` bounds a line that never ends (its head is kept, the rest dropped). */
+  constructor(maxLine = 64 * 1024) {
+    this.#maxLine = maxLine;
+  }
+
+  /**
+   * Returns the lines completed by `chunk`, without their terminators; empty lines are skipped.
+   *
+   * @example
+   * ```ts
+   * for (const line of splitter.push(chunk)) handle(line);
+   * ```
+   */
+  push(chunk: Uint8Array): string[] {
+    const text = this.#rest + this.#decoder.decode(chunk, { stream: true });
+    const parts = text.split(/\r\n|\r|\n/);
+    this.#rest = parts.pop() ?? "";
+    if (this.#rest.length > this.#maxLine) this.#rest = this.#rest.slice(0, this.#maxLine);
+    return parts.filter((l) => l.length > 0);
+  }
+
+  /**
+   * Returns the unterminated last line, if any (call at end of stream).
+   *
+   * @example
+   * ```ts
+   * const last = splitter.flush();
+   * ```
+   */
+  flush(): string[] {
+    const rest = this.#rest + this.#decoder.decode();
+    this.#rest = "";
+    return rest.length > 0 ? [rest] : [];
+  }
+}
+
+/** What one stderr line of ffmpeg tells the capture. */
+export type FfmpegLine =
+  /** A `showinfo` line: one output frame, `n` counting from 0, `ptsTime` in seconds (NaN when unknown). */
+  | { kind: "frame"; n: number; ptsTime: number; width: number; height: number }
+  /** CUDA could not be used: no driver, no device, or the decoder could not start on it. */
+  | { kind: "hwaccel-error"; text: string }
+  /** The decoder reported damaged or undecodable data. */
+  | { kind: "decode-error"; text: string }
+  /** Any other error-looking line (kept as the reason when ffmpeg exits). */
+  | { kind: "error"; text: string }
+  | { kind: "other"; text: string };
+
+const SHOWINFO = /\bn:\s*(\d+)\s+pts:\s*(\S+)\s+pts_time:(\S+).*?\bs:(\d+)x(\d+)/;
+// Seen on this machine without a GPU: "Cannot load libcuda.so.1", "Could not dynamically load CUDA",
+// "Device creation failed: -1.", "Device setup failed for decoder on input stream #0:0 : Operation not permitted".
+// The others are what ffmpeg prints when a device exists but decoding on it cannot start.
+const HWACCEL =
+  /Cannot load libcuda|Could not dynamically load CUDA|cu(Init|CtxCreate)[^\n]*fail|CUDA_ERROR|Device creation failed|Device setup failed|No device available for decoder|hwaccel initiali[sz]ation returned error|Failed setup for format cuda|Error initializing hwaccel|Failed to create cuda/i;
+const DECODE =
+  /error while decoding|concealing \d+ DC|decode_slice_header error|non-existing PPS|no frame!|Invalid NAL unit|missing picture in access unit|corrupt(ed)? (input|frame|packet|macroblock)|illegal short term buffer|mmco: unref short failure|Invalid data found when processing input/i;
+const DECODER_CONTEXT = /^\[(h264|hevc|h265|mpeg4|mjpeg|vp8|vp9|av1|mpeg2video)[ _@]/;
+const ERRORISH =
+  /error|failed|refused|timed out|timeout|not found|unauthori[sz]ed|forbidden|invalid|unreachable|no route|could not|cannot|end of file|broken pipe|reset by peer|denied|unsupported/i;
+
+/**
+ * Classifies one line of ffmpeg's stderr.
+ *
+ * @example
+ * ```ts
+ * classifyFfmpegLine("[Parsed_showinfo_0 @ 0x1] n:   2 pts:   9000 pts_time:0.1  pos: -1 fmt:yuvj420p sar:1/1 s:1280x960 i:P");
+ * // { kind: "frame", n: 2, ptsTime: 0.1, width: 1280, height: 960 }
+ * ```
+ */
+export function classifyFfmpegLine(line: string): FfmpegLine {
+  if (line.includes("showinfo")) {
+    const m = SHOWINFO.exec(line);
+    if (m) {
+      const t = Number(m[3]);
+      return {
+        kind: "frame",
+        n: Number(m[1]),
+        ptsTime: Number.isFinite(t) ? t : NaN,
+        width: +m[4],
+        height: +m[5],
+      };
+    }
+    return { kind: "other", text: line };
+  }
+  if (HWACCEL.test(line)) return { kind: "hwaccel-error", text: line.trim() };
+  if (DECODE.test(line) && (DECODER_CONTEXT.test(line) || /error while decoding/i.test(line))) {
+    return { kind: "decode-error", text: line.trim() };
+  }
+  if (ERRORISH.test(line)) return { kind: "error", text: line.trim() };
+  return { kind: "other", text: line };
+}
