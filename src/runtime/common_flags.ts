@@ -49,7 +49,8 @@ export const COMMON_FLAGS = {
     type: "number",
     default: 15,
     metavar: "SECONDS",
-    help: "a node silent for longer is shown stale by status (-1: never)",
+    help:
+      "accepted for MSight compatibility; our heartbeat is a timer, and `status --stale-after` judges staleness",
   },
   heartbeatCheckingDuration: {
     long: "heartbeat-checking-duration",
@@ -58,7 +59,8 @@ export const COMMON_FLAGS = {
     min: 0,
     minExclusive: true,
     metavar: "SECONDS",
-    help: "how often the node checks that its registry entry is present (re-registering it if Redis lost it)",
+    help:
+      "accepted for MSight compatibility: each heartbeat rewrites the whole entry, so one lost in a Redis restart returns within one --heartbeat-update-interval",
   },
   actionOnError: {
     long: "action-on-error",
