@@ -51,7 +51,15 @@ import type { FfmpegLine } from "./capture_stderr.ts";
 
 export type { FrameFormat, RtspTransport } from "./capture_ffmpeg.ts";
 
-/** One decoded camera frame. */
+/**
+ * One decoded camera frame.
+ *
+ * @example
+ * ```ts
+ * const f: CapturedFrame = (await cap.next())!;
+ * const size = [f.height, f.width, 3]; // MSight ImageData `size`; `is_encoded` = f.format === "jpeg"
+ * ```
+ */
 export interface CapturedFrame {
   /** A complete JPEG image, or `height * width * 3` bytes of BGR pixels, row-major (OpenCV's layout). */
   data: Uint8Array;
@@ -66,10 +74,25 @@ export interface CapturedFrame {
   index: number;
 }
 
-/** Where the capture is. */
+/**
+ * Where the capture is.
+ *
+ * @example
+ * ```ts
+ * const ready = cap.state === "streaming";
+ * ```
+ */
 export type CaptureState = "idle" | "connecting" | "streaming" | "stalled" | "retrying" | "stopped";
 
-/** A state change or notable condition, each emitted once when it happens (never per frame). */
+/**
+ * A state change or notable condition, each emitted once when it happens (never per frame).
+ *
+ * @example
+ * ```ts
+ * const onEvent = (e: CaptureEvent) =>
+ *   e.type === "cuda-unavailable" || e.type === "stalled" ? log.warn(describeCaptureEvent(e)) : log.info(describeCaptureEvent(e));
+ * ```
+ */
 export type CaptureEvent =
   | { type: "connecting"; attempt: number; url: string; transport: RtspTransport; cuda: boolean }
   | { type: "streaming"; width: number; height: number; cuda: boolean }
@@ -78,7 +101,14 @@ export type CaptureEvent =
   | { type: "cuda-unavailable"; gpu: number; reason: string }
   | { type: "stopped" };
 
-/** Counters and gauges of the capture, for metrics and health checks. */
+/**
+ * Counters and gauges of the capture, for metrics and health checks.
+ *
+ * @example
+ * ```ts
+ * metrics.gauge("rtsp_reconnects", "ffmpeg restarts", () => cap.stats().reconnects);
+ * ```
+ */
 export interface CaptureStats {
   state: CaptureState;
   framesReceived: number;
@@ -99,7 +129,14 @@ export interface CaptureStats {
   ffmpegPid: number | undefined;
 }
 
-/** Settings of {@linkcode RtspCapture}. */
+/**
+ * Settings of {@linkcode RtspCapture}.
+ *
+ * @example
+ * ```ts
+ * const opts: CaptureOptions = { url: "rtsp://cam/live", transport: "udp", gpu: 0, jpegQuality: 50 };
+ * ```
+ */
 export interface CaptureOptions {
   /** `rtsp://` or `rtsps://` URL; credentials allowed (masked in events). */
   url: string;
