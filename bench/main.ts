@@ -11,9 +11,11 @@
 
 import { type BenchRow, formatTable, recordResults } from "./table.ts";
 import { sourceBench } from "./source.ts";
+import { aggregatorBench } from "./aggregator.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
+  aggregator: () => aggregatorBench(),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);

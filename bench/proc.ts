@@ -12,12 +12,15 @@
 
 const TICKS = 100; // USER_HZ on Linux
 
-/** utime + stime of one live process, in seconds (0 when it is gone). */
+/**
+ * CPU seconds of one live process: its own utime + stime plus cutime + cstime, the CPU of the children it has
+ * already reaped (an encoder subprocess that finished its segment), in seconds (0 when it is gone).
+ */
 export function cpuSeconds(pid: number): number {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / TICKS;
+    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS;
   } catch {
     return 0;
   }

@@ -14,7 +14,7 @@ import { startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { startRedis } from "../test/helpers/redis_server.ts";
 import { startNode } from "../test/helpers/process.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
-import { jpegQualityToQscale } from "../src/media/capture_ffmpeg.ts";
+import { buildFfmpegArgs } from "../src/media/capture_ffmpeg.ts";
 import { treeCpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 
@@ -58,31 +58,19 @@ export async function sourceBench(seconds = 20): Promise<BenchRow[]> {
     await node.exit;
     const nodeCpuPerFrame = (cpu1 - cpu0) / (f1 - f0);
 
-    // Bare ffmpeg: the same input options, decode and JPEG quality, to /dev/null.
+    // Bare ffmpeg: the node's own ffmpeg command line (same input options, decode flags and JPEG settings), less
+    // only the showinfo filter the node reads timestamps from, writing to /dev/null.
+    const args = buildFfmpegArgs({
+      url: cam.url,
+      transport: "tcp",
+      timeoutS: 5,
+      format: "jpeg",
+      jpegQuality: 50,
+    })
+      .map((a) => a.replace("showinfo=checksum=0,", ""))
+      .map((a) => (a === "pipe:1" ? "/dev/null" : a));
     const ff = new Deno.Command("ffmpeg", {
-      args: [
-        "-hide_banner",
-        "-nostdin",
-        "-rtsp_transport",
-        "tcp",
-        "-i",
-        cam.url,
-        "-map",
-        "0:v:0",
-        "-an",
-        "-c:v",
-        "mjpeg",
-        "-pix_fmt",
-        "yuvj420p",
-        "-q:v",
-        String(jpegQualityToQscale(50)),
-        "-f",
-        "image2pipe",
-        "-progress",
-        "pipe:2",
-        "-y",
-        "/dev/null",
-      ],
+      args: ["-progress", "pipe:2", "-y", ...args],
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -114,7 +102,7 @@ export async function sourceBench(seconds = 20): Promise<BenchRow[]> {
       },
       {
         bench: "source",
-        metric: "bare ffmpeg CPU ms/frame (same decode + JPEG)",
+        metric: "bare ffmpeg CPU ms/frame (the node's ffmpeg arguments, less showinfo)",
         value: bareCpuPerFrame * 1000,
         unit: "ms",
         note: `${ff1 - ff0} frames`,

@@ -19,6 +19,9 @@ export interface BenchRow {
   goal?: string;
   pass?: boolean;
   note?: string;
+  /** Fault-suite rows (`deno task bench faults`): what should happen, and what did. */
+  expected?: string;
+  observed?: string;
 }
 
 function fmt(v: number): string {
@@ -28,8 +31,24 @@ function fmt(v: number): string {
   return v.toFixed(3);
 }
 
-/** A Markdown table of the rows. */
+/** Table cells cannot hold `|` or line breaks. */
+function cell(text: string): string {
+  return text.replaceAll("|", "\\|").replace(/\s*\n\s*/g, " ");
+}
+
+/** Fault rows: `fault | expected | observed | pass`. */
+function formatFaultTable(rows: BenchRow[]): string {
+  const lines = ["| fault | expected | observed | pass |", "|---|---|---|---|"];
+  for (const r of rows) {
+    const pass = r.pass === undefined ? "" : r.pass ? "yes" : "**no**";
+    lines.push(`| ${cell(r.metric)} | ${cell(r.expected ?? "")} | ${cell(r.observed ?? "")} | ${pass} |`);
+  }
+  return lines.join("\n");
+}
+
+/** A Markdown table of the rows (the fault shape when every row has `observed`). */
 export function formatTable(rows: BenchRow[]): string {
+  if (rows.length > 0 && rows.every((r) => r.observed !== undefined)) return formatFaultTable(rows);
   const lines = ["| benchmark | figure | value | goal | met | note |", "|---|---|---|---|---|---|"];
   for (const r of rows) {
     const met = r.pass === undefined ? "" : r.pass ? "yes" : "**no**";

@@ -45,7 +45,7 @@ Deno.test("stream: a consumer that dies before acknowledging gets its entries ag
       log,
       blockMs: 200,
     });
-    const run2 = c2.run(async (b) => void seen2.push(b[1]), ctl2.signal);
+    const run2 = c2.run((b) => Promise.resolve(void seen2.push(b[1])), ctl2.signal);
     await producer.append(enc(10));
     await waitFor(() => seen2.length >= 7, 5000, "entries after restart");
     ctl2.abort();
@@ -64,7 +64,7 @@ Deno.test("stream: a consumer that dies before acknowledging gets its entries ag
       log,
       blockMs: 200,
     });
-    const run3 = c3.run(async (b) => void seen3.push(b[1]), ctl3.signal);
+    const run3 = c3.run((b) => Promise.resolve(void seen3.push(b[1])), ctl3.signal);
     await waitFor(() => seen3.length === 11, 5000, "second group");
     ctl3.abort();
     await run3;
@@ -93,7 +93,7 @@ Deno.test("stream: entries held by a crashed consumer of the group are claimed b
       claimIdleMs: 300,
       blockMs: 100,
     });
-    const run = b.run(async (x) => void seen.push(x[1]), ctl.signal);
+    const run = b.run((x) => Promise.resolve(void seen.push(x[1])), ctl.signal);
     await waitFor(() => seen.length === 3, 5000, "claimed entries");
     ctl.abort();
     await run;
@@ -116,7 +116,7 @@ Deno.test("stream: the consumer rides out a Redis restart and reads new entries 
     const errors: unknown[] = [];
     const ctl = new AbortController();
     const c = new StreamConsumer(r, "v", { group: "g", consumer: "g", log, blockMs: 200 });
-    const run = c.run(async (x) => void seen.push(x[1]), ctl.signal, (e) => errors.push(e), 200);
+    const run = c.run((x) => Promise.resolve(void seen.push(x[1])), ctl.signal, (e) => errors.push(e), 200);
     await producer.append(enc(1));
     await waitFor(() => seen.length === 1, 5000, "first entry");
     await redis.restart(500);
