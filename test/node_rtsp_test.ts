@@ -177,9 +177,14 @@ Deno.test("rtsp node: a stalled camera is detected and the node reconnects when 
     protocols: "tcp",
   });
   const sink = await collect(redis.port, "t");
+  const port = await freePort();
+  const readyz = () =>
+    fetch(`http://127.0.0.1:${port}/readyz`).then(async (r) => ({ status: r.status, text: await r.text() }));
   const node = startNode(
     "nodes/rtsp.ts",
     [
+      "--metrics-port",
+      String(port),
       "-n",
       "stall_node",
       "-pt",
@@ -200,8 +205,13 @@ Deno.test("rtsp node: a stalled camera is detected and the node reconnects when 
   );
   try {
     await waitFor(() => sink.frames.length >= 10, 30_000, "frames");
+    assert.equal((await readyz()).status, 200);
     cam.pause();
     await node.waitForLine(/WARNING :: stalled: no frame for \d/, 15_000);
+    // Not ready while no frames flow.
+    const r = await readyz();
+    assert.equal(r.status, 503);
+    assert.match(r.text, /not ready: (camera|no frame)/);
     cam.resume();
     const before = sink.frames.length;
     await waitFor(() => sink.frames.length > before + 10, 30_000, "frames after the stall");

@@ -184,3 +184,44 @@ Deno.test("runtime: bad flags exit 2 and unreachable Redis exits 1, each with on
   assert.equal(st.stderr.length, 1);
   assert.ok(!st.stderr[0].includes("pw123"));
 });
+
+Deno.test("runtime: a second SIGTERM during a graceful stop exits at once", async () => {
+  const redis = await startRedis();
+  const spool = await Deno.makeTempDir();
+  const deadS3 = await freePort(); // nothing listens: uploads can only wait
+  const node = startNode("nodes/pusher.ts", [
+    "-n",
+    "p2",
+    "-st",
+    "v",
+    "--bucket-name",
+    "b",
+    "--endpoint-url",
+    `http://127.0.0.1:${deadS3}`,
+    "--spool-dir",
+    spool,
+    "--transport",
+    "pubsub",
+    "--drain-timeout",
+    "60",
+  ], { ...redis.env, AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s", AWS_EC2_METADATA_DISABLED: "true" });
+  const r = new Redis({ host: "127.0.0.1", port: redis.port });
+  try {
+    await node.waitForLine(/reading v over plain pub\/sub/, 30_000);
+    const { makeSegment } = await import("./helpers/segments.ts");
+    await r.publish("v", Buffer.from(encodeMessage(await makeSegment("cam", 1769272125))));
+    await node.waitForLine(/queued .* for upload/);
+    node.kill("SIGTERM");
+    await node.waitForLine(/uploading the 1 segment\(s\) in the outbox for up to 60 s/);
+    const t0 = Date.now();
+    node.kill("SIGTERM");
+    assert.equal(await node.exit, 143);
+    assert.ok(Date.now() - t0 < 3000, "exited at once");
+    assert.ok(node.stderr.some((l) => /received SIGTERM again: exiting now/.test(l)));
+  } finally {
+    r.disconnect();
+    await node.stop();
+    await redis.stop();
+    await Deno.remove(spool, { recursive: true });
+  }
+});
