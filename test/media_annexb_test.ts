@@ -2,13 +2,17 @@ import assert from "node:assert/strict";
 import {
   AccessUnitSplitter,
   codecString,
+  decoderConfigurationRecord,
+  hevcSpsInfo,
+  mp4Sample,
   type NalCodec,
   NalSplitter,
   nalType,
   parameterSets,
+  splitNals,
   unescapeRbsp,
 } from "../src/media/annexb.ts";
-import { loadFrames, run } from "./media_test_helpers.ts";
+import { concatBytes, ffmpegRecordFields, loadFrames, parseRecord, run } from "./media_test_helpers.ts";
 
 const sc4 = [0, 0, 0, 1];
 const sc3 = [0, 0, 1];
@@ -160,4 +164,107 @@ Deno.test("annexb: parameter sets and codec strings", () => {
     0,
     1,
   ]);
+});
+
+Deno.test("annexb: an MP4 sample is length-prefixed, without AUDs and recorded parameter sets, with SEI", () => {
+  const [vps, sps, pps] = [[0x40, 0x01, 0x0c], [0x42, 0x01, 0x01], [0x44, 0x01, 0xc1]].map((n) =>
+    new Uint8Array(n)
+  );
+  const aud = new Uint8Array([0x46, 0x01, 0x10]); // type 35
+  const sei = new Uint8Array([0x4e, 0x01, 0x05, 0x80]); // type 39, prefix SEI
+  const idr = new Uint8Array([0x26, 0x01, 0xaf]);
+  const otherPps = new Uint8Array([0x44, 0x01, 0xc2]); // not the recorded one: must stay in-band to decode
+  const sample = mp4Sample("hevc", [aud, vps, sps, pps, otherPps, sei, idr], { vps, sps, pps });
+  assert.deepEqual(Array.from(sample), [
+    ...[0, 0, 0, 3, 0x44, 0x01, 0xc2],
+    ...[0, 0, 0, 4, 0x4e, 0x01, 0x05, 0x80],
+    ...[0, 0, 0, 3, 0x26, 0x01, 0xaf],
+  ]);
+  const avc = mp4Sample(
+    "avc",
+    splitNals(new Uint8Array([0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 2])),
+    {
+      sps: new Uint8Array([0x67, 1]),
+    },
+  );
+  assert.deepEqual(Array.from(avc), [0, 0, 0, 2, 0x65, 2]);
+});
+
+Deno.test("annexb: records need every parameter set", () => {
+  assert.throws(
+    () => decoderConfigurationRecord("hevc", { sps: new Uint8Array([0x42, 1]) }),
+    /VPS, an SPS and a PPS/,
+  );
+  assert.throws(
+    () => decoderConfigurationRecord("avc", { sps: new Uint8Array([0x67, 0x42, 0, 0x1e]) }),
+    /PPS/,
+  );
+});
+
+/** Encodes three fixture frames to a bare Annex B stream with the given ffmpeg encoder arguments. */
+async function encodeBare(codec: NalCodec, args: string[]): Promise<Uint8Array> {
+  const jpegs = concatBytes((await loadFrames(3)).map((f) => f.jpeg));
+  const enc = codec === "avc" ? ["-c:v", "libx264", "-f", "h264"] : ["-c:v", "libx265", "-f", "hevc"];
+  const input = ["-v", "error", "-f", "image2pipe", "-c:v", "mjpeg", "-i", "pipe:0", "-vf", "scale=320:240"];
+  return await run("ffmpeg", [...input, "-preset", "ultrafast", ...args, ...enc, "pipe:1"], jpegs);
+}
+
+// Profiles, tiers, constraint flags, chroma formats, bit depths and sub-layers that our SPS parsing must get right,
+// each checked against the record ffmpeg writes for the same stream.
+// The optional fields are asserted too, so each case provably exercises what its name says.
+const RECORD_CASES: [NalCodec, string, string[], Record<string, unknown>?][] = [
+  ["hevc", "Main", ["-pix_fmt", "yuv420p", "-x265-params", "log-level=error"]],
+  ["hevc", "Main 10", ["-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]],
+  ["hevc", "RExt 4:4:4 (constraint flags)", ["-pix_fmt", "yuv444p", "-x265-params", "log-level=error"], {
+    generalProfileIdc: 4,
+    chromaFormatIdc: 3,
+  }],
+  ["hevc", "RExt 4:2:2 10-bit", ["-pix_fmt", "yuv422p10le", "-x265-params", "log-level=error"]],
+  // B-frames in a temporal sub-layer: sps_max_sub_layers_minus1 = 1, so sub-layer profile_tier_level is skipped.
+  ["hevc", "two temporal layers", [
+    "-pix_fmt",
+    "yuv420p",
+    "-x265-params",
+    "log-level=error:bframes=3:temporal-layers=1",
+  ]],
+  [
+    "hevc",
+    "high tier",
+    ["-pix_fmt", "yuv420p", "-x265-params", "log-level=error:high-tier=1:level-idc=5.1"],
+    {
+      generalTierFlag: 1,
+      generalLevelIdc: 153,
+    },
+  ],
+  ["avc", "Constrained Baseline (no extension)", ["-pix_fmt", "yuv420p"]],
+  ["avc", "Main", ["-pix_fmt", "yuv420p", "-profile:v", "main"]],
+  ["avc", "High", ["-pix_fmt", "yuv420p", "-profile:v", "high"]],
+  ["avc", "High 10", ["-pix_fmt", "yuv420p10le"]],
+  ["avc", "High 4:2:2", ["-pix_fmt", "yuv422p"]],
+  ["avc", "High 4:4:4", ["-pix_fmt", "yuv444p"], { profile: 244 }],
+];
+
+for (const [codec, name, args, expected = {}] of RECORD_CASES) {
+  Deno.test(`annexb: ${codec} ${name}: our decoder configuration record equals ffmpeg's`, async () => {
+    const stream = await encodeBare(codec, args);
+    const split = new AccessUnitSplitter(codec);
+    const first = [...split.push(stream), ...split.end()][0];
+    const record = decoderConfigurationRecord(codec, parameterSets(codec, first.nals));
+    const fields = parseRecord(codec, record);
+    assert.deepEqual(fields, await ffmpegRecordFields(codec, stream));
+    for (const [key, value] of Object.entries(expected)) {
+      assert.equal(fields[key as keyof typeof fields], value, key);
+    }
+  });
+}
+
+Deno.test("annexb: hevcSpsInfo reads the fields of a real Main 10 SPS", async () => {
+  const stream = await encodeBare("hevc", ["-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]);
+  const info = hevcSpsInfo(parameterSets("hevc", splitNals(stream)).sps!);
+  assert.equal(info.profileIdc, 2);
+  assert.equal(info.chromaFormatIdc, 1);
+  assert.equal(info.bitDepthLumaMinus8, 2);
+  assert.equal(info.bitDepthChromaMinus8, 2);
+  assert.equal(info.maxSubLayersMinus1, 0);
+  assert.equal(info.temporalIdNesting, true);
 });

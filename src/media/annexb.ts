@@ -340,3 +340,285 @@ export function codecString(codec: NalCodec, sps: Uint8Array): string {
   const tail = constraints.map((c) => "." + c.toString(16).toUpperCase()).join("");
   return `hvc1.${space}${profile}.${(reversed >>> 0).toString(16).toUpperCase()}.${tier}${p[11]}${tail}`;
 }
+
+/**
+ * Splits one complete Annex B buffer (an access unit, say) into its NAL units, without start codes.
+ *
+ * @example
+ * ```ts
+ * import { splitNals } from "./annexb.ts";
+ * splitNals(new Uint8Array([0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68])); // => [Uint8Array [0x67, 1], Uint8Array [0x68]]
+ * ```
+ */
+export function splitNals(annexB: Uint8Array): Uint8Array[] {
+  const s = new NalSplitter();
+  return [...s.push(annexB), ...s.end()];
+}
+
+/** Reads an RBSP MSB first: fixed-width fields and Exp-Golomb codes (H.264/H.265 clause 7.2 and 9.2). */
+class BitReader {
+  readonly #bytes: Uint8Array;
+  #pos = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  /** An unsigned field of `n` ≤ 32 bits. */
+  bits(n: number): number {
+    let v = 0;
+    for (let i = 0; i < n; i++) v = v * 2 + this.#bit();
+    return v;
+  }
+
+  skip(n: number): void {
+    if (this.#pos + n > this.#bytes.byteLength * 8) throw new Error("parameter set ends early");
+    this.#pos += n;
+  }
+
+  /** ue(v). */
+  ue(): number {
+    let zeros = 0;
+    while (this.#bit() === 0) {
+      if (++zeros > 31) throw new Error("invalid Exp-Golomb code in a parameter set");
+    }
+    return 2 ** zeros - 1 + this.bits(zeros);
+  }
+
+  #bit(): number {
+    const byte = this.#bytes[this.#pos >> 3];
+    if (byte === undefined) throw new Error("parameter set ends early");
+    const bit = (byte >> (7 - (this.#pos & 7))) & 1;
+    this.#pos++;
+    return bit;
+  }
+}
+
+/**
+ * What an HEVC decoder configuration record takes from the SPS (H.265 7.3.2.2 and 7.3.3).
+ *
+ * @example
+ * ```ts
+ * import type { HevcSpsInfo } from "./annexb.ts";
+ * const isMain = (s: HevcSpsInfo) => s.profileIdc === 1 && s.bitDepthLumaMinus8 === 0;
+ * ```
+ */
+export interface HevcSpsInfo {
+  maxSubLayersMinus1: number;
+  temporalIdNesting: boolean;
+  /** The 12 bytes of general_profile_tier_level as coded: space/tier/idc, 32 compatibility flags, 48 constraint
+   * bits, level. */
+  generalProfileTierLevel: Uint8Array;
+  profileIdc: number;
+  chromaFormatIdc: number;
+  bitDepthLumaMinus8: number;
+  bitDepthChromaMinus8: number;
+}
+
+/**
+ * Parses the fields of an HEVC SPS (NAL unit with its 2-byte header) that the `hvcC` record repeats.
+ *
+ * @example
+ * ```ts
+ * import { hevcSpsInfo } from "./annexb.ts";
+ * const info = hevcSpsInfo(sps); // { profileIdc: 1, chromaFormatIdc: 1, bitDepthLumaMinus8: 0, ... }
+ * ```
+ */
+export function hevcSpsInfo(sps: Uint8Array): HevcSpsInfo {
+  const rbsp = unescapeRbsp(sps);
+  const r = new BitReader(rbsp.subarray(2));
+  r.skip(4); // sps_video_parameter_set_id
+  const maxSubLayersMinus1 = r.bits(3);
+  const temporalIdNesting = r.bits(1) === 1;
+  if (rbsp.byteLength < 15) throw new Error("HEVC SPS too short");
+  // The general profile_tier_level is byte aligned here (3 bytes in), so it is copied as coded.
+  const generalProfileTierLevel = rbsp.slice(3, 15);
+  r.skip(96);
+  skipSubLayerProfileTierLevels(r, maxSubLayersMinus1);
+  r.ue(); // sps_seq_parameter_set_id
+  const chromaFormatIdc = r.ue();
+  if (chromaFormatIdc === 3) r.skip(1); // separate_colour_plane_flag
+  r.ue(); // pic_width_in_luma_samples
+  r.ue(); // pic_height_in_luma_samples
+  if (r.bits(1) === 1) { for (let i = 0; i < 4; i++) r.ue(); // conformance window offsets
+   }
+  const bitDepthLumaMinus8 = r.ue();
+  const bitDepthChromaMinus8 = r.ue();
+  return {
+    maxSubLayersMinus1,
+    temporalIdNesting,
+    generalProfileTierLevel,
+    profileIdc: generalProfileTierLevel[0] & 0x1f,
+    chromaFormatIdc,
+    bitDepthLumaMinus8,
+    bitDepthChromaMinus8,
+  };
+}
+
+/** Skips the sub-layer part of profile_tier_level(1, maxSubLayersMinus1) (H.265 7.3.3). */
+function skipSubLayerProfileTierLevels(r: BitReader, maxSubLayersMinus1: number): void {
+  const present: [boolean, boolean][] = [];
+  for (let i = 0; i < maxSubLayersMinus1; i++) present.push([r.bits(1) === 1, r.bits(1) === 1]);
+  if (maxSubLayersMinus1 > 0) r.skip(2 * (8 - maxSubLayersMinus1)); // reserved_zero_2bits
+  for (const [profile, level] of present) {
+    if (profile) r.skip(88);
+    if (level) r.skip(8);
+  }
+}
+
+/** vps_max_sub_layers_minus1 of an HEVC VPS (H.265 7.3.2.1). */
+function vpsMaxSubLayersMinus1(vps: Uint8Array): number {
+  const r = new BitReader(unescapeRbsp(vps).subarray(2));
+  r.skip(4 + 1 + 1 + 6); // vps_video_parameter_set_id, base layer flags, vps_max_layers_minus1
+  return r.bits(3);
+}
+
+/**
+ * Builds the HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3, the payload of `hvcC`) from VPS/SPS/PPS, as
+ * ffmpeg writes it: profile/tier/level copied from the SPS, 4-byte NAL lengths, one array per parameter set type
+ * with array_completeness = 1 because the samples carry none (what `hvc1`, unlike `hev1`, promises).
+ *
+ * @example
+ * ```ts
+ * import { hevcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * const hvcC = hevcDecoderConfigurationRecord(parameterSets("hevc", firstKeyFrameNals));
+ * ```
+ */
+export function hevcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
+  if (!ps.vps || !ps.sps || !ps.pps) throw new Error("an hvcC record needs a VPS, an SPS and a PPS");
+  const sps = hevcSpsInfo(ps.sps);
+  const temporalLayers = Math.max(sps.maxSubLayersMinus1, vpsMaxSubLayersMinus1(ps.vps)) + 1;
+  const header = [
+    1, // configurationVersion
+    ...sps.generalProfileTierLevel,
+    // min_spatial_segmentation_idc = 0 (no indication, allowed for any stream; it sits deep in the VUI) and hence
+    // parallelismType = 0, as ffmpeg writes when the VUI gives none.
+    0xf0,
+    0x00,
+    0xfc,
+    0xfc | sps.chromaFormatIdc,
+    0xf8 | sps.bitDepthLumaMinus8,
+    0xf8 | sps.bitDepthChromaMinus8,
+    0x00, // avgFrameRate: 0 = unspecified (capture timing is irregular)
+    0x00,
+    // constantFrameRate 0, numTemporalLayers, temporalIdNested, lengthSizeMinusOne = 3.
+    (temporalLayers << 3) | (sps.temporalIdNesting ? 0x04 : 0) | 0x03,
+    3, // numOfArrays
+  ];
+  const arrays = ([[32, ps.vps], [33, ps.sps], [34, ps.pps]] as const).map(([type, nal]) =>
+    // array_completeness = 1, reserved 0, NAL_unit_type; numNalus = 1; nalUnitLength; the NAL unit.
+    concat([new Uint8Array([0x80 | type, 0, 1, nal.byteLength >> 8, nal.byteLength & 0xff]), nal])
+  );
+  return concat([new Uint8Array(header), ...arrays]);
+}
+
+/** H.264 profiles whose SPS carries chroma_format_idc and bit depths (H.264 7.3.2.1.1). */
+const AVC_CHROMA_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);
+/**
+ * Profiles without the avcC chroma/bit depth extension: Baseline, Main, Extended. ISO/IEC 14496-15 5.3.3.1.2 (since
+ * its 2014 edition) and ffmpeg write the extension for every other profile (the 2010 edition listed 100/110/122/144).
+ */
+const AVCC_PLAIN_PROFILES = new Set([66, 77, 88]);
+
+/**
+ * Builds the AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3, the payload of `avcC`) from SPS/PPS, with 4-byte
+ * NAL lengths and, for profiles above Main/Extended, the chroma format and bit depth extension.
+ *
+ * @example
+ * ```ts
+ * import { avcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * const avcC = avcDecoderConfigurationRecord(parameterSets("avc", firstKeyFrameNals));
+ * ```
+ */
+export function avcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
+  if (!ps.sps || !ps.pps) throw new Error("an avcC record needs an SPS and a PPS");
+  const rbsp = unescapeRbsp(ps.sps);
+  if (rbsp.byteLength < 4) throw new Error("H.264 SPS too short");
+  const profile = rbsp[1];
+  const parts = [
+    // configurationVersion, profile, compatibility (constraint flags), level, lengthSizeMinusOne = 3, one SPS.
+    new Uint8Array([
+      1,
+      profile,
+      rbsp[2],
+      rbsp[3],
+      0xff,
+      0xe1,
+      ps.sps.byteLength >> 8,
+      ps.sps.byteLength & 0xff,
+    ]),
+    ps.sps,
+    new Uint8Array([1, ps.pps.byteLength >> 8, ps.pps.byteLength & 0xff]),
+    ps.pps,
+  ];
+  if (!AVCC_PLAIN_PROFILES.has(profile)) {
+    const r = new BitReader(rbsp.subarray(4));
+    r.ue(); // seq_parameter_set_id
+    const chroma = AVC_CHROMA_PROFILES.has(profile) ? r.ue() : 1;
+    if (chroma === 3) r.skip(1); // separate_colour_plane_flag
+    const luma = r.ue();
+    const chromaDepth = r.ue();
+    parts.push(new Uint8Array([0xfc | chroma, 0xf8 | luma, 0xf8 | chromaDepth, 0])); // numOfSequenceParameterSetExt
+  }
+  return concat(parts);
+}
+
+/**
+ * The decoder configuration record (`avcC` or `hvcC` payload) for `codec`.
+ *
+ * @example
+ * ```ts
+ * import { decoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * const record = decoderConfigurationRecord("avc", parameterSets("avc", firstKeyFrameNals));
+ * ```
+ */
+export function decoderConfigurationRecord(codec: NalCodec, ps: ParameterSets): Uint8Array {
+  return codec === "avc" ? avcDecoderConfigurationRecord(ps) : hevcDecoderConfigurationRecord(ps);
+}
+
+/**
+ * Converts an access unit's NAL units to an MP4 sample: each NAL preceded by its 4-byte length, without access unit
+ * delimiters (the sample is the access unit) and without the parameter sets that the configuration record `inRecord`
+ * already holds. Parameter sets that differ from the record's stay in-band: dropping them would break decoding, and a
+ * segment's encoder never changes them.
+ *
+ * @example
+ * ```ts
+ * import { mp4Sample, parameterSets, splitNals } from "./annexb.ts";
+ * const nals = splitNals(accessUnit);
+ * const sample = mp4Sample("hevc", nals, parameterSets("hevc", nals)); // slices and SEI only
+ * ```
+ */
+export function mp4Sample(codec: NalCodec, nals: Uint8Array[], inRecord: ParameterSets): Uint8Array {
+  const recorded = [inRecord.vps, inRecord.sps, inRecord.pps].filter((p): p is Uint8Array => p !== undefined);
+  const kept = nals.filter((nal) => {
+    const t = nalType(codec, nal);
+    if (t === (codec === "avc" ? 9 : 35)) return false; // AUD
+    return !recorded.some((p) => sameBytes(p, nal));
+  });
+  const out = new Uint8Array(kept.reduce((n, nal) => n + 4 + nal.byteLength, 0));
+  const view = new DataView(out.buffer);
+  let off = 0;
+  for (const nal of kept) {
+    view.setUint32(off, nal.byteLength);
+    out.set(nal, off + 4);
+    off += 4 + nal.byteLength;
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}

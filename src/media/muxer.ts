@@ -5,8 +5,14 @@
  * What the file gets: one video track, H.264 tagged `avc1` or HEVC tagged `hvc1` (Apple players refuse `hev1`);
  * samples timed by the chunks' timestamps, i.e. by capture time, so irregular intervals survive (each sample lasts
  * until the next one; the last lasts 1/fps); the first sample at time 0; the `moov` box before `mdat` (fast start),
- * so players start without reading the whole file. Chunks are Annex B; Mediabunny derives avcC/hvcC from the first
- * key frame's parameter sets and converts samples to length-prefixed NAL units.
+ * so players start without reading the whole file. Chunks are Annex B; this module builds avcC/hvcC from the first
+ * key frame's parameter sets (annexb.ts) and hands Mediabunny length-prefixed samples without parameter sets or AUDs,
+ * as ffmpeg writes a file whose encoder has global headers. Left to itself, Mediabunny would keep the parameter sets
+ * in-band as well, which `hvc1` forbids (the sample entry alone carries them, array_completeness = 1) and Apple
+ * players dislike. For `avc1` in-band copies are allowed, but we drop them too: the avcC is the one source of truth,
+ * one rule serves both codecs, the samples are smaller, and it is what ffmpeg's own H.264 MP4s look like. Only copies
+ * identical to the record's are dropped: a stream that did change its parameter sets mid-segment would still decode
+ * (though no longer be strict `hvc1`); our encoders restart at every segment and never do.
  *
  * The sample timescale is Mediabunny's default 57600 Hz (no track frame rate is given, which would snap timestamps to
  * a 1/fps grid), so a capture time is kept within 9 µs.
@@ -22,6 +28,13 @@
  */
 
 import { BufferTarget, EncodedPacket, EncodedVideoPacketSource, Mp4OutputFormat, Output } from "mediabunny";
+import {
+  decoderConfigurationRecord,
+  mp4Sample,
+  type ParameterSets,
+  parameterSets,
+  splitNals,
+} from "./annexb.ts";
 import type { ChunkMetadata, DecoderConfig, EncodedChunk } from "./encoder.ts";
 
 type PacketMetadata = Parameters<EncodedVideoPacketSource["add"]>[1];
@@ -65,6 +78,9 @@ export class Mp4SegmentMuxer {
   #lastTimestampUs = -Infinity;
   #count = 0;
   #decoderConfig: DecoderConfig | undefined;
+  /** The first key frame's parameter sets, which the avcC/hvcC record holds and the samples therefore leave out. */
+  #parameterSets: ParameterSets = {};
+  #record: Uint8Array | undefined;
 
   constructor(options: MuxerOptions) {
     if (!(options.fps > 0)) throw new RangeError(`fps ${options.fps} is invalid: expected > 0`);
@@ -96,6 +112,9 @@ export class Mp4SegmentMuxer {
       const config = metadata?.decoderConfig;
       if (!config) throw new Error("the first chunk must carry metadata.decoderConfig");
       this.#decoderConfig = config;
+      this.#parameterSets = parameterSets(this.options.codec, splitNals(chunk.data));
+      // Throws (synchronously, before anything is queued) when the key frame lacks its parameter sets.
+      this.#record = decoderConfigurationRecord(this.options.codec, this.#parameterSets);
       this.#firstTimestampUs = chunk.timestamp;
       this.#queue = this.#output.start();
     }
@@ -107,7 +126,8 @@ export class Mp4SegmentMuxer {
     // Rebased to the first sample, so absolute epoch timestamps need no edit list and keep full precision.
     const seconds = (chunk.timestamp - this.#firstTimestampUs!) / 1e6;
     // Mediabunny takes every sample's duration from the next timestamp; only the last one's own duration is used.
-    const packet = new EncodedPacket(chunk.data, chunk.type, seconds, 1 / this.options.fps);
+    const sample = mp4Sample(this.options.codec, splitNals(chunk.data), this.#parameterSets);
+    const packet = new EncodedPacket(sample, chunk.type, seconds, 1 / this.options.fps);
     const meta = first ? { decoderConfig: this.#mediabunnyConfig(this.#decoderConfig!) } : undefined;
     const added = this.#queue!.then(() => this.#source.add(packet, meta));
     // The queue swallows nothing: a failed add makes finalize() fail too.
@@ -138,8 +158,9 @@ export class Mp4SegmentMuxer {
       codec: config.codec,
       codedWidth: config.codedWidth || this.options.width,
       codedHeight: config.codedHeight || this.options.height,
-      // Absent for Annex B chunks: Mediabunny then builds avcC/hvcC from the key frame's parameter sets.
-      ...(config.description ? { description: config.description } : {}),
+      // Our record, never config.description: chunks are Annex B (the encoder contract), and a description given with
+      // them would describe some other packaging. With a description, Mediabunny stores the samples as given.
+      description: this.#record!,
     };
   }
 }
