@@ -127,6 +127,7 @@ async function main(): Promise<number> {
   sup.add({
     name: "redis",
     role: "service",
+    detached: true,
     cmd: "redis-server",
     args: [
       "--port",
@@ -151,6 +152,7 @@ async function main(): Promise<number> {
   sup.add({
     name: "camera",
     role: "service",
+    detached: true,
     cmd: "/usr/bin/python3",
     args: [
       `${root}src/media/rtsp_demo_server.py`,
@@ -166,6 +168,8 @@ async function main(): Promise<number> {
       name,
       cmd: deno,
       cwd: root,
+      // Own sessions: Ctrl-C reaches only the demo, which then stops everything in order.
+      detached: true,
       env,
       args: [
         "run",

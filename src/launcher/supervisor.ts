@@ -30,6 +30,12 @@ export interface ProcessSpec {
   echo?: boolean;
   /** `service` (Redis, a camera) stops after every `node` (default `node`). */
   role?: "service" | "node";
+  /**
+   * Run it in its own session (default false). A terminal's Ctrl-C goes to the whole foreground process group: a
+   * child in that group would get SIGINT together with the supervisor and stop out of order (a sink before its
+   * upstream flushed, Redis before the nodes); detached, it stops only when the supervisor stops it.
+   */
+  detached?: boolean;
 }
 
 /** Options of a {@linkcode Supervisor}. */
@@ -38,6 +44,8 @@ export interface SupervisorOptions {
   log: (line: string) => void;
   /** First restart delay and its cap, seconds (1, 30). */
   backoffS?: [number, number];
+  /** Width of the name column (12); longer names are cut, so give the longest name's length. */
+  prefixWidth?: number;
 }
 
 interface Running {
@@ -70,9 +78,11 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, emit: (line: string
 export class Supervisor {
   #procs: Running[] = [];
   #stopping = false;
-  readonly #width = 12;
+  readonly #width: number;
 
-  constructor(readonly opts: SupervisorOptions) {}
+  constructor(readonly opts: SupervisorOptions) {
+    this.#width = opts.prefixWidth ?? 12;
+  }
 
   /** Starts a process and keeps it running until {@linkcode Supervisor.stop}. */
   add(spec: ProcessSpec): void {
@@ -98,6 +108,7 @@ export class Supervisor {
         args: spec.args,
         env: spec.env,
         cwd: spec.cwd,
+        detached: spec.detached ?? false,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

@@ -1,0 +1,94 @@
+/**
+ * The node types a pipeline file can run, each with its own flag specs (the same objects the node parses its
+ * command line with, so a pipeline file and a command line accept exactly the same flags and values), its stage in
+ * the pipeline (sources start first and stop first, sinks last), and the cross-flag checks the node itself makes at
+ * start, so a bad combination is reported before anything runs.
+ *
+ * @example
+ * ```ts
+ * import { NODE_KINDS } from "./node_kinds.ts";
+ * const { specs, stage } = NODE_KINDS.aggregator; // COMMON_FLAGS + AGGREGATOR_FLAGS, stage 1
+ * NODE_KINDS.aggregator.check({ bufferSize: 10, overlapSize: 10 }); // { flag: "overlapSize", message: "..." }
+ * ```
+ * @module
+ */
+
+import { AGGREGATOR_FLAGS } from "../../nodes/aggregator.ts";
+import { DUMPER_FLAGS } from "../../nodes/dumper.ts";
+import { PUSHER_FLAGS } from "../../nodes/pusher.ts";
+import { RTSP_FLAGS } from "../../nodes/rtsp.ts";
+import { validateRtspUrl } from "../media/capture_ffmpeg.ts";
+import { COMMON_FLAGS } from "../runtime/common_flags.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import type { FlagSpecs } from "../runtime/flags.ts";
+import { normalizePrefix } from "../sinks/naming.ts";
+
+/** The node types of a pipeline file (the tools `status` and `echo` are not pipeline stages). */
+export const PIPELINE_NODE_TYPES = ["rtsp", "aggregator", "dumper", "pusher"] as const;
+/** One of {@linkcode PIPELINE_NODE_TYPES}. */
+export type PipelineNodeType = typeof PIPELINE_NODE_TYPES[number];
+
+/** A node's flag values after coercion, keyed like its specs (`bufferSize`). */
+export type FlagRecord = Record<string, string | number | boolean>;
+
+/** A failed cross-flag check: the spec key of the flag to blame, and why. */
+export interface FlagProblem {
+  flag: string;
+  message: string;
+}
+
+/** What the launcher knows about one node type. */
+export interface NodeKind {
+  /** COMMON_FLAGS and the node's own flags. */
+  specs: FlagSpecs;
+  /** 0 sources, 1 processors, 2 sinks: the start order, and the stop order (so flushed data flows downstream). */
+  stage: number;
+  /** The node's own start-up checks across flags (values include defaults). */
+  check(values: FlagRecord): FlagProblem | undefined;
+}
+
+/** Runs a check that throws, as a {@linkcode FlagProblem} on `flag`. */
+function blame(flag: string, fn: () => unknown): FlagProblem | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return { flag, message: errorMessage(err) };
+  }
+}
+
+/** The four node types. The checks mirror each node's `validate` (nodes/*.ts), which runs again at its start. */
+export const NODE_KINDS: Readonly<Record<PipelineNodeType, NodeKind>> = {
+  rtsp: {
+    specs: { ...COMMON_FLAGS, ...RTSP_FLAGS },
+    stage: 0,
+    check: (v) =>
+      typeof v.url === "string" ? blame("url", () => validateRtspUrl(v.url as string)) : undefined,
+  },
+  aggregator: {
+    specs: { ...COMMON_FLAGS, ...AGGREGATOR_FLAGS },
+    stage: 1,
+    check: (v) =>
+      typeof v.overlapSize === "number" && typeof v.bufferSize === "number" && v.overlapSize >= v.bufferSize
+        ? {
+          flag: "overlapSize",
+          message:
+            `--overlap-size ${v.overlapSize} is invalid: expected fewer than --buffer-size ${v.bufferSize} ` +
+            "frames, so each segment adds new frames",
+        }
+        : undefined,
+  },
+  dumper: { specs: { ...COMMON_FLAGS, ...DUMPER_FLAGS }, stage: 2, check: () => undefined },
+  pusher: {
+    specs: { ...COMMON_FLAGS, ...PUSHER_FLAGS },
+    stage: 2,
+    check: (v) =>
+      blame("prefix", () => {
+        try {
+          normalizePrefix(String(v.prefix ?? ""));
+        } catch (err) {
+          throw new Error(`--prefix ${JSON.stringify(v.prefix)} is invalid: ${errorMessage(err)}`);
+        }
+      }),
+  },
+};

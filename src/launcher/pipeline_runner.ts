@@ -1,0 +1,230 @@
+/**
+ * Runs a checked {@linkcode Pipeline}: a private Redis first when the file asks for one, then each node as its own
+ * `deno run` process with only its own permissions (`permissions.ts`; the dumper may write only its `--save-dir`,
+ * the pusher only its `--spool-dir`), under one {@linkcode Supervisor} that prefixes their lines with the node's
+ * name and restarts a node that exits with backoff. Every child runs in its own session, so a terminal's Ctrl-C
+ * reaches only the launcher, which then stops the nodes in pipeline order (sources first: the aggregator flushes
+ * its partial segment while the sinks still run to save it), each within its `--shutdown-grace`, and Redis last.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline } from "./pipeline_config.ts";
+ * import { PipelineRunner } from "./pipeline_runner.ts";
+ * const runner = await PipelineRunner.start(await loadPipeline("pipeline.yaml"), { log: console.log });
+ * await runner.stop();
+ * ```
+ * @module
+ */
+
+import { FatalError } from "../runtime/errors.ts";
+import { maskUrlCredentials } from "../runtime/log.ts";
+import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
+import { nodeScript, permissionFlags } from "./permissions.ts";
+import { type ProcessSpec, Supervisor } from "./supervisor.ts";
+
+/** Options of {@linkcode PipelineRunner.start}. */
+export interface RunnerOptions {
+  /** Receives every line: the nodes' (prefixed with their name) and the launcher's own (prefixed `up`). */
+  log: (line: string) => void;
+  /** First restart delay and its cap, seconds (the Supervisor's default 1, 30). */
+  backoffS?: [number, number];
+  /** Directory the nodes run in, so relative paths in flags are relative to it (default: the current one). */
+  cwd?: string;
+}
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+/** Seconds a private Redis gets to answer PING after it was started. */
+const REDIS_START_TIMEOUT_S = 10;
+
+/** A port that was free on 127.0.0.1 a moment ago. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function redisAnswers(port: number): Promise<boolean> {
+  try {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await c.write(new TextEncoder().encode("PING\r\n"));
+      const buf = new Uint8Array(16);
+      const n = await c.read(buf);
+      return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+    } finally {
+      c.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+async function requireRedisServer(): Promise<void> {
+  try {
+    const r = await new Deno.Command("redis-server", { args: ["--version"], stdout: "null", stderr: "null" })
+      .output();
+    if (r.success) return;
+  } catch {
+    // Not installed: reported below.
+  }
+  throw new FatalError(
+    "redis: start: true needs redis-server: install it with ./edge setup (apt-get install redis-server)",
+  );
+}
+
+/**
+ * The process of one node: `deno run <its permissions> nodes/<type>.ts <its flags>`, in its own session.
+ *
+ * @example
+ * ```ts
+ * const spec = nodeProcess(pipeline.nodes[0], { REDIS_URL: "redis://127.0.0.1:6379/0" }, Deno.cwd());
+ * ```
+ */
+export function nodeProcess(
+  node: PipelineNode,
+  env: Record<string, string>,
+  cwd: string,
+): ProcessSpec {
+  const f = node.effective;
+  const perms = permissionFlags(node.type, {
+    saveDir: typeof f.saveDir === "string" ? f.saveDir : undefined,
+    spoolDir: typeof f.spoolDir === "string" ? f.spoolDir : undefined,
+  });
+  return {
+    name: node.name,
+    cmd: Deno.execPath(),
+    args: ["run", "--quiet", "--no-prompt", ...perms, `${ROOT}${nodeScript(node.type)}`, ...node.argv],
+    env: { ...env, ...node.env }, // the node's own env: wins, as the most specific
+    cwd,
+    restart: node.restart,
+    role: "node",
+    detached: true,
+  };
+}
+
+/**
+ * The width of the name column for a pipeline's lines: its longest node name (at least 12), so no name is cut.
+ *
+ * @example
+ * ```ts
+ * const say = (l: string) => console.log(`${"up".padEnd(prefixWidth(pipeline))} | ${l}`);
+ * ```
+ */
+export function prefixWidth(pipeline: Pipeline): number {
+  return Math.max(12, ...pipeline.nodes.map((n) => n.name.length));
+}
+
+/** A running pipeline; see the module doc. */
+export class PipelineRunner {
+  readonly #sup: Supervisor;
+  readonly #pipeline: Pipeline;
+  readonly #say: (line: string) => void;
+  #stopped?: Promise<void>;
+
+  private constructor(pipeline: Pipeline, opts: RunnerOptions) {
+    this.#pipeline = pipeline;
+    // Names are never cut: `camera_north_1` and `camera_north_2` must stay apart.
+    const width = prefixWidth(pipeline);
+    this.#sup = new Supervisor({ log: opts.log, backoffS: opts.backoffS, prefixWidth: width });
+    this.#say = (line) => opts.log(`${"up".padEnd(width)} | ${line}`);
+  }
+
+  /**
+   * Starts the pipeline and resolves once every process has been started; throws {@linkcode FatalError} (after
+   * stopping what it started) when the private Redis cannot start.
+   *
+   * @example
+   * ```ts
+   * const runner = await PipelineRunner.start(pipeline, { log: (l) => console.log(l), backoffS: [0.5, 10] });
+   * ```
+   */
+  static async start(pipeline: Pipeline, opts: RunnerOptions): Promise<PipelineRunner> {
+    const runner = new PipelineRunner(pipeline, opts);
+    await runner.#start(opts.cwd ?? Deno.cwd());
+    return runner;
+  }
+
+  async #start(cwd: string): Promise<void> {
+    const p = this.#pipeline;
+    const env: Record<string, string> = {};
+    if (p.device) env.MSIGHT_EDGE_DEVICE_NAME = p.device;
+    if (p.redis?.mode === "url") {
+      env.REDIS_URL = p.redis.url;
+      this.#say(`Redis: ${maskUrlCredentials(p.redis.url)}`);
+    } else if (p.redis?.mode === "start") {
+      env.REDIS_URL = `redis://127.0.0.1:${await this.#startRedis(p.redis.port)}/0`;
+    }
+    for (const node of p.nodes) {
+      this.#sup.add(nodeProcess(node, env, cwd));
+    }
+    this.#say(
+      `started ${p.nodes.length} node(s) from ${p.label}: ${
+        p.nodes.map((n) => `${n.name} (${n.type})`).join(", ")
+      }`,
+    );
+  }
+
+  async #startRedis(wanted: number | undefined): Promise<number> {
+    await requireRedisServer();
+    const port = wanted ?? freePort();
+    this.#say(`starting a private Redis on 127.0.0.1:${port}`);
+    this.#sup.add({
+      name: "redis",
+      role: "service",
+      cmd: "redis-server",
+      // Loopback only, nothing written to disk: it lives and dies with the pipeline.
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
+      ],
+      detached: true,
+    });
+    const deadline = Date.now() + REDIS_START_TIMEOUT_S * 1000;
+    while (!(await redisAnswers(port))) {
+      if (Date.now() > deadline) {
+        await this.#sup.stop(2);
+        throw new FatalError(
+          `the private Redis did not answer on 127.0.0.1:${port} within ${REDIS_START_TIMEOUT_S} s` +
+            (wanted ? " (is the port taken?)" : ""),
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return port;
+  }
+
+  /** Names of the processes running now (nodes and Redis). */
+  get running(): string[] {
+    return this.#sup.running;
+  }
+
+  /**
+   * Stops the nodes one by one in pipeline order, each within its grace, then the private Redis; idempotent.
+   *
+   * @example
+   * ```ts
+   * await runner.stop("SIGTERM");
+   * ```
+   */
+  stop(reason = "asked to"): Promise<void> {
+    this.#stopped ??= (async () => {
+      const names = this.#pipeline.nodes.map((n) => n.name);
+      this.#say(
+        `stopping (${reason}) in pipeline order: ${names.join(", ")}; a second signal kills them at once`,
+      );
+      for (const node of this.#pipeline.nodes) await this.#sup.stopOne(node.name, node.graceS);
+      await this.#sup.stop(5); // what is left: the private Redis
+      this.#say("stopped");
+    })();
+    return this.#stopped;
+  }
+}
