@@ -4,7 +4,8 @@
 #   - the npm packages of deno.json, into node_modules/ (from deno.lock);
 #   - system packages: ffmpeg and redis-server always; the GStreamer RTSP server for the demo camera and tests;
 #     Ceph's radosgw (a real S3) for the tests.
-# Usage: scripts/setup.sh [run|demo|test]   (what is installed depends on the purpose; default: run)
+# Usage: scripts/setup.sh [run|demo|test|build]   (what is installed depends on the purpose; default: run;
+#        build: Deno and the npm packages only, for `deno task compile` in the Dockerfiles' build stage)
 # Each missing thing is installed once; a machine that already has it is left alone. Where installing is not
 # possible (not root and no password-less sudo, no apt), it prints one line saying what to install and exits 1.
 set -euo pipefail
@@ -33,31 +34,25 @@ if [ ! -d node_modules/.deno ] || [ deno.lock -nt node_modules/.deno ]; then
   touch node_modules/.deno
 fi
 
+[ "$purpose" != build ] || exit 0
+
 # --- system packages ---------------------------------------------------------------------------------------------
+# By profile, through scripts/image-install.sh: the same steps build the Docker images, so CI runs them too.
 need=()
-command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
-command -v redis-server >/dev/null || need+=(redis-server)
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(runtime)
+command -v redis-server >/dev/null || need+=(redis)
 if [ "$purpose" = demo ] || [ "$purpose" = test ]; then
   if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null ||
     [ ! -d /usr/share/doc/gstreamer1.0-plugins-ugly ]; then
-    need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-      gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad)
+    need+=(camera)
   fi
 fi
 if [ "$purpose" = test ]; then
   for b in radosgw radosgw-admin ceph-mon ceph-osd ceph; do
-    command -v "$b" >/dev/null || { need+=(radosgw ceph-mon ceph-osd ceph-mgr ceph-common); break; }
+    command -v "$b" >/dev/null || { need+=(s3); break; }
   done
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
-    die "missing system packages and no root to install them: run as root: apt-get install -y ${need[*]}"
-  fi
-  command -v apt-get >/dev/null || die "missing system packages and no apt-get: install ${need[*]} with your package manager"
-  say "installing system packages: ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -q >&2 || die "apt-get update failed: check access to the Debian mirrors"
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${need[@]}" >&2 ||
-    die "apt-get install ${need[*]} failed"
+  scripts/image-install.sh "${need[@]}" || die "could not install the system packages of: ${need[*]} (see above)"
 fi

@@ -189,6 +189,15 @@ export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
   try {
     out = await new Deno.Command(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null" }).output();
   } catch (err) {
+    if (err instanceof Deno.errors.NotCapable) {
+      // Deno's sandbox, not the file system, refused: installing ffmpeg would not help.
+      throw new FatalError(
+        `${
+          JSON.stringify(ffmpegPath)
+        } is not allowed to run: this node's Deno run permission covers only ffmpeg`,
+        2,
+      );
+    }
     const why = err instanceof Deno.errors.NotFound
       ? "not found"
       : err instanceof Deno.errors.PermissionDenied

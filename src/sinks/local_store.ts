@@ -138,7 +138,13 @@ export class LocalStore {
       await writeFileAtomic(probe, "");
       await Deno.remove(probe);
     } catch (err) {
-      throw new FatalError(`save directory ${dir} is not writable: ${errorMessage(err)}`);
+      // A sandbox refusal (NotCapable) gets its own line: Deno's "run again with --allow-write" hint misleads
+      // under bin/msight-launch or a compiled binary, where the grant follows --save-dir or the build.
+      throw new FatalError(
+        err instanceof Deno.errors.NotCapable
+          ? `save directory ${dir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --save-dir; a compiled dumper only the directory it was compiled with)`
+          : `save directory ${dir} is not writable: ${errorMessage(err)}`,
+      );
     }
     await cleanupTempFiles(dir, opts.log);
     await store.rescan();

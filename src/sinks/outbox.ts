@@ -178,7 +178,12 @@ export class Outbox {
       await writeFileAtomic(probe, "");
       await Deno.remove(probe);
     } catch (err) {
-      throw new FatalError(`spool directory ${ob.spoolDir} is not writable: ${errorMessage(err)}`);
+      // As in the dumper: a sandbox refusal says which grant is missing, not Deno's generic hint.
+      throw new FatalError(
+        err instanceof Deno.errors.NotCapable
+          ? `spool directory ${ob.spoolDir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with)`
+          : `spool directory ${ob.spoolDir} is not writable: ${errorMessage(err)}`,
+      );
     }
     await cleanupTempFiles(ob.spoolDir, opts.log);
     await ob.#scan();

@@ -54,12 +54,17 @@ export function startNode(
   return startProcess(DENO, ["run", ...permissions, script, ...args], env);
 }
 
-/** Starts any command with the same line capture. */
-export function startProcess(cmd: string, args: string[], env: Record<string, string>): NodeProcess {
+/** Starts any command with the same line capture, in the project root unless `cwd` is given. */
+export function startProcess(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  cwd: string = ROOT,
+): NodeProcess {
   const child = new Deno.Command(cmd, {
     args,
     env,
-    cwd: ROOT,
+    cwd,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
