@@ -77,6 +77,15 @@ export const PUSHER_FLAGS = {
   ...TRANSPORT_FLAG,
 } as const;
 
+/** Cross-flag checks of the pusher (the launcher runs them too, before anything starts). */
+export function checkPusherFlags(f: { prefix: string }): void {
+  try {
+    normalizePrefix(f.prefix);
+  } catch (err) {
+    throw new UsageError(`--prefix ${JSON.stringify(f.prefix)} is invalid: ${errorMessage(err)}`);
+  }
+}
+
 if (import.meta.main) {
   await runNode({
     command: "pusher",
@@ -85,13 +94,7 @@ if (import.meta.main) {
       "Upload each video segment of a topic to S3 (.mp4 + .json), through a durable outbox on disk.",
     flags: PUSHER_FLAGS,
     subscribeDataType: VIDEO_DATA_TYPE,
-    validate: (f) => {
-      try {
-        normalizePrefix(f.prefix);
-      } catch (err) {
-        throw new UsageError(`--prefix ${JSON.stringify(f.prefix)} is invalid: ${errorMessage(err)}`);
-      }
-    },
+    validate: checkPusherFlags,
     async run(ctx) {
       const f = ctx.flags;
       if (f.wait > 0) {

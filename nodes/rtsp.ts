@@ -100,6 +100,11 @@ export const RTSP_FLAGS = {
   ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary" },
 } as const;
 
+/** Checks of the RTSP node's flags beyond their types (the launcher runs them too, before anything starts). */
+export function checkRtspFlags(f: { url: string }): void {
+  validateRtspUrl(f.url);
+}
+
 if (import.meta.main) {
   await runNode({
     command: "rtsp",
@@ -107,7 +112,7 @@ if (import.meta.main) {
     description: "Pull an RTSP camera stream with ffmpeg and publish its frames as MSight ImageData.",
     flags: RTSP_FLAGS,
     publishDataType: IMAGE_DATA_TYPE,
-    validate: (f) => void validateRtspUrl(f.url),
+    validate: checkRtspFlags,
     async run(ctx) {
       const f = ctx.flags;
       const m = ctx.metrics;

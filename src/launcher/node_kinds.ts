@@ -13,15 +13,13 @@
  * @module
  */
 
-import { AGGREGATOR_FLAGS } from "../../nodes/aggregator.ts";
+import { AGGREGATOR_FLAGS, checkAggregatorFlags } from "../../nodes/aggregator.ts";
 import { DUMPER_FLAGS } from "../../nodes/dumper.ts";
-import { PUSHER_FLAGS } from "../../nodes/pusher.ts";
-import { RTSP_FLAGS } from "../../nodes/rtsp.ts";
-import { validateRtspUrl } from "../media/capture_ffmpeg.ts";
+import { checkPusherFlags, PUSHER_FLAGS } from "../../nodes/pusher.ts";
+import { checkRtspFlags, RTSP_FLAGS } from "../../nodes/rtsp.ts";
 import { COMMON_FLAGS } from "../runtime/common_flags.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { FlagSpecs } from "../runtime/flags.ts";
-import { normalizePrefix } from "../sinks/naming.ts";
 
 /** The node types of a pipeline file (the tools `status` and `echo` are not pipeline stages). */
 export const PIPELINE_NODE_TYPES = ["rtsp", "aggregator", "dumper", "pusher"] as const;
@@ -57,38 +55,33 @@ function blame(flag: string, fn: () => unknown): FlagProblem | undefined {
   }
 }
 
-/** The four node types. The checks mirror each node's `validate` (nodes/*.ts), which runs again at its start. */
+/** The four node types; the checks are each node's own (exported beside its flags). */
 export const NODE_KINDS: Readonly<Record<PipelineNodeType, NodeKind>> = {
   rtsp: {
     specs: { ...COMMON_FLAGS, ...RTSP_FLAGS },
     stage: 0,
     check: (v) =>
-      typeof v.url === "string" ? blame("url", () => validateRtspUrl(v.url as string)) : undefined,
+      typeof v.url === "string" ? blame("url", () => checkRtspFlags({ url: v.url as string })) : undefined,
   },
   aggregator: {
     specs: { ...COMMON_FLAGS, ...AGGREGATOR_FLAGS },
     stage: 1,
     check: (v) =>
-      typeof v.overlapSize === "number" && typeof v.bufferSize === "number" && v.overlapSize >= v.bufferSize
-        ? {
-          flag: "overlapSize",
-          message:
-            `--overlap-size ${v.overlapSize} is invalid: expected fewer than --buffer-size ${v.bufferSize} ` +
-            "frames, so each segment adds new frames",
-        }
+      typeof v.overlapSize === "number" && typeof v.bufferSize === "number"
+        ? blame(
+          "overlapSize",
+          () =>
+            checkAggregatorFlags({
+              bufferSize: v.bufferSize as number,
+              overlapSize: v.overlapSize as number,
+            }),
+        )
         : undefined,
   },
   dumper: { specs: { ...COMMON_FLAGS, ...DUMPER_FLAGS }, stage: 2, check: () => undefined },
   pusher: {
     specs: { ...COMMON_FLAGS, ...PUSHER_FLAGS },
     stage: 2,
-    check: (v) =>
-      blame("prefix", () => {
-        try {
-          normalizePrefix(String(v.prefix ?? ""));
-        } catch (err) {
-          throw new Error(`--prefix ${JSON.stringify(v.prefix)} is invalid: ${errorMessage(err)}`);
-        }
-      }),
+    check: (v) => blame("prefix", () => checkPusherFlags({ prefix: String(v.prefix ?? "") })),
   },
 };
