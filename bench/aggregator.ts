@@ -193,7 +193,10 @@ async function rssRatio(jpegs: Uint8Array[]): Promise<BenchRow[]> {
       const t0 = 1769300000;
       // VmHWM is the kernel's own high-water mark; sampled until the node exits (it exits after its last flush).
       let peakSeen = 0;
-      const sampler = setInterval(() => (peakSeen = Math.max(peakSeen, peakRssBytes(run.node.child.pid))), 200);
+      const sampler = setInterval(
+        () => (peakSeen = Math.max(peakSeen, peakRssBytes(run.node.child.pid))),
+        200,
+      );
       await paced(
         1000,
         25,

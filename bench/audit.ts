@@ -41,7 +41,14 @@ export interface S3Audit {
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-/** An S3 client for the test gateway. */
+/**
+ * An S3 client for the test gateway.
+ *
+ * @example
+ * ```ts
+ * const client = s3Client(await startS3Server());
+ * ```
+ */
 export function s3Client(s3: S3TestServer): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
@@ -52,7 +59,14 @@ export function s3Client(s3: S3TestServer): S3Client {
   });
 }
 
-/** Every object under `prefix/`, paged. */
+/**
+ * Every object under `prefix/`, paged.
+ *
+ * @example
+ * ```ts
+ * const objects = await listObjects(client, "bucket", "faults/");
+ * ```
+ */
 export async function listObjects(client: S3Client, bucket: string, prefix: string): Promise<S3Object[]> {
   const out: S3Object[] = [];
   let token: string | undefined;
@@ -72,18 +86,39 @@ async function getBytes(client: S3Client, bucket: string, key: string): Promise<
   return await res.Body!.transformToByteArray();
 }
 
-/** The stem of a segment file or key (`.../cam_20260124_162845_649586.json` → `cam_20260124_162845_649586`). */
+/**
+ * The stem of a segment file or key (`.../cam_20260124_162845_649586.json` → `cam_20260124_162845_649586`).
+ *
+ * @example
+ * ```ts
+ * stemOf("faults/dev/cam/2026-01-24/16/cam_20260124_162845_649586.json"); // "cam_20260124_162845_649586"
+ * ```
+ */
 export function stemOf(name: string): string {
   return name.slice(name.lastIndexOf("/") + 1).replace(/\.(mp4|json)$/, "");
 }
 
-/** The frame ids of a segment `.json`, as text (they exceed 2^53). */
+/**
+ * The frame ids of a segment `.json`, as text (they exceed 2^53).
+ *
+ * @example
+ * ```ts
+ * frameIdsOf('{"frame_ids": [7421057263124512769, 7421057263124512770]}'); // ["7421057263124512769", ...]
+ * ```
+ */
 export function frameIdsOf(json: string): string[] {
   const m = /"frame_ids"\s*:\s*\[([^\]]*)\]/.exec(json);
   return m ? m[1].split(",").map((s) => s.trim()).filter(Boolean) : [];
 }
 
-/** First and last capture time of a segment `.json` (NaN when absent). */
+/**
+ * First and last capture time of a segment `.json` (NaN when absent).
+ *
+ * @example
+ * ```ts
+ * captureSpan('{"capture_timestamps": [1.5, 1.6, 1.7]}'); // { first: 1.5, last: 1.7, frames: 3 }
+ * ```
+ */
 export function captureSpan(json: string): { first: number; last: number; frames: number } {
   const m = /"capture_timestamps"\s*:\s*\[([^\]]*)\]/.exec(json);
   const ts = m ? m[1].split(",").map(Number).filter(Number.isFinite) : [];
@@ -124,7 +159,15 @@ async function checkPair(client: S3Client, bucket: string, mp4: S3Object, json: 
   return checked;
 }
 
-/** Lists and checks every segment under `prefix/` (see the module doc). */
+/**
+ * Lists and checks every segment under `prefix/` (see the module doc).
+ *
+ * @example
+ * ```ts
+ * const a = await auditS3(client, "msight-faults", "faults");
+ * console.log(a.stems.size, a.corrupt);
+ * ```
+ */
 export async function auditS3(client: S3Client, bucket: string, prefix: string): Promise<S3Audit> {
   const objects = await listObjects(client, bucket, `${prefix}/`);
   const byStem = new Map<string, { mp4?: S3Object; json?: S3Object }>();
@@ -159,14 +202,28 @@ export async function auditS3(client: S3Client, bucket: string, prefix: string):
   return audit;
 }
 
-/** Stems of the complete segments (those with a `.json`) in the dumper's directory. */
+/**
+ * Stems of the complete segments (those with a `.json`) in the dumper's directory.
+ *
+ * @example
+ * ```ts
+ * const stems = await dumperStems("/tmp/videos");
+ * ```
+ */
 export async function dumperStems(dir: string): Promise<Set<string>> {
   const out = new Set<string>();
   for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".json")) out.add(stemOf(e.name));
   return out;
 }
 
-/** `.json` texts of the dumper's complete segments, by stem. */
+/**
+ * `.json` texts of the dumper's complete segments, by stem.
+ *
+ * @example
+ * ```ts
+ * for (const [stem, json] of await dumperSegments("/tmp/videos")) console.log(stem, captureSpan(json));
+ * ```
+ */
 export async function dumperSegments(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const stem of await dumperStems(dir)) {
@@ -179,7 +236,14 @@ export async function dumperSegments(dir: string): Promise<Map<string, string>> 
   return out;
 }
 
-/** Every path under `dir` (relative), recursively. */
+/**
+ * Every path under `dir` (relative), recursively.
+ *
+ * @example
+ * ```ts
+ * await walk("/tmp/videos"); // ["cam_20260124_162845_649586.json", ...]
+ * ```
+ */
 export async function walk(dir: string, rel = ""): Promise<string[]> {
   const out: string[] = [];
   for await (const e of Deno.readDir(`${dir}/${rel}`)) {
@@ -190,7 +254,14 @@ export async function walk(dir: string, rel = ""): Promise<string[]> {
   return out;
 }
 
-/** Total size of the regular files under `dir`, recursively (0 when it does not exist). */
+/**
+ * Total size of the regular files under `dir`, recursively (0 when it does not exist).
+ *
+ * @example
+ * ```ts
+ * const bytes = await dirBytes("/tmp/spool");
+ * ```
+ */
 export async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   try {

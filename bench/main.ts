@@ -12,10 +12,14 @@
 import { type BenchRow, formatTable, recordResults } from "./table.ts";
 import { sourceBench } from "./source.ts";
 import { aggregatorBench } from "./aggregator.ts";
+import { faultsBench } from "./faults.ts";
+import { capacityBench } from "./capacity.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
   aggregator: () => aggregatorBench(),
+  faults: () => faultsBench(),
+  capacity: () => capacityBench(),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);

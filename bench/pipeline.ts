@@ -80,7 +80,17 @@ export function parseMetrics(text: string): MetricSample {
   return { byName, series };
 }
 
-/** One node of the pipeline: restartable, its lines kept across runs. */
+/**
+ * One node of the pipeline: restartable, its lines kept across runs.
+ *
+ * @example
+ * ```ts
+ * const node = new PipelineNode("dumper", "d", 9464, ["-st", "v", "--save-dir", "/tmp/v"], env, perms);
+ * await node.start();
+ * console.log(await node.metric("msight_dumper_segments_written_total"));
+ * await node.stop();
+ * ```
+ */
 export class PipelineNode {
   proc?: NodeProcess;
   /** Exit codes of runs that ended without being asked to (a crash). */
@@ -101,13 +111,18 @@ export class PipelineNode {
   /** Starts a run and waits (≤ 60 s) until `/readyz` answers 200. */
   async start(): Promise<void> {
     this.#stopping = false;
-    const proc = startNode(`nodes/${this.kind}.ts`, [
-      "-n",
-      this.name,
-      "--metrics-port",
-      String(this.port),
-      ...this.args,
-    ], this.env, this.permissions);
+    const proc = startNode(
+      `nodes/${this.kind}.ts`,
+      [
+        "-n",
+        this.name,
+        "--metrics-port",
+        String(this.port),
+        ...this.args,
+      ],
+      this.env,
+      this.permissions,
+    );
     this.proc = proc;
     this.#runs.push(proc);
     proc.exit.then((code) => {
@@ -219,7 +234,16 @@ async function createBucket(s3: S3TestServer): Promise<void> {
   }
 }
 
-/** Starts servers and nodes (source first, so the sinks see the aggregator's durable stream at once). */
+/**
+ * Starts servers and nodes (source first, so the sinks see the aggregator's durable stream at once).
+ *
+ * @example
+ * ```ts
+ * const p = await startPipeline({ s3: true, bufferSize: 20 });
+ * await p.redis.restart(500);
+ * await p.stop();
+ * ```
+ */
 export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
   const root = await Deno.makeTempDir({ prefix: "msight-faults-" });
   const saveDir = `${root}/videos`, spoolDir = `${root}/spool`;

@@ -17,6 +17,7 @@
 
 import { Intake } from "../src/bus/intake.ts";
 import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE, type VideoData } from "../src/bus/message.ts";
+import type { RedisBus } from "../src/bus/redis.ts";
 import { StreamProducer } from "../src/bus/stream.ts";
 import { encodeMessage } from "../src/bus/wire.ts";
 import { isoMicros } from "../src/bus/describe.ts";
@@ -124,6 +125,57 @@ export const AGGREGATOR_FLAGS = {
   ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary for the ffmpeg backend" },
 } as const;
 
+/**
+ * Segments this run has opened and not yet published, noted in Redis (`MSIGHT:AGGREGATOR:<name>:IN_PROGRESS`, one
+ * field per segment). A segment in progress lives only in this process, so a run killed outright loses it; the
+ * next run finds the notes, reports each lost segment, and starts clean. Best effort: a note that cannot be
+ * written (Redis down) is skipped, and a Redis restart forgets them.
+ */
+class InProgressMarks {
+  readonly key: string;
+  constructor(readonly bus: RedisBus, name: string) {
+    this.key = `MSIGHT:AGGREGATOR:${name}:IN_PROGRESS`;
+  }
+
+  /** The previous run's notes (its lost segments), removed from Redis. */
+  async takeLeftovers(): Promise<{ sensor: string; openedAt: number }[]> {
+    const notes = await this.bus.client.hgetall(this.key).catch(() => ({} as Record<string, string>));
+    await this.bus.client.del(this.key).catch(() => {});
+    return Object.values(notes).flatMap((v) => {
+      try {
+        const n = JSON.parse(v) as { sensor?: unknown; openedAt?: unknown };
+        return typeof n.sensor === "string" && typeof n.openedAt === "number"
+          ? [{ sensor: n.sensor, openedAt: n.openedAt }]
+          : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  opened(field: string, sensor: string): void {
+    if (!this.bus.ready) return;
+    this.bus.client.hset(this.key, field, JSON.stringify({ sensor, openedAt: Date.now() / 1000 })).catch(
+      () => {},
+    );
+  }
+
+  done(field: string): void {
+    if (!this.bus.ready) return;
+    this.bus.client.hdel(this.key, field).catch(() => {});
+  }
+}
+
+/** Cross-flag checks of the aggregator (the launcher runs them too, before anything starts). */
+export function checkAggregatorFlags(f: { bufferSize: number; overlapSize: number }): void {
+  if (f.overlapSize >= f.bufferSize) {
+    throw new UsageError(
+      `--overlap-size ${f.overlapSize} is invalid: expected fewer than --buffer-size ${f.bufferSize} frames, ` +
+        "so each segment adds new frames",
+    );
+  }
+}
+
 /** Where an open segment is: its builder and when its last frame arrived. */
 interface OpenSegment {
   builder: SegmentBuilder;
@@ -139,14 +191,7 @@ if (import.meta.main) {
     flags: AGGREGATOR_FLAGS,
     publishDataType: VIDEO_DATA_TYPE,
     subscribeDataType: IMAGE_DATA_TYPE,
-    validate: (f) => {
-      if (f.overlapSize >= f.bufferSize) {
-        throw new UsageError(
-          `--overlap-size ${f.overlapSize} is invalid: expected fewer than --buffer-size ${f.bufferSize} frames, ` +
-            "so each segment adds new frames",
-        );
-      }
-    },
+    validate: checkAggregatorFlags,
     async run(ctx) {
       const f = ctx.flags;
       const m = ctx.metrics;
@@ -186,6 +231,15 @@ if (import.meta.main) {
         })
         : undefined;
       const open = new Map<string, OpenSegment>();
+      const inProgress = new InProgressMarks(ctx.bus, f.name);
+      for (const lost of await inProgress.takeLeftovers()) {
+        // The previous run died (SIGKILL, OOM, power) with this segment unpublished: its frames are gone.
+        segDropped.inc(1, { reason: "crash" });
+        ctx.log.warn(
+          `the previous run stopped without publishing the segment of ${lost.sensor} opened at ` +
+            `${isoMicros(lost.openedAt)}: lost (segments_dropped_total{reason="crash"})`,
+        );
+      }
       let warnedFallback = false;
       let publishChain: Promise<void> = Promise.resolve();
 
@@ -269,7 +323,7 @@ if (import.meta.main) {
             segDropped.inc(1, { reason: "redis_unavailable" });
             ctx.log.error(`segment of ${sensor} (${b.frameIds.length} frames) dropped: ${errorMessage(err)}`);
           }
-        });
+        }).finally(() => inProgress.done(key));
       };
 
       const handle = (events: SegmentEvent[]) => {
@@ -296,6 +350,7 @@ if (import.meta.main) {
               },
             });
             open.set(key, { builder, overlap: 0, lastArrival: Date.now() });
+            inProgress.opened(key, ev.sensor);
           } else if (ev.kind === "frame") {
             const o = open.get(key)!;
             o.builder.add(ev.frame);
@@ -358,6 +413,9 @@ if (import.meta.main) {
         }
       };
       await stream?.announce();
+      // A Redis restart empties MSIGHT:STREAMS too: announce again with the next segment, so sinks started later in
+      // `--transport auto` still find the durable stream (else they would fall back to lossy pub/sub).
+      ctx.bus.client.on("ready", () => stream?.reannounce());
       await ctx.bus.subscribe(f.subscribeTopic, onMessage);
       ctx.log.info(
         `aggregating ${f.subscribeTopic} → ${f.publishTopic}: ${f.bufferSize} frames at ${f.fps} fps per segment, ` +

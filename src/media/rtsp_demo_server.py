@@ -5,6 +5,8 @@ Serves one H.264 stream (x264enc tune=zerolatency ! rtph264pay) at rtsp://HOST:P
   synthetic  videotestsrc (moving ball, clock overlay when the pango plugin is installed) at --width x --height, --fps
   mcity      the real camera JPEG frames in --frames-dir (default: test/fixtures/mcity-gs-ne/frames), looped
   file       a user video file (--file), decoded by decodebin, looped
+  h264file   an MP4 file holding H.264 (--file), served as it is (no decode, no re-encode), played once (not looped:
+             see launch_line); its own size and frame rate apply (--width/--height/--fps are ignored)
 
 Every client gets its own pipeline (non-shared media): a shared media with TCP and UDP clients at once crashed the
 server, and a fresh pipeline per client also starts each client on a keyframe.
@@ -65,6 +67,18 @@ def launch_line(args: argparse.Namespace) -> str:
             f"caps=\"image/jpeg,framerate={args.fps}/1\" ! jpegdec ! videoconvert "
             f"! videorate ! video/x-raw,framerate={args.fps}/1 ! identity sync=true ! {encoder(args.fps)} )"
         )
+    if args.source == "h264file":
+        # Passthrough: the file's H.264 is sent as it is (no decode, no encode), so serving many cameras costs the
+        # server almost nothing. identity sync=true paces the encoded buffers by their timestamps, like a camera.
+        # Played once, not looped: LoopingFactory's first flushing seek races the server's PLAY on a passthrough
+        # pipeline and aborts the process (gst_rtsp_media_get_rates: assertion failed) for about one client in
+        # three, so the element is not named "pace". Make the file as long as needed instead:
+        # ffmpeg -stream_loop N -i clip.mp4 -c copy long.mp4 (no re-encode).
+        return (
+            f"( filesrc location=\"{args.file}\" ! qtdemux ! h264parse config-interval=-1 "
+            "! video/x-h264,stream-format=avc,alignment=au ! identity name=passthrough-pace sync=true "
+            "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
     if args.source == "file":
         return (
             f"( filesrc location=\"{args.file}\" ! decodebin ! videoconvert ! videoscale "
@@ -113,20 +127,20 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8554, help="TCP port; 0 picks a free one (default 8554)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--path", default="/live.stream", help="mount path (default /live.stream)")
-    parser.add_argument("--source", choices=["synthetic", "mcity", "file"], default="synthetic")
+    parser.add_argument("--source", choices=["synthetic", "mcity", "file", "h264file"], default="synthetic")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--pattern", default="ball", help="videotestsrc pattern for synthetic (ball; red, smpte...)")
     parser.add_argument("--fps", type=int, default=0, help="frame rate (default 25 synthetic, 10 mcity, 25 file)")
     parser.add_argument("--frames-dir", default=DEFAULT_FRAMES, help="JPEG frames NNNN.jpg for --source mcity")
-    parser.add_argument("--file", help="video file for --source file (implies --source file)")
+    parser.add_argument("--file", help="video file for --source file (implies it) or --source h264file")
     parser.add_argument("--protocols", choices=["tcp+udp", "tcp", "udp"], default="tcp+udp")
     parser.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies (tests)")
     args = parser.parse_args()
-    if args.file:
+    if args.file and args.source != "h264file":
         args.source = "file"
-    if args.source == "file" and not (args.file and os.path.isfile(args.file)):
-        parser.error(f"--source file needs an existing --file (got {args.file!r})")
+    if args.source in ("file", "h264file") and not (args.file and os.path.isfile(args.file)):
+        parser.error(f"--source {args.source} needs an existing --file (got {args.file!r})")
     if args.source == "mcity" and not os.path.isfile(os.path.join(args.frames_dir, "0000.jpg")):
         parser.error(f"no frames 0000.jpg in {args.frames_dir}")
     if args.fps <= 0:

@@ -164,20 +164,26 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     const flagsRecord = flags as Record<string, unknown>;
     const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
-    if (publishTopic && def.publishDataType) {
-      await registerTopic(bus.client, {
-        name: publishTopic,
-        description: null,
-        data_type: def.publishDataType,
-      });
-    }
-    if (subscribeTopic && def.subscribeDataType) {
-      await registerTopic(bus.client, {
-        name: subscribeTopic,
-        description: null,
-        data_type: def.subscribeDataType,
-      });
-    }
+    const registerTopics = async (client: RedisBus["client"]) => {
+      if (publishTopic && def.publishDataType) {
+        await registerTopic(client, {
+          name: publishTopic,
+          description: null,
+          data_type: def.publishDataType,
+        });
+      }
+      if (subscribeTopic && def.subscribeDataType) {
+        await registerTopic(client, {
+          name: subscribeTopic,
+          description: null,
+          data_type: def.subscribeDataType,
+        });
+      }
+    };
+    const client = bus.client;
+    await registerTopics(client);
+    // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
+    client.on("ready", () => void registerTopics(client).catch(() => {}));
     registration = new NodeRegistration(bus.client, {
       name: f.name,
       device,

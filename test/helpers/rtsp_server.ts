@@ -18,8 +18,11 @@
 
 /** What to serve. */
 export interface RtspServerOptions {
-  /** `synthetic`: videotestsrc + clock overlay; `mcity`: the real camera frames looped; `file`: `file`, looped. */
-  source: "synthetic" | "mcity" | "file";
+  /**
+   * `synthetic`: videotestsrc + clock overlay; `mcity`: the real camera frames looped; `file`: `file`, decoded and
+   * re-encoded, looped; `h264file`: an MP4 `file` holding H.264, sent as it is (no decode or encode), played once (make it long enough).
+   */
+  source: "synthetic" | "mcity" | "file" | "h264file";
   /** Synthetic frame size (1280x720). */
   width?: number;
   height?: number;
