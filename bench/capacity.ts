@@ -15,6 +15,7 @@
  * | `CAPACITY_N`           | 1,2,3,...,8     | camera counts to try (stops at the first failure) |
  * | `CAPACITY_BUFFER`      | 100             | aggregator `--buffer-size` (100 at 10 fps: 10 s)  |
  * | `CAPACITY_FLOOR`       | 1               | `0` skips the bare-ffmpeg floor                   |
+ * | `CAPACITY_RTSP_MAX_FPS`| 0               | the RTSP nodes' `--max-fps` (0: every frame)      |
  *
  * @example
  * ```sh
@@ -38,6 +39,8 @@ export interface CapacityConfig {
   counts: number[];
   bufferSize: number;
   floor: boolean;
+  /** `--max-fps` of the RTSP nodes (0: every frame, as MSight). */
+  rtspMaxFps: number;
 }
 
 /**
@@ -58,6 +61,7 @@ export function capacityConfigFromEnv(): CapacityConfig {
     counts: counts.length > 0 ? counts : [1, 2, 3, 4],
     bufferSize: Number.isInteger(b) && b > 0 ? b : 100,
     floor: Deno.env.get("CAPACITY_FLOOR") !== "0",
+    rtspMaxFps: Math.max(0, Number(Deno.env.get("CAPACITY_RTSP_MAX_FPS") ?? 0) || 0),
   };
 }
 
@@ -262,6 +266,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
         c.url,
         "--frame-log-every",
         "0",
+        ...(cfg.rtspMaxFps > 0 ? ["--max-fps", String(cfg.rtspMaxFps)] : []),
       ], permissionFlags("rtsp"))
     ));
     await sleep(WARMUP_MS);
@@ -311,7 +316,9 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     const lagFirst = mean(lags.slice(0, third)), lagLast = mean(lags.slice(-third));
     const expectedUsed = 10 * n * cfg.durationS;
     const why: string[] = [];
-    if (received < 25 * n * cfg.durationS - Math.max(0.03 * 25 * n * cfg.durationS, 25 * n)) {
+    // What the RTSP nodes should publish: every frame, or --max-fps of them.
+    const camFps = cfg.rtspMaxFps > 0 ? Math.min(25, cfg.rtspMaxFps) : 25;
+    if (received < camFps * n * cfg.durationS - Math.max(0.03 * camFps * n * cfg.durationS, camFps * n)) {
       why.push(`cameras delivered ${(received / n / cfg.durationS).toFixed(1)} fps`);
     }
     if (dropped > 0) why.push(`${dropped} frames dropped by the RTSP nodes`);
@@ -506,7 +513,7 @@ async function ladder(
  *
  * @example
  * ```ts
- * const rows = await capacityBench({ durationS: 15, counts: [1, 2], bufferSize: 50, floor: true });
+ * const rows = await capacityBench({ durationS: 15, counts: [1, 2], bufferSize: 50, floor: true, rtspMaxFps: 0 });
  * ```
  */
 export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<BenchRow[]> {
@@ -514,7 +521,12 @@ export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<Benc
   try {
     // Long enough for a step: warm-up, the measured time, and a minute of starting nodes.
     const clip = await makeClip(dir, WARMUP_MS / 1000 + cfg.durationS + 60);
-    const ours = await ladder("nodes (rtsp ×N → aggregator → dumper)", cfg, (n) => nodesStep(clip, n, cfg));
+    const rtspNote = cfg.rtspMaxFps > 0 ? `, rtsp --max-fps ${cfg.rtspMaxFps}` : "";
+    const ours = await ladder(
+      `nodes (rtsp ×N → aggregator → dumper${rtspNote})`,
+      cfg,
+      (n) => nodesStep(clip, n, cfg),
+    );
     const floor = cfg.floor
       ? await ladder("floor (bare ffmpeg ×N)", cfg, (n) => floorStep(clip, n, cfg))
       : { rows: [], best: NaN };
@@ -524,7 +536,8 @@ export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<Benc
       ...floor.rows,
       {
         bench: "capacity",
-        metric: `largest N sustained ${cfg.durationS} s, our nodes (1280×720 25 fps → 10 fps segments)`,
+        metric:
+          `largest N sustained ${cfg.durationS} s, our nodes (1280×720 25 fps → 10 fps segments${rtspNote})`,
         value: ours.best,
         unit: "cameras",
         goal: "≥ 4",

@@ -13,13 +13,16 @@ import { type BenchRow, formatTable, recordResults } from "./table.ts";
 import { sourceBench } from "./source.ts";
 import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults.ts";
-import { capacityBench } from "./capacity.ts";
+import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
   aggregator: () => aggregatorBench(),
   faults: () => faultsBench(),
   capacity: () => capacityBench(),
+  // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then
+  // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.
+  "capacity-maxfps": () => capacityBench({ ...capacityConfigFromEnv(), rtspMaxFps: 12.5, floor: false }),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);

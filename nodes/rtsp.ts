@@ -57,6 +57,15 @@ export const RTSP_FLAGS = {
     max: 4,
     help: "scale frames by this factor (in ffmpeg)",
   },
+  maxFps: {
+    long: "max-fps",
+    type: "number",
+    default: 0,
+    min: 0,
+    help:
+      "publish at most this many frames per second, dropped in ffmpeg before JPEG encoding, so a 25 fps camera " +
+      "feeding an aggregator at --fps 10 costs less (0: every frame, as MSight)",
+  },
   imageEncoding: {
     long: "image-encoding",
     type: "string",
@@ -137,6 +146,7 @@ if (import.meta.main) {
         transport: f.rtspTransport,
         gpu: f.gpu,
         resizeRatio: f.resizeRatio,
+        maxFps: f.maxFps,
         format: f.imageEncoding === "raw" ? "bgr24" : "jpeg",
         jpegQuality: f.jpegQuality,
         stallTimeoutS: f.stallTimeout,

@@ -255,3 +255,37 @@ Deno.test("rtsp node: a bad URL and a missing ffmpeg exit 2 with one line", asyn
     await redis.stop();
   }
 });
+
+Deno.test("rtsp node: --max-fps 10 thins a 25 fps camera in ffmpeg, never duplicating frames", async () => {
+  const redis = await startRedis();
+  const cam = await startRtspServer({
+    source: "synthetic",
+    width: 320,
+    height: 240,
+    fps: 25,
+    path: "/maxfps",
+  });
+  const sink = await collect(redis.port, "t");
+  const node = startNode(
+    "nodes/rtsp.ts",
+    ["-n", "maxfps_node", "-pt", "t", "-sn", "s", "--max-fps", "10", "--frame-log-every", "0", "-u", cam.url],
+    redis.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => sink.frames.length >= 45, 30_000, "frames");
+    const s = sink.frames.slice(10);
+    const rate = (s.length - 1) / (s.at(-1)!.captureTimestamp - s[0].captureTimestamp);
+    assert.ok(rate > 8.5 && rate < 11.5, `rate ${rate.toFixed(2)} fps`);
+    // One frame per 1/10 s slot of a 25 fps stream: gaps of 0.08 or 0.12 s, never two frames in one 0.04 s step.
+    const gaps = s.slice(1).map((f, i) => f.captureTimestamp - s[i].captureTimestamp);
+    assert.ok(gaps.every((g) => g > 0.05), `gaps ${gaps.map((g) => g.toFixed(3)).join(" ")}`);
+  } finally {
+    node.kill("SIGTERM");
+    await node.exit;
+    await node.stop();
+    sink.close();
+    await cam.stop();
+    await redis.stop();
+  }
+});

@@ -148,6 +148,8 @@ export interface CaptureOptions {
   resizeRatio?: number;
   /** `jpeg` (default) or raw `bgr24`. */
   format?: FrameFormat;
+  /** Keep at most this many frames per second, dropped in ffmpeg before encoding (0: every frame). */
+  maxFps?: number;
   /** JPEG quality 1..100 on libjpeg's scale, as MSight's 50 (50); see jpegQualityToQscale. */
   jpegQuality?: number;
   /** Seconds without a frame before ffmpeg is killed and the camera reconnected (10). */
@@ -229,6 +231,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #transport: RtspTransport;
   #gpu: number;
   #resize: number;
+  #maxFps: number;
   #format: FrameFormat;
   #quality: number;
   #stallS: number;
@@ -283,6 +286,10 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       throw new UsageError(`invalid --gpu ${opts.gpu}: expected -1 (CPU) or a device index >= 0`);
     }
     this.#resize = positive("--resize-ratio", opts.resizeRatio, 1);
+    this.#maxFps = opts.maxFps ?? 0;
+    if (!(this.#maxFps >= 0) || !Number.isFinite(this.#maxFps)) {
+      throw new UsageError(`invalid --max-fps ${opts.maxFps}: expected a number >= 0 (0: every frame)`);
+    }
     this.#format = opts.format ?? "jpeg";
     if (this.#format !== "jpeg" && this.#format !== "bgr24") {
       throw new UsageError(`invalid image format ${this.#format}: expected jpeg or bgr24`);
@@ -421,6 +428,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
           format: this.#format,
           jpegQuality: this.#quality,
           resizeRatio: this.#resize,
+          maxFps: this.#maxFps,
           cudaDevice: cuda ? this.#gpu : undefined,
         }),
         format: this.#format,

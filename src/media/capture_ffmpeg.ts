@@ -119,6 +119,8 @@ export interface FfmpegArgsOptions {
   analyzeS?: number;
   /** Decode without frame threading, for latency (true). */
   lowDelay?: boolean;
+  /** Keep at most this many frames per second (0 or undefined: every frame); see {@linkcode buildFfmpegArgs}. */
+  maxFps?: number;
 }
 
 /**
@@ -149,6 +151,13 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   if (o.cudaDevice !== undefined) args.push("-hwaccel", "cuda", "-hwaccel_device", String(o.cudaDevice));
   args.push("-i", o.url, "-map", "0:v:0", "-an", "-sn", "-dn");
   const filters: string[] = [];
+  if (o.maxFps && o.maxFps > 0) {
+    // The first frame of each 1/maxFps slot of the stream's time is kept, before scaling and JPEG encoding (the
+    // costly part): a faster camera is thinned to maxFps on average, a slower one keeps every frame, and nothing is
+    // duplicated (ffmpeg's fps filter would duplicate frames of a slower camera to make a constant rate).
+    const f = o.maxFps;
+    filters.push(`select='isnan(prev_selected_t)+gt(floor(t*${f}),floor(prev_selected_t*${f}))'`);
+  }
   const r = o.resizeRatio ?? 1;
   if (r !== 1) {
     // Even dimensions: 4:2:0 JPEG and most consumers want them; at least 2x2.
