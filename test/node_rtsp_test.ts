@@ -212,6 +212,9 @@ Deno.test("rtsp node: a stalled camera is detected and the node reconnects when 
     const r = await readyz();
     assert.equal(r.status, 503);
     assert.match(r.text, /not ready: (camera|no frame)/);
+    // Counted as a stall whichever noticed first: our watchdog or ffmpeg's own read timeout.
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((x) => x.text());
+    assert.match(metrics, /msight_stalls_total [1-9]/);
     cam.resume();
     const before = sink.frames.length;
     await waitFor(() => sink.frames.length > before + 10, 30_000, "frames after the stall");

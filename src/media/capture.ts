@@ -448,6 +448,14 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       if (this.#stopping) break;
 
       if (cuda && this.#cudaFailed && this.#sessionFrames === 0) continue; // at once, on the CPU: not a failure of the camera
+      if (!this.#sessionStalled && this.#sessionFrames > 0 && /timed out/i.test(this.#sessionReason ?? "")) {
+        // The camera went silent on an open socket and ffmpeg's own read timeout (--open-timeout, usually shorter
+        // than --stall-timeout) ended the session before the watchdog did: the same stall, reported as one.
+        this.#stalls++;
+        this.#setState("stalled");
+        const silentS = this.#now() - (this.#lastFrameAt ?? this.#sessionStart);
+        this.#onEvent({ type: "stalled", silentS, phase: "streaming" });
+      }
       const flowedS = this.#sessionFirstFrame === undefined ? 0 : this.#now() - this.#sessionFirstFrame;
       if (flowedS >= this.#resetS) this.#backoff.reset();
       const reason = this.#sessionStalled ? `no frame for ${this.#stallS} s` : this.#sessionReason ??
