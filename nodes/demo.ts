@@ -15,9 +15,11 @@
 
 import { Supervisor } from "../src/launcher/supervisor.ts";
 import { nodeScript, permissionFlags } from "../src/launcher/permissions.ts";
-import { errorMessage, FatalError, UsageError } from "../src/runtime/errors.ts";
-import { HelpRequested, parseFlags } from "../src/runtime/flags.ts";
+import { FatalError, UsageError } from "../src/runtime/errors.ts";
+import { parseFlags } from "../src/runtime/flags.ts";
 import { killAllChildren } from "../src/runtime/children.ts";
+import { privateRedisArgs } from "../src/launcher/private_redis.ts";
+import { runTool } from "../src/runtime/tool.ts";
 
 const FLAGS = {
   saveDir: {
@@ -129,18 +131,7 @@ async function main(): Promise<number> {
     role: "service",
     detached: true,
     cmd: "redis-server",
-    args: [
-      "--port",
-      String(redisPort),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--loglevel",
-      "warning",
-    ],
+    args: privateRedisArgs(redisPort),
   });
   await waitForPort(redisPort, "redis-server");
 
@@ -236,19 +227,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main();
-  } catch (err) {
-    if (err instanceof HelpRequested) {
-      console.log(err.text);
-      code = 0;
-    } else {
-      console.error(`demo: error: ${errorMessage(err)}`);
-      code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
-      killAllChildren("SIGKILL");
-    }
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runTool("demo", main);

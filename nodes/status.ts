@@ -12,10 +12,10 @@
 
 import { RedisBus } from "../src/bus/redis.ts";
 import { denoEnv, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../src/runtime/errors.ts";
-import { HelpRequested, parseFlags } from "../src/runtime/flags.ts";
+import { parseFlags } from "../src/runtime/flags.ts";
 import { Logger } from "../src/runtime/log.ts";
 import { readNodes, readTopics } from "../src/runtime/registry.ts";
+import { runTool } from "../src/runtime/tool.ts";
 
 const FLAGS = {
   json: { long: "json", type: "bool", default: false, help: "print JSON instead of tables" },
@@ -100,19 +100,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main();
-  } catch (err) {
-    if (err instanceof HelpRequested) {
-      console.log(err.text);
-      code = 0;
-    } else {
-      const prefix = err instanceof UsageError && err.message.startsWith("status") ? "" : "status: error: ";
-      console.error(prefix + errorMessage(err));
-      code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
-    }
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runTool("status", main);

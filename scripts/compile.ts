@@ -20,10 +20,11 @@
  * @module
  */
 
-import { errorMessage, FatalError, UsageError } from "../src/runtime/errors.ts";
-import { HelpRequested, parseFlags } from "../src/runtime/flags.ts";
+import { FatalError, UsageError } from "../src/runtime/errors.ts";
+import { parseFlags } from "../src/runtime/flags.ts";
 import { BINARIES, type CompileJob, compilePlan } from "./compile_plan.ts";
 import { cachedDenortPath, denoDir, denortBinProblem } from "./denort.ts";
+import { runTool } from "../src/runtime/tool.ts";
 
 const FLAGS = {
   outDir: { long: "out-dir", type: "string", default: "dist", help: "where the binaries go" },
@@ -174,17 +175,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.main) {
-  let code = 0;
-  try {
-    await main();
-  } catch (err) {
-    if (err instanceof HelpRequested) {
-      console.log(err.text);
-    } else {
-      console.error(`compile: error: ${errorMessage(err)}`);
-      code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
-    }
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runTool("compile", main);

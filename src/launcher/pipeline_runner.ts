@@ -21,6 +21,7 @@ import { maskUrlCredentials } from "../runtime/log.ts";
 import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
 import { nodeScript, permissionFlags } from "./permissions.ts";
 import { type ProcessSpec, Supervisor } from "./supervisor.ts";
+import { privateRedisArgs } from "./private_redis.ts";
 
 /** Options of {@linkcode PipelineRunner.start}. */
 export interface RunnerOptions {
@@ -174,18 +175,7 @@ export class PipelineRunner {
       role: "service",
       cmd: "redis-server",
       // Loopback only, nothing written to disk: it lives and dies with the pipeline.
-      args: [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--loglevel",
-        "warning",
-      ],
+      args: privateRedisArgs(port),
       detached: true,
     });
     const deadline = Date.now() + REDIS_START_TIMEOUT_S * 1000;

@@ -13,6 +13,7 @@
  */
 
 import { freePort, waitFor } from "./net.ts";
+import { privateRedisArgs } from "../../src/launcher/private_redis.ts";
 
 /** A running test Redis. */
 export interface TestRedis {
@@ -27,18 +28,7 @@ export interface TestRedis {
 
 async function launch(port: number): Promise<Deno.ChildProcess> {
   const child = new Deno.Command("redis-server", {
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--loglevel",
-      "warning",
-    ],
+    args: privateRedisArgs(port),
     stdout: "null",
     stderr: "null",
   }).spawn();
