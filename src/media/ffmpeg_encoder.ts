@@ -32,6 +32,7 @@ import type {
 } from "./encoder.ts";
 import { codecFamily, decoderConfigFor, normalizeConfig, outputSize } from "./encoder.ts";
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
+import { SerialQueue } from "./serial_queue.ts";
 
 /**
  * Hardware codecs that failed to open in this process, so later segments go straight to software and the node hears
@@ -301,7 +302,7 @@ export class FfmpegEncoder implements FrameEncoder {
   #sentConfig = false;
   #codecInUse: EncoderCodec | undefined;
   /** Serializes writes, recoveries and flushes, so frames reach ffmpeg in order. */
-  #chain: Promise<void> = Promise.resolve();
+  readonly #queue = new SerialQueue(() => this.#state === "closed", (e) => this.#fail(e));
   #failure: Error | undefined;
   /** Frames accepted by encode() that have not reached ffmpeg's stdin yet (ffmpeg slower than the camera). */
   #waiting = 0;
@@ -325,8 +326,8 @@ export class FfmpegEncoder implements FrameEncoder {
     if (this.#state === "closed") throw new DOMException("encoder is closed", "InvalidStateError");
     const next = normalizeConfig(config);
     // A new configuration ends the segment (as WebCodecs' configure() ends the stream), without losing it.
-    if (this.#proc) this.#enqueue(() => this.#finishSegment());
-    this.#enqueue(() => {
+    if (this.#proc) this.#queue.enqueue(() => this.#finishSegment());
+    this.#queue.enqueue(() => {
       this.#config = next;
       return Promise.resolve();
     });
@@ -348,7 +349,7 @@ export class FfmpegEncoder implements FrameEncoder {
     this.#lastTimestamp = frame.timestampUs;
     // Size and format are checked when the frame reaches the process (configure() may be queued before it).
     this.#waiting++;
-    this.#enqueue(() => {
+    this.#queue.enqueue(() => {
       this.#waiting--;
       return this.#feed(frame);
     });
@@ -360,7 +361,7 @@ export class FfmpegEncoder implements FrameEncoder {
     }
     // Timestamps restart per segment: the overlap frames of the next segment are older than this one's last.
     this.#lastTimestamp = -Infinity;
-    const done = this.#enqueue(() => this.#finishSegment());
+    const done = this.#queue.enqueue(() => this.#finishSegment());
     return done.then(() => {
       if (this.#failure) throw this.#failure;
     });
@@ -374,19 +375,6 @@ export class FfmpegEncoder implements FrameEncoder {
     this.#retained = undefined;
     this.#timestamps = [];
     this.#waiting = 0;
-  }
-
-  #enqueue(step: () => Promise<void>): Promise<void> {
-    const run = this.#chain.then(async () => {
-      if (this.#state === "closed") return;
-      try {
-        await step();
-      } catch (e) {
-        this.#fail(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-    this.#chain = run;
-    return run;
   }
 
   #fail(e: Error): void {

@@ -42,6 +42,7 @@ import type {
 } from "./encoder.ts";
 import { decoderConfigFor, normalizeConfig, outputSize } from "./encoder.ts";
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
+import { SerialQueue } from "./serial_queue.ts";
 
 /**
  * File URLs of the ffmpeg.wasm pieces.
@@ -143,7 +144,7 @@ export class WasmEncoder implements FrameEncoder {
   #codecInUse: EncoderCodec | undefined;
   #fallbackReported = false;
   /** Serializes file writes and encodes, so a segment's frames are all written before its encode. */
-  #chain: Promise<void> = Promise.resolve();
+  readonly #queue = new SerialQueue(() => this.#state === "closed", (e) => this.#fail(e));
   #failure: Error | undefined;
 
   constructor(init: EncoderInit) {
@@ -163,8 +164,8 @@ export class WasmEncoder implements FrameEncoder {
   configure(config: EncoderConfig): void {
     if (this.#state === "closed") throw new DOMException("encoder is closed", "InvalidStateError");
     const next = normalizeConfig(config);
-    if (this.#files.length > 0) this.#enqueue(() => this.#encodeSegment());
-    this.#enqueue(() => {
+    if (this.#files.length > 0) this.#queue.enqueue(() => this.#encodeSegment());
+    this.#queue.enqueue(() => {
       this.#config = next;
       return Promise.resolve();
     });
@@ -186,7 +187,7 @@ export class WasmEncoder implements FrameEncoder {
     this.#lastTimestamp = frame.timestampUs;
     // ffmpeg.wasm transfers the buffer to its worker; a copy keeps the caller's bytes (overlap frames) intact.
     const data = frame.data.slice();
-    this.#enqueue(() => this.#store(frame, data));
+    this.#queue.enqueue(() => this.#store(frame, data));
   }
 
   flush(): Promise<void> {
@@ -194,7 +195,7 @@ export class WasmEncoder implements FrameEncoder {
       return Promise.reject(new DOMException(`flush() while ${this.#state}`, "InvalidStateError"));
     }
     this.#lastTimestamp = -Infinity;
-    return this.#enqueue(() => this.#encodeSegment()).then(() => {
+    return this.#queue.enqueue(() => this.#encodeSegment()).then(() => {
       if (this.#failure) throw this.#failure;
     });
   }
@@ -207,19 +208,6 @@ export class WasmEncoder implements FrameEncoder {
     this.#files = [];
     // terminate() ends the worker and rejects its pending calls, which the chain ignores once closed.
     ffmpeg?.then((f) => f.terminate(), () => {});
-  }
-
-  #enqueue(step: () => Promise<void>): Promise<void> {
-    const run = this.#chain.then(async () => {
-      if (this.#state === "closed") return;
-      try {
-        await step();
-      } catch (e) {
-        this.#fail(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-    this.#chain = run;
-    return run;
   }
 
   #fail(e: Error): void {
