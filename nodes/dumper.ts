@@ -10,10 +10,10 @@
  */
 
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
-import { readSegments, type Transport } from "../src/bus/segment_reader.ts";
+import { readSegments } from "../src/bus/segment_reader.ts";
 import { SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
 import { runNode } from "../src/runtime/node.ts";
-import { TRANSPORT_FLAG } from "../src/runtime/sink_flags.ts";
+import { sinkReaderOptions, TRANSPORT_FLAG } from "../src/runtime/sink_flags.ts";
 import { LocalStore } from "../src/sinks/local_store.ts";
 
 /** The dumper's own flags. */
@@ -79,16 +79,7 @@ if (import.meta.main) {
         metrics: ctx.metrics,
       });
       ctx.log.info(`saving segments of ${f.subscribeTopic} into ${store.saveDir}`);
-      await readSegments({
-        bus: ctx.bus,
-        log: ctx.log,
-        metrics: ctx.metrics,
-        topic: f.subscribeTopic,
-        group: f.name,
-        transport: f.transport as Transport,
-        signal: ctx.signal,
-        gap: f.gap,
-      }, async (seg) => {
+      await readSegments(sinkReaderOptions(ctx), async (seg) => {
         const r = await store.write(seg);
         if (r.status === "written") {
           ctx.log.info(`saved ${r.stem}.mp4 (${seg.video.byteLength} bytes, ${seg.frameIds.length} frames)`);

@@ -11,10 +11,10 @@
  */
 
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
-import { readSegments, type Transport } from "../src/bus/segment_reader.ts";
+import { readSegments } from "../src/bus/segment_reader.ts";
 import { SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
 import { runNode } from "../src/runtime/node.ts";
-import { TRANSPORT_FLAG } from "../src/runtime/sink_flags.ts";
+import { sinkReaderOptions, TRANSPORT_FLAG } from "../src/runtime/sink_flags.ts";
 import { Outbox } from "../src/sinks/outbox.ts";
 import { S3Uploader } from "../src/sinks/s3_uploader.ts";
 import { normalizePrefix } from "../src/sinks/naming.ts";
@@ -126,16 +126,7 @@ if (import.meta.main) {
       });
       ctx.setReadiness(() => ({ ok: true }));
       try {
-        await readSegments({
-          bus: ctx.bus,
-          log: ctx.log,
-          metrics: ctx.metrics,
-          topic: f.subscribeTopic,
-          group: f.name,
-          transport: f.transport as Transport,
-          signal: ctx.signal,
-          gap: f.gap,
-        }, async (seg) => {
+        await readSegments(sinkReaderOptions(ctx), async (seg) => {
           const r = await outbox.enqueue(seg);
           if (r.status === "queued") {
             ctx.log.info(`queued ${r.videoKey} for upload (${outbox.depth} in the outbox)`);

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { TRANSPORTS } from "../bus/segment_reader.ts";
+import { type SegmentReaderOptions, type Transport, TRANSPORTS } from "../bus/segment_reader.ts";
 
 /** `--transport auto|stream|pubsub`. */
 export const TRANSPORT_FLAG = {
@@ -23,3 +23,26 @@ export const TRANSPORT_FLAG = {
       "MSight; auto: stream when a producer announced one for the topic, else pubsub",
   },
 } as const;
+
+/** What {@linkcode sinkReaderOptions} needs of a sink node's context. */
+export interface SinkContext {
+  bus: SegmentReaderOptions["bus"];
+  log: SegmentReaderOptions["log"];
+  metrics: SegmentReaderOptions["metrics"];
+  signal: AbortSignal;
+  flags: { subscribeTopic: string; name: string; transport: string; gap: number };
+}
+
+/** The segment-reader options of a sink: its topic, its `--name` as consumer group, `--transport` and `--gap`. */
+export function sinkReaderOptions(ctx: SinkContext): SegmentReaderOptions {
+  return {
+    bus: ctx.bus,
+    log: ctx.log,
+    metrics: ctx.metrics,
+    topic: ctx.flags.subscribeTopic,
+    group: ctx.flags.name,
+    transport: ctx.flags.transport as Transport,
+    signal: ctx.signal,
+    gap: ctx.flags.gap,
+  };
+}
