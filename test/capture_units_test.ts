@@ -301,6 +301,56 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   assert.equal(after(raw, "-vf"), "showinfo=checksum=0,settb=1/1000000,setpts=N");
   assert.equal(after(raw, "-pix_fmt"), "bgr24");
   assert.equal(after(raw, "-f"), "rawvideo");
+  // Full-size JPEG from a limited-range yuv420p camera: the range is expanded by a table, not by swscale.
+  const lut = buildFfmpegArgs({
+    url: "rtsp://cam/live",
+    transport: "tcp",
+    timeoutS: 5,
+    format: "jpeg",
+    limitedYuv420: true,
+  });
+  assert.match(
+    after(lut, "-vf"),
+    /^showinfo=checksum=0,lutyuv=y='clip\(\(val-16\)\*255\/219,0,255\)'.*,setparams=range=pc,settb/,
+  );
+  assert.equal(after(lut, "-pix_fmt"), "yuv420p");
+  // Scaled, or raw: swscale converts anyway, in the same pass.
+  for (const o of [{ format: "jpeg" as const, resizeRatio: 0.5 }, { format: "bgr24" as const }]) {
+    const a = buildFfmpegArgs({
+      url: "rtsp://cam/live",
+      transport: "tcp",
+      timeoutS: 5,
+      limitedYuv420: true,
+      ...o,
+    });
+    assert.ok(!after(a, "-vf").includes("lutyuv"), JSON.stringify(o));
+  }
+  assert.equal(after(jpeg, "-pix_fmt"), "yuvj420p");
+});
+
+Deno.test("classifyFfmpegLine: the pixel format and range of a stream dump line", () => {
+  const cases: [string, string, string][] = [
+    [
+      "  Stream #0:0: Video: h264 (Constrained Baseline), yuv420p(progressive), 1280x960, 10 fps, 90k tbn",
+      "yuv420p",
+      "",
+    ],
+    [
+      "    Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661), yuvj420p(pc, bt709, progressive), 1280x720",
+      "yuvj420p",
+      "pc",
+    ],
+    ["  Stream #0:0: Video: hevc (Main), yuv420p(tv, bt709), 1920x1080, 25 tbr", "yuv420p", "tv"],
+    [
+      "  Stream #0:0: Video: mjpeg (Baseline), yuvj422p(pc, bt470bg/unknown/unknown), 640x480",
+      "yuvj422p",
+      "pc",
+    ],
+  ];
+  for (const [line, pixFmt, range] of cases) {
+    assert.deepEqual(classifyFfmpegLine(line), { kind: "video-stream", pixFmt, range }, line);
+  }
+  assert.equal(classifyFfmpegLine("  Stream #0:1: Audio: aac (LC), 48000 Hz, mono").kind, "other");
 });
 
 Deno.test("jpegQualityToQscale: MSight's 50 maps to 9, monotonic, range checked", () => {

@@ -99,6 +99,8 @@ export type CaptureEvent =
   | { type: "stalled"; silentS: number; phase: "connecting" | "streaming" }
   | { type: "retrying"; delayS: number; attempt: number; reason: string }
   | { type: "cuda-unavailable"; gpu: number; reason: string }
+  /** The camera does not send limited-range yuv420p: its frames' range is converted by ffmpeg's scaler from now on. */
+  | { type: "colour-range"; pixFmt: string; range: string }
   | { type: "stopped" };
 
 /**
@@ -198,6 +200,9 @@ export function describeCaptureEvent(e: CaptureEvent): string {
       return `retrying in ${e.delayS.toFixed(1)} s (attempt ${e.attempt}): ${e.reason}`;
     case "cuda-unavailable":
       return `CUDA decode on GPU ${e.gpu} unavailable (${e.reason}); decoding on the CPU`;
+    case "colour-range":
+      return `camera sends ${e.pixFmt}${e.range ? ` (${e.range} range)` : ""}, not limited-range yuv420p: ` +
+        "restarting ffmpeg once to convert its colours with the scaler instead of the look-up table";
     case "stopped":
       return "capture stopped";
   }
@@ -247,6 +252,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
 
   #state: CaptureState = "idle";
   #cudaFailed = false;
+  /** The camera sends something other than limited-range yuv420p, so the range look-up table must not be used. */
+  #notLimitedYuv420 = false;
   #started = false;
   #stopping = false;
   #loop: Promise<void> | undefined;
@@ -256,6 +263,10 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #sessionFrames = 0;
   #sessionStalled = false;
   #sessionReason: string | undefined;
+  #sessionLut = false;
+  #sessionSawStream = false;
+  /** This session's frames would get the wrong colours: it is being restarted and they are dropped. */
+  #sessionWrongRange = false;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #sleepTimer: ReturnType<typeof setTimeout> | undefined;
   #wake: (() => void) | undefined;
@@ -417,6 +428,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     while (!this.#stopping) {
       attempt++;
       const cuda = this.#gpu >= 0 && !this.#cudaFailed;
+      const lut = !this.#notLimitedYuv420;
       this.#setState("connecting");
       this.#onEvent({ type: "connecting", attempt, url: this.maskedUrl, transport: this.#transport, cuda });
       const session = FfmpegSession.spawn({
@@ -430,6 +442,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
           resizeRatio: this.#resize,
           maxFps: this.#maxFps,
           cudaDevice: cuda ? this.#gpu : undefined,
+          limitedYuv420: lut,
         }),
         format: this.#format,
         now: this.#now,
@@ -442,12 +455,16 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       this.#sessionFrames = 0;
       this.#sessionStalled = false;
       this.#sessionReason = undefined;
+      this.#sessionLut = lut;
+      this.#sessionSawStream = false;
+      this.#sessionWrongRange = false;
       this.#clock.reset();
       const end = await session.done;
       this.#session = undefined;
       if (this.#stopping) break;
 
       if (cuda && this.#cudaFailed && this.#sessionFrames === 0) continue; // at once, on the CPU: not a failure of the camera
+      if (this.#sessionWrongRange) continue; // at once, with the scaler: not a failure of the camera either
       if (!this.#sessionStalled && this.#sessionFrames > 0 && /timed out/i.test(this.#sessionReason ?? "")) {
         // The camera went silent on an open socket and ffmpeg's own read timeout (--open-timeout, usually shorter
         // than --stall-timeout) ended the session before the watchdog did: the same stall, reported as one.
@@ -469,6 +486,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   }
 
   #onFrame(f: SessionFrame, cuda: boolean): void {
+    if (this.#sessionWrongRange) return;
     const now = this.#now();
     this.#recent.push(now);
     while (this.#recent.length > 0 && this.#recent[0] < now - FPS_WINDOW_S) this.#recent.shift();
@@ -493,6 +511,19 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #onFfmpegLine(line: FfmpegLine): void {
     // ffmpeg quotes the URL in its errors ("rtsp://user:pw@cam/x: Connection refused"): mask before anyone sees it.
     if (line.kind === "frame") return;
+    if (line.kind === "video-stream") {
+      // The first stream dump is the input's, and stderr delivers it before the showinfo line of any frame, so no
+      // frame of a mismatched session is ever emitted.
+      if (this.#sessionSawStream) return;
+      this.#sessionSawStream = true;
+      if (this.#sessionLut && !(line.pixFmt === "yuv420p" && line.range !== "pc")) {
+        this.#notLimitedYuv420 = true;
+        this.#sessionWrongRange = true;
+        this.#onEvent({ type: "colour-range", pixFmt: line.pixFmt, range: line.range });
+        this.#session?.kill("SIGKILL");
+      }
+      return;
+    }
     const l = { ...line, text: this.#redact(line.text) };
     if (l.kind === "decode-error") this.#decodeErrors++;
     else if (l.kind === "hwaccel-error") this.#cudaUnavailable(stripContext(l.text));

@@ -69,6 +69,11 @@ export class LineSplitter {
 export type FfmpegLine =
   /** A `showinfo` line: one output frame, `n` counting from 0, `ptsTime` in seconds (NaN when unknown). */
   | { kind: "frame"; n: number; ptsTime: number; width: number; height: number }
+  /**
+   * A `Stream #0:0...: Video:` line of ffmpeg's stream dump: the pixel format and colour range (`tv`, `pc`, or ""
+   * when unlabelled) of a video stream. The input's dump comes first; the output's follows it.
+   */
+  | { kind: "video-stream"; pixFmt: string; range: string }
   /** CUDA could not be used: no driver, no device, or the decoder could not start on it. */
   | { kind: "hwaccel-error"; text: string }
   /** The decoder reported damaged or undecodable data. */
@@ -77,6 +82,8 @@ export type FfmpegLine =
   | { kind: "error"; text: string }
   | { kind: "other"; text: string };
 
+// "Stream #0:0: Video: h264 (High), yuvj420p(pc, bt709, progressive), 1280x720, 25 fps" (the codec part has no comma).
+const VIDEO_STREAM = /^\s*Stream #\d+:\d+.*?: Video: [^,]+, ([a-z0-9_]+)(?:\(([^)]*)\))?/;
 const SHOWINFO = /\bn:\s*(\d+)\s+pts:\s*(\S+)\s+pts_time:(\S+).*?\bs:(\d+)x(\d+)/;
 // Seen on this machine without a GPU: "Cannot load libcuda.so.1", "Could not dynamically load CUDA",
 // "Device creation failed: -1.", "Device setup failed for decoder on input stream #0:0 : Operation not permitted".
@@ -112,6 +119,12 @@ export function classifyFfmpegLine(line: string): FfmpegLine {
       };
     }
     return { kind: "other", text: line };
+  }
+  const stream = VIDEO_STREAM.exec(line);
+  if (stream) {
+    const range = (stream[2] ?? "").split(",").map((p) => p.trim()).find((p) => p === "tv" || p === "pc") ??
+      "";
+    return { kind: "video-stream", pixFmt: stream[1], range };
   }
   if (HWACCEL.test(line)) return { kind: "hwaccel-error", text: line.trim() };
   if (DECODE.test(line) && (DECODER_CONTEXT.test(line) || /error while decoding/i.test(line))) {

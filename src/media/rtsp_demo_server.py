@@ -37,8 +37,10 @@ DEFAULT_FRAMES = os.path.normpath(os.path.join(HERE, "..", "..", "test", "fixtur
 
 def encoder(fps: int) -> str:
     # A keyframe every second so a (re)connecting client decodes within a second; in-band SPS/PPS
-    # (config-interval=-1) because some clients ignore the SDP's sprop-parameter-sets.
+    # (config-interval=-1) because some clients ignore the SDP's sprop-parameter-sets. Limited-range BT.709 like most
+    # IP cameras (jpegdec gives full range, which some cameras send too; the RTSP node handles both).
     return (
+        "video/x-raw,format=I420,colorimetry=bt709 ! "
         f"x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={max(1, fps)} bframes=0 "
         "! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
