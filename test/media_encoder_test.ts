@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { detectEncoderKind, outputSize } from "../src/media/encoder.ts";
 import type { InputFrame } from "../src/media/frame.ts";
 import { Mp4SegmentMuxer } from "../src/media/muxer.ts";
+import { jpegIsFullRange420 } from "../src/media/jpeg_size.ts";
 import { FatalError } from "../src/runtime/errors.ts";
 import {
   type Collected,
@@ -260,4 +261,68 @@ console.log("sandboxed ok");
 
 Deno.test("detectEncoderKind: ffmpeg when subprocesses are allowed", async () => {
   assert.equal(await detectEncoderKind(), "ffmpeg");
+});
+
+/** RGB PSNR (dB) of picture `index` of an MP4 against a JPEG: a wrong colour range shows as a low figure. */
+async function framePsnr(mp4: Uint8Array, index: number, jpeg: Uint8Array): Promise<number> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/a.mp4`, mp4);
+    await Deno.writeFile(`${dir}/b.jpg`, jpeg);
+    const graph = `[0]select=eq(n\\,${index}),format=rgb24[a];[1]format=rgb24[b];[a][b]psnr`;
+    const out = await new Deno.Command("ffmpeg", {
+      args: ["-hide_banner", "-i", `${dir}/a.mp4`, "-i", `${dir}/b.jpg`, "-lavfi", graph, "-f", "null", "-"],
+    }).output();
+    const m = /PSNR .*average:([\d.]+)/.exec(new TextDecoder().decode(out.stderr));
+    assert.ok(m, "psnr printed");
+    return Number(m[1]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A fixture JPEG re-encoded by ffmpeg in another layout (`-strict -1 -pix_fmt yuv420p`: limited range). */
+async function reencodeJpeg(jpeg: Uint8Array, outArgs: string[]): Promise<Uint8Array> {
+  const child = new Deno.Command("ffmpeg", {
+    args: ["-v", "error", "-f", "image2pipe", "-c:v", "mjpeg", "-i", "pipe:0", "-frames:v", "1", ...outArgs]
+      .concat(["-c:v", "mjpeg", "-q:v", "2", "-f", "image2pipe", "pipe:1"]),
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(jpeg);
+  await w.close();
+  const out = await child.output();
+  assert.ok(out.success);
+  return out.stdout;
+}
+
+Deno.test("ffmpeg encoder: colours kept, full-range 4:2:0 JPEGs by the range table, limited and 4:4:4 ones by the scaler", async () => {
+  const frames = await loadFrames(5);
+  const variants: [string, Uint8Array[], boolean][] = [
+    ["full-range 4:2:0 (cameras, OpenCV)", frames.map((f) => f.jpeg), true],
+    [
+      "limited range (ffmpeg's CS=ITU601)",
+      await Promise.all(frames.map((f) => reencodeJpeg(f.jpeg, ["-strict", "-1", "-pix_fmt", "yuv420p"]))),
+      false,
+    ],
+    [
+      "full-range 4:4:4",
+      await Promise.all(frames.map((f) => reencodeJpeg(f.jpeg, ["-pix_fmt", "yuvj444p"]))),
+      false,
+    ],
+  ];
+  for (const [name, jpegs, table] of variants) {
+    assert.equal(jpegIsFullRange420(jpegs[0]), table, name);
+    const c = collectingEncoder("ffmpeg", { width: 1280, height: 960, framerate: 10 });
+    jpegs.forEach((data, i) => c.encoder.encode({ ...jpegInputs(frames)[i], data }));
+    await c.encoder.flush();
+    c.encoder.close();
+    assert.deepEqual(c.errors, []);
+    const mp4 = await muxCollected(c, "avc");
+    assert.equal((await probe(mp4)).stream.pix_fmt, "yuv420p", name);
+    // 39-40 dB here; the table applied to the limited-range JPEGs (range compressed twice) measured 26.5 dB.
+    const psnr = await framePsnr(mp4, 2, frames[2].jpeg);
+    assert.ok(psnr > 36, `${name}: PSNR ${psnr.toFixed(1)} dB against the source frame`);
+  }
 });
