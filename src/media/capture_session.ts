@@ -22,6 +22,7 @@ import { ByteQueue } from "./capture_byte_queue.ts";
 import type { FrameFormat } from "./capture_ffmpeg.ts";
 import { JpegSplitter } from "./capture_jpeg_splitter.ts";
 import { classifyFfmpegLine, type FfmpegLine, LineSplitter } from "./capture_stderr.ts";
+import { readReused } from "../runtime/pipe_reader.ts";
 
 /** A frame as it left ffmpeg, before capture-time stamping. */
 export interface SessionFrame {
@@ -153,7 +154,9 @@ export class FfmpegSession {
 
   async #pumpStdout(): Promise<void> {
     try {
-      for await (const chunk of this.#child.stdout) {
+      // JPEG bytes are copied by the splitter, so the read buffer can be reused; raw chunks are kept by the queue.
+      const chunks = this.#opts.format === "jpeg" ? readReused(this.#child.stdout) : this.#child.stdout;
+      for await (const chunk of chunks) {
         if (this.#opts.format === "jpeg") {
           for (const jpeg of this.#jpegSplitter.push(chunk)) this.#jpegs.push(jpeg);
         } else {
@@ -178,7 +181,7 @@ export class FfmpegSession {
       }
     };
     try {
-      for await (const chunk of this.#child.stderr) {
+      for await (const chunk of readReused(this.#child.stderr)) {
         const arrival = this.#now();
         for (const text of lines.push(chunk)) handle(text, arrival);
         this.#pair();

@@ -34,6 +34,7 @@ import { codecFamily, decoderConfigFor, normalizeConfig, outputSize } from "./en
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
 import { jpegIsFullRange420 } from "./jpeg_size.ts";
 import { SerialQueue } from "./serial_queue.ts";
+import { readReused } from "../runtime/pipe_reader.ts";
 
 /**
  * Hardware codecs that failed to open in this process, so later segments go straight to software and the node hears
@@ -235,7 +236,7 @@ class FfmpegProcess {
     const splitter = new AccessUnitSplitter(codecFamily(codec));
     const stdoutDone = (async () => {
       try {
-        for await (const bytes of child.stdout) {
+        for await (const bytes of readReused(child.stdout)) {
           for (const au of splitter.push(bytes)) {
             this.producedOutput = true;
             onAccessUnit(au);
@@ -253,7 +254,7 @@ class FfmpegProcess {
     })();
     const stderrDone = (async () => {
       const dec = new TextDecoder();
-      for await (const bytes of child.stderr) {
+      for await (const bytes of readReused(child.stderr)) {
         // Only the tail matters for the error message; cap it so a chatty ffmpeg cannot grow memory.
         this.#stderr = (this.#stderr + dec.decode(bytes, { stream: true })).slice(-4000);
       }
