@@ -156,7 +156,8 @@ async function bareFfmpegCpu(jpegs: Uint8Array[], n: number): Promise<number> {
     jpegIsFullRange420(jpegs[0]), // as the aggregator decides per segment
   ).map((a) => (a === "pipe:1" ? "/dev/null" : a));
   // bash reaps ffmpeg, so its CPU shows in bash's cutime/cstime.
-  const script = `ffmpeg ${args.map((a) => `'${a}'`).join(" ")} -y; cat /proc/$$/stat`;
+  const quote = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+  const script = `ffmpeg ${args.map(quote).join(" ")} -y; cat /proc/$$/stat`;
   const ff = new Deno.Command("bash", { args: ["-c", script], stdin: "piped", stdout: "piped" }).spawn();
   const w = ff.stdin.getWriter();
   for (let i = 0; i < n; i++) await w.write(jpegs[i % jpegs.length]);
