@@ -23,6 +23,7 @@ import { Buffer } from "node:buffer";
 import type { RedisSettings } from "../runtime/env.ts";
 import { FatalError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
+import { Publisher } from "./publisher.ts";
 
 /** Called with each message's raw bytes, in arrival order. */
 export type MessageHandler = (bytes: Uint8Array, topic: string) => void;
@@ -73,6 +74,8 @@ function waitReady(client: Redis, timeoutMs: number): Promise<void> {
 /** A node's connections to Redis. */
 export class RedisBus {
   #sub?: Redis;
+  /** PUBLISH's own connection (publisher.ts), for nodes that publish, except over TLS. */
+  #pub?: Publisher;
   #handlers = new Map<string, MessageHandler[]>();
   #closed = false;
 
@@ -93,7 +96,12 @@ export class RedisBus {
   static async connect(
     settings: RedisSettings,
     log: Logger,
-    opts: { name?: string; connectTimeoutS?: number } = {},
+    opts: {
+      name?: string;
+      connectTimeoutS?: number;
+      /** Open PUBLISH's dedicated connection now (nodes with a publish topic). */
+      publisher?: boolean;
+    } = {},
   ): Promise<RedisBus> {
     const name = opts.name ?? "msight-node";
     const client = new Redis(ioredisOptions(settings, name));
@@ -107,7 +115,28 @@ export class RedisBus {
           `MSIGHT_REDIS_MESSAGE_BROKER_HOST/PORT or REDIS_URL`,
       );
     }
-    return new RedisBus(client, settings, log, name);
+    const bus = new RedisBus(client, settings, log, name);
+    if (opts.publisher && !settings.tls) {
+      let down = false;
+      try {
+        bus.#pub = await Publisher.connect(settings, {
+          name: `${client.options.connectionName}:pub`,
+          connectTimeoutMs: (opts.connectTimeoutS ?? 10) * 1000,
+          onEvent: (e) => {
+            if (bus.#closed) return;
+            if (e.type === "lost" && !down) {
+              log.warn(`Redis publisher connection lost (${e.reason}): reconnecting`);
+            }
+            if (e.type === "restored" && down) log.info("Redis publisher connection restored");
+            down = e.type === "lost";
+          },
+        });
+      } catch (err) {
+        client.disconnect();
+        throw new FatalError(`cannot publish on Redis at ${settings.display} (${(err as Error).message})`);
+      }
+    }
+    return bus;
   }
 
   #watch(conn: Redis, label: string): void {
@@ -134,7 +163,8 @@ export class RedisBus {
 
   /** True while the command connection (and the subscriber, if any) is usable. */
   get ready(): boolean {
-    return this.client.status === "ready" && (this.#sub === undefined || this.#sub.status === "ready");
+    return this.client.status === "ready" && (this.#sub === undefined || this.#sub.status === "ready") &&
+      (this.#pub === undefined || this.#pub.ready);
   }
 
   /**
@@ -142,6 +172,7 @@ export class RedisBus {
    * is not connected (the message is dropped: the caller counts it).
    */
   async publish(topic: string, bytes: Uint8Array): Promise<number> {
+    if (this.#pub) return await this.#pub.publish(topic, bytes);
     if (this.client.status !== "ready") return -1;
     // A bare Uint8Array would be sent as the text "1,2,3": ioredis needs a Buffer for binary.
     return await this.client.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -191,6 +222,7 @@ export class RedisBus {
       c.disconnect();
     };
     if (this.#sub) await quit(this.#sub);
+    await this.#pub?.close();
     await quit(this.client);
   }
 }

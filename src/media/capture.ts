@@ -524,11 +524,12 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       }
       return;
     }
+    if (line.kind === "other") return; // most lines (showinfo's colour line for every frame): not worth redacting
     const l = { ...line, text: this.#redact(line.text) };
     if (l.kind === "decode-error") this.#decodeErrors++;
     else if (l.kind === "hwaccel-error") this.#cudaUnavailable(stripContext(l.text));
     else if (l.kind === "error") this.#sessionReason = stripContext(l.text);
-    if (l.kind !== "other") this.#onLine(l);
+    this.#onLine(l);
   }
 
   #redact(text: string): string {

@@ -155,14 +155,15 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   try {
     const redisSettings = f.redisUrl ? redisSettingsFromUrl(f.redisUrl) : redisSettingsFromEnv(env);
     log.addSecret(redisSettings.password);
+    const flagsRecord = flags as Record<string, unknown>;
+    const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
     bus = await RedisBus.connect(redisSettings, log, {
       name: f.name,
       connectTimeoutS: f.redisConnectTimeout,
+      publisher: publishTopic !== null,
     });
     metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
 
-    const flagsRecord = flags as Record<string, unknown>;
-    const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
     const registerTopics = async (client: RedisBus["client"]) => {
       if (publishTopic && def.publishDataType) {

@@ -1,0 +1,118 @@
+// The PUBLISH connection (src/bus/publisher.ts) against a real redis-server: binary payloads byte for byte, AUTH,
+// SELECT and the client name, fail-fast while Redis is down and recovery after a restart; the reply parser alone.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import type { Buffer } from "node:buffer";
+import { Publisher, type PublisherEvent, ReplyParser } from "../src/bus/publisher.ts";
+import { redisSettingsFromUrl } from "../src/runtime/env.ts";
+import { startRedis } from "./helpers/redis_server.ts";
+import { freePort } from "./helpers/net.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and in order; receivers counted", async () => {
+  const redis = await startRedis();
+  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+  const got: Uint8Array[] = [];
+  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "t" });
+  try {
+    assert.equal(await pub.publish("nobody", new Uint8Array([1])), 0);
+    await sub.subscribe("frames");
+    const sizes = [0, 1, 2, 13, 65_536, 130_000, 8 << 20];
+    const sent = sizes.map((n, k) => new Uint8Array(n).map((_, i) => (i * 31 + k) % 256));
+    // Sent without waiting, as a burst: the writes must not interleave.
+    const receivers = await Promise.all(sent.map((b) => pub.publish("frames", b)));
+    assert.deepEqual(receivers, sizes.map(() => 1));
+    await until(() => got.length === sent.length, 10_000, "all messages");
+    got.forEach((g, i) => assert.deepEqual(g, sent[i], `message ${i} (${sizes[i]} bytes)`));
+    assert.equal(pub.ready, true);
+  } finally {
+    await pub.close();
+    sub.disconnect();
+    await redis.stop();
+  }
+});
+
+Deno.test("Publisher: AUTH with user and password, SELECT and CLIENT SETNAME as configured; a wrong password is refused", async () => {
+  const redis = await startRedis();
+  const admin = new Redis({ host: "127.0.0.1", port: redis.port });
+  try {
+    await admin.call("ACL", "SETUSER", "cam", "on", ">s3cret", "~*", "&*", "+@all");
+    const pub = await Publisher.connect(
+      redisSettingsFromUrl(`redis://cam:s3cret@127.0.0.1:${redis.port}/3`),
+      { name: "edge-cam:pub" },
+    );
+    try {
+      assert.equal(await pub.publish("x", new Uint8Array([1, 2])), 0);
+      const list = String(await admin.call("CLIENT", "LIST"));
+      const line = list.split("\n").find((l) => / name=edge-cam:pub /.test(l));
+      assert.ok(line, `named client in ${list}`);
+      assert.match(line, / db=3 /);
+      assert.match(line, / user=cam /);
+    } finally {
+      await pub.close();
+    }
+    await assert.rejects(
+      Publisher.connect(redisSettingsFromUrl(`redis://cam:wrong@127.0.0.1:${redis.port}/0`)),
+      /WRONGPASS|invalid username-password/,
+    );
+  } finally {
+    admin.disconnect();
+    await redis.stop();
+  }
+});
+
+Deno.test("Publisher: -1 at once while Redis is down, one lost and one restored event, publishing again after a restart", async () => {
+  const redis = await startRedis();
+  const events: PublisherEvent[] = [];
+  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { onEvent: (e) => events.push(e) });
+  try {
+    assert.equal(await pub.publish("t", new Uint8Array([1])), 0);
+    const restarting = redis.restart(1500);
+    await until(() => !pub.ready, 5000, "the connection to drop");
+    const t0 = performance.now();
+    assert.equal(await pub.publish("t", new Uint8Array([1])), -1);
+    assert.ok(performance.now() - t0 < 50, "fails fast, no queueing");
+    await restarting;
+    await until(() => pub.ready, 5000, "the reconnection");
+    assert.equal(await pub.publish("t", new Uint8Array([1])), 0);
+    assert.deepEqual(events.map((e) => e.type), ["lost", "restored"]);
+  } finally {
+    await pub.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("Publisher: connect() to a port nobody listens on rejects with the reason", async () => {
+  const port = await freePort();
+  await assert.rejects(
+    Publisher.connect(redisSettingsFromUrl(`redis://127.0.0.1:${port}/0`), { connectTimeoutMs: 2000 }),
+    /refused/i,
+  );
+});
+
+Deno.test("ReplyParser: integers, OK and errors across any chunking; anything else is refused", () => {
+  const text = ":1\r\n+OK\r\n-WRONGPASS invalid username-password pair\r\n:0\r\n";
+  const bytes = new TextEncoder().encode(text);
+  for (const step of [1, 2, 3, 7, bytes.length]) {
+    const p = new ReplyParser();
+    const out = [];
+    for (let i = 0; i < bytes.length; i += step) out.push(...p.push(bytes.subarray(i, i + step)));
+    assert.deepEqual(out, [
+      { ok: true, value: "1" },
+      { ok: true, value: "OK" },
+      { ok: false, error: "WRONGPASS invalid username-password pair" },
+      { ok: true, value: "0" },
+    ], `step ${step}`);
+  }
+  assert.throws(() => new ReplyParser().push(new TextEncoder().encode("$3\r\nabc\r\n")), /unexpected reply/);
+});
