@@ -116,3 +116,34 @@ Deno.test("ReplyParser: integers, OK and errors across any chunking; anything el
   }
   assert.throws(() => new ReplyParser().push(new TextEncoder().encode("$3\r\nabc\r\n")), /unexpected reply/);
 });
+
+Deno.test("Publisher: over a unix socket (MSIGHT_REDIS_MESSAGE_BROKER_UNIX_SOCKET_PATH)", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/redis.sock`;
+  const server = new Deno.Command("redis-server", {
+    args: ["--port", "0", "--unixsocket", path, "--save", "", "--appendonly", "no"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await until(() => Deno.stat(path).then(() => true, () => false), 10_000, "the socket");
+    const sub = new Redis({ path });
+    const got: Uint8Array[] = [];
+    sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+    await sub.subscribe("frames");
+    const settings = { host: "", port: 0, db: 0, path, display: path };
+    const pub = await Publisher.connect(settings);
+    try {
+      assert.equal(await pub.publish("frames", new Uint8Array([7, 0, 255])), 1);
+      await until(() => got.length === 1, 5000, "the message");
+      assert.deepEqual(got[0], new Uint8Array([7, 0, 255]));
+    } finally {
+      await pub.close();
+      sub.disconnect();
+    }
+  } finally {
+    server.kill("SIGKILL");
+    await server.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
