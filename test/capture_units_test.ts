@@ -294,6 +294,8 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   );
   assert.equal(after(jpeg, "-c:v"), "mjpeg");
   assert.equal(after(jpeg, "-q:v"), "9");
+  assert.equal(after(jpeg, "-huffman"), "default", "standard tables, as libjpeg/OpenCV");
+  assert.equal(after(jpeg, "-threads"), "1", "no frame-threading delay");
   assert.equal(after(jpeg, "-f"), "image2pipe");
   assert.equal(jpeg.at(-1), "pipe:1");
   const raw = buildFfmpegArgs({ url: "rtsps://cam/live", transport: "tcp", timeoutS: 5, format: "bgr24" });
