@@ -25,7 +25,6 @@ import { permissionFlags } from "../src/launcher/permissions.ts";
 import { SegmentBuilder } from "../src/media/segment_builder.ts";
 import { type EncoderKind, normalizeConfig } from "../src/media/encoder.ts";
 import { ffmpegArgs } from "../src/media/ffmpeg_encoder.ts";
-import { jpegIsFullRange420 } from "../src/media/jpeg_size.ts";
 import { peakRssBytes, treeCpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 
@@ -153,7 +152,6 @@ async function bareFfmpegCpu(jpegs: Uint8Array[], n: number): Promise<number> {
     normalizeConfig({ codec: "libx264", width: 1280, height: 960, framerate: 10 }),
     "libx264",
     "jpeg",
-    jpegIsFullRange420(jpegs[0]), // as the aggregator decides per segment
   ).map((a) => (a === "pipe:1" ? "/dev/null" : a));
   // bash reaps ffmpeg, so its CPU shows in bash's cutime/cstime.
   const quote = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;

@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { JpegSplitter } from "../src/media/capture_jpeg_splitter.ts";
 import { ByteQueue } from "../src/media/capture_byte_queue.ts";
-import { jpegIsFullRange420 } from "../src/media/jpeg_size.ts";
 import { classifyFfmpegLine, LineSplitter } from "../src/media/capture_stderr.ts";
 import { FrameClock } from "../src/media/capture_clock.ts";
 import { Backoff } from "../src/media/capture_backoff.ts";
@@ -406,42 +405,4 @@ Deno.test("DropOldestQueue: drops the oldest when full, ends on close, rethrows 
   const next = f.next();
   f.fail(new Error("boom"));
   await assert.rejects(next, /boom/);
-});
-
-Deno.test("jpegIsFullRange420: camera/OpenCV JPEGs yes; limited range, 4:4:4, grayscale, Adobe RGB, junk no", async () => {
-  const jpeg = await Deno.readFile(new URL("./fixtures/mcity-gs-ne/frames/0000.jpg", import.meta.url));
-  assert.equal(jpegIsFullRange420(jpeg), true);
-  const made = async (args: string[]) => {
-    const out = await new Deno.Command("ffmpeg", {
-      args: [
-        "-v",
-        "error",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=s=64x48",
-        "-frames:v",
-        "1",
-        ...args,
-        "-f",
-        "image2pipe",
-      ]
-        .concat(["-c:v", "mjpeg", "pipe:1"]),
-    }).output();
-    assert.ok(out.success);
-    return out.stdout;
-  };
-  assert.equal(jpegIsFullRange420(await made(["-pix_fmt", "yuvj420p"])), true);
-  assert.equal(jpegIsFullRange420(await made(["-strict", "-1", "-pix_fmt", "yuv420p"])), false, "CS=ITU601");
-  assert.equal(jpegIsFullRange420(await made(["-pix_fmt", "yuvj444p"])), false, "4:4:4");
-  assert.equal(jpegIsFullRange420(await made(["-pix_fmt", "gray"])), false, "grayscale");
-  // An Adobe APP14 segment with transform 0 (RGB components) before the SOF.
-  const adobe = new Uint8Array([0xff, 0xee, 0x00, 0x0e, 0x41, 0x64, 0x6f, 0x62, 0x65, 0, 100, 0, 0, 0, 0, 0]);
-  assert.equal(
-    jpegIsFullRange420(concat([jpeg.subarray(0, 2), adobe, jpeg.subarray(2)])),
-    false,
-    "Adobe RGB",
-  );
-  assert.equal(jpegIsFullRange420(jpeg.subarray(0, 100)), false, "cut before the SOF");
-  assert.equal(jpegIsFullRange420(new Uint8Array([1, 2, 3, 4, 5])), false);
 });

@@ -32,7 +32,6 @@ import type {
 } from "./encoder.ts";
 import { codecFamily, decoderConfigFor, normalizeConfig, outputSize } from "./encoder.ts";
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
-import { jpegIsFullRange420 } from "./jpeg_size.ts";
 import { SerialQueue } from "./serial_queue.ts";
 import { readReused } from "../runtime/pipe_reader.ts";
 
@@ -50,27 +49,6 @@ const SOFTWARE_FOR: Record<EncoderCodec, EncoderCodec> = {
 };
 
 /**
- * Full-range (JPEG) 4:2:0 → video-range samples by a look-up table per plane, then relabelled `yuv420p` without a
- * second conversion (the scaler told both sides are video range only copies).
- *
- * Video is limited range and JPEG full range, so every JPEG frame needs the compression; left to ffmpeg
- * (`-pix_fmt yuv420p` on `yuvj420p` input), swscale does it on its general scaling path. Measured on this 2-core
- * machine, 300 frames of 1280×960 through libx264 veryfast: 10.7 → 9.7 CPU s with the table, output within 44 dB
- * PSNR of swscale's. Used only for frames {@linkcode jpegIsFullRange420} accepts.
- *
- * @example
- * ```ts
- * const vf = RANGE_COMPRESS_FILTERS.join(",");
- * ```
- */
-export const RANGE_COMPRESS_FILTERS: readonly string[] = [
-  "lutyuv=y='val*219/255+16':u='(val-128)*224/255+128':v='(val-128)*224/255+128'",
-  "scale=in_range=tv:out_range=tv",
-  "format=yuv420p",
-  "setparams=range=tv",
-];
-
-/**
  * The ffmpeg arguments for one segment (exported so tests and benchmarks can run the same encode by hand).
  *
  * @example
@@ -84,7 +62,6 @@ export function ffmpegArgs(
   config: Required<EncoderConfig>,
   codec: EncoderCodec,
   format: FrameFormat,
-  jpegFullRange420 = false,
 ): string[] {
   const rate = String(config.framerate);
   // Without a small probe, ffmpeg reads ~5 MB (dozens of JPEGs) before encoding anything, which delays the first
@@ -105,12 +82,9 @@ export function ffmpegArgs(
       "pipe:0",
     ];
   const out = outputSize(config.width, config.height);
-  const chain = format === "jpeg" && jpegFullRange420 ? [...RANGE_COMPRESS_FILTERS] : [];
-  // see outputSize(): odd sizes lose one edge line
-  if (out.width !== config.width || out.height !== config.height) {
-    chain.push(`crop=${out.width}:${out.height}:0:0`);
-  }
-  const filters = chain.length > 0 ? ["-vf", chain.join(",")] : [];
+  const filters = out.width !== config.width || out.height !== config.height
+    ? ["-vf", `crop=${out.width}:${out.height}:0:0`] // see outputSize(): odd sizes lose one edge line
+    : [];
   const q = String(config.quality);
   const hwPreset = /^p[1-7]$/.test(config.preset);
   let codecArgs: string[];
@@ -326,9 +300,6 @@ export class FfmpegEncoder implements FrameEncoder {
   #retained: InputFrame[] | undefined;
   #lastTimestamp = -Infinity;
   #segmentFormat: FrameFormat | undefined;
-  /** The segment's first frame was full-range 4:2:0 JPEG: the whole segment's range goes through the table (one
-   * sensor's frames all come from one encoder). */
-  #segmentFullRange420 = false;
   #sentConfig = false;
   #codecInUse: EncoderCodec | undefined;
   /** Serializes writes, recoveries and flushes, so frames reach ffmpeg in order. */
@@ -422,7 +393,7 @@ export class FfmpegEncoder implements FrameEncoder {
       );
     }
     if (this.#proc && this.#segmentFormat !== frame.format) await this.#finishSegment();
-    if (!this.#proc) this.#start(frame.format, frame.format === "jpeg" && jpegIsFullRange420(frame.data));
+    if (!this.#proc) this.#start(frame.format);
     this.#timestamps.push(frame.timestampUs);
     this.#retained?.push(frame);
     const proc = this.#proc!;
@@ -434,9 +405,8 @@ export class FfmpegEncoder implements FrameEncoder {
     if (proc === this.#proc && proc.producedOutput) this.#retained = undefined;
   }
 
-  #start(format: FrameFormat, jpegFullRange420: boolean): void {
+  #start(format: FrameFormat): void {
     const config = this.#config!;
-    this.#segmentFullRange420 = jpegFullRange420;
     const codec = hardwareFailures.has(config.codec) ? SOFTWARE_FOR[config.codec] : config.codec;
     this.#segmentFormat = format;
     this.#sentConfig = false;
@@ -444,7 +414,7 @@ export class FfmpegEncoder implements FrameEncoder {
     this.#retained = codec.endsWith("_nvenc") ? [] : undefined;
     this.#proc = new FfmpegProcess(
       this.#path,
-      ffmpegArgs(config, codec, format, jpegFullRange420),
+      ffmpegArgs(config, codec, format),
       codec,
       format,
       (au) => this.#emit(au),
@@ -487,7 +457,7 @@ export class FfmpegEncoder implements FrameEncoder {
       const replay = this.#retained;
       this.#proc = undefined;
       this.#timestamps = [];
-      this.#start(proc.format, this.#segmentFullRange420);
+      this.#start(proc.format);
       for (const frame of replay) {
         this.#timestamps.push(frame.timestampUs);
         await this.#proc!.write(frame.data);
