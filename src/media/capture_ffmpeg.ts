@@ -133,9 +133,10 @@ export interface FfmpegArgsOptions {
  * Limited-range (16-235) 4:2:0 → full-range (0-255) JPEG samples, in place, by a look-up table per plane.
  *
  * A JPEG (JFIF) holds full-range samples, and cameras send limited range, so every frame needs the expansion. Left to
- * ffmpeg (`-pix_fmt yuvj420p`), swscale does it on its general scaling path, which measured on this 2-core machine
- * at 1280×720 costs about as much as the JPEG encoding itself: 425 frames took 3.66 → 3.25 CPU s with the table (median
- * of six interleaved runs, one encoder thread, standard Huffman tables), the JPEGs within 46 dB PSNR of swscale's. `setparams` then labels the frames full range, which the mjpeg encoder requires
+ * ffmpeg (`-pix_fmt yuvj420p`), swscale does it on its general scaling path, which on this 2-core machine at 1280×720
+ * costs about as much as the JPEG encoding itself: 425 frames took 3.66 → 3.25 CPU s with the table (median of six
+ * interleaved runs, one encoder thread, standard Huffman tables), the JPEGs within 46 dB PSNR of swscale's.
+ * `setparams` then labels the frames full range, which the mjpeg encoder requires
  * for `yuv420p` and which keeps ffmpeg 5.1 from converting them a second time.
  *
  * @example
