@@ -18,12 +18,12 @@ async function until(check: () => boolean | Promise<boolean>, ms: number, what: 
   }
 }
 
-Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and in order; receivers counted", async () => {
+Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and in order; receivers counted when asked", async () => {
   const redis = await startRedis();
   const sub = new Redis({ host: "127.0.0.1", port: redis.port });
   const got: Uint8Array[] = [];
   sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
-  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "t" });
+  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "t", countReceivers: true });
   try {
     assert.equal(await pub.publish("nobody", new Uint8Array([1])), 0);
     await sub.subscribe("frames");
@@ -92,6 +92,30 @@ Deno.test("Publisher: -1 at once while Redis is down, one lost and one restored 
   }
 });
 
+Deno.test("Publisher: with replies off (the default) Redis sends nothing back, messages still arrive whole and in order", async () => {
+  const redis = await startRedis();
+  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+  const admin = new Redis({ host: "127.0.0.1", port: redis.port });
+  const got: Uint8Array[] = [];
+  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+  await sub.subscribe("frames");
+  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "quiet" });
+  try {
+    const sent = Array.from({ length: 200 }, (_, k) => new Uint8Array(70_000 + k).fill(k % 256));
+    assert.deepEqual(await Promise.all(sent.map((b) => pub.publish("frames", b))), sent.map(() => 0));
+    await until(() => got.length === sent.length, 10_000, "all messages");
+    got.forEach((g, i) => assert.deepEqual(g, sent[i], `message ${i}`));
+    const line = String(await admin.call("CLIENT", "LIST")).split("\n").find((l) => / name=quiet /.test(l));
+    assert.ok(line);
+    assert.match(line, / cmd=publish /);
+  } finally {
+    await pub.close();
+    sub.disconnect();
+    admin.disconnect();
+    await redis.stop();
+  }
+});
+
 Deno.test("Publisher: connect() to a port nobody listens on rejects with the reason", async () => {
   const port = await freePort();
   await assert.rejects(
@@ -134,7 +158,11 @@ Deno.test("Publisher: over a unix socket (MSIGHT_REDIS_MESSAGE_BROKER_UNIX_SOCKE
     const settings = { host: "", port: 0, db: 0, path, display: path };
     const pub = await Publisher.connect(settings);
     try {
-      assert.equal(await pub.publish("frames", new Uint8Array([7, 0, 255])), 1);
+      assert.equal(
+        await pub.publish("frames", new Uint8Array([7, 0, 255])),
+        0,
+        "sent (replies off: no count)",
+      );
       await until(() => got.length === 1, 5000, "the message");
       assert.deepEqual(got[0], new Uint8Array([7, 0, 255]));
     } finally {
