@@ -12,10 +12,10 @@
 
 import { startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { startRedis } from "../test/helpers/redis_server.ts";
-import { startNode } from "../test/helpers/process.ts";
+import { DENO, startNode } from "../test/helpers/process.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
 import { buildFfmpegArgs } from "../src/media/capture_ffmpeg.ts";
-import { treeCpuSeconds } from "./proc.ts";
+import { cpuSeconds, treeCpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -27,7 +27,7 @@ async function nodeCpuPerFrame(
   url: string,
   env: Record<string, string>,
   seconds: number,
-): Promise<{ cpu: number; limitedYuv420: boolean }> {
+): Promise<{ cpu: number; deno: number; limitedYuv420: boolean }> {
   // Frames are published on Redis with no subscriber: PUBLISH costs the same.
   const node = startNode(
     "nodes/rtsp.ts",
@@ -55,13 +55,14 @@ async function nodeCpuPerFrame(
       const text = await fetch("http://127.0.0.1:19464/metrics").then((r) => r.text());
       return Number(/msight_frames_published_total (\d+)/.exec(text)?.[1] ?? 0);
     };
-    const cpu0 = treeCpuSeconds(node.child.pid), f0 = await published();
+    // While ffmpeg runs it is not reaped, so the node's own counters hold the Deno process alone.
+    const cpu0 = treeCpuSeconds(node.child.pid), own0 = cpuSeconds(node.child.pid), f0 = await published();
     await sleep(seconds * 1000);
-    const cpu1 = treeCpuSeconds(node.child.pid), f1 = await published();
+    const cpu1 = treeCpuSeconds(node.child.pid), own1 = cpuSeconds(node.child.pid), f1 = await published();
     // The node converts a full-range camera's colours with the scaler (it logs "camera sends ..."): the baseline
     // must do the same.
     const limitedYuv420 = !node.stderr.some((l) => / camera sends /.test(l));
-    return { cpu: (cpu1 - cpu0) / (f1 - f0), limitedYuv420 };
+    return { cpu: (cpu1 - cpu0) / (f1 - f0), deno: (own1 - own0) / (f1 - f0), limitedYuv420 };
   } finally {
     node.kill("SIGTERM");
     await node.exit;
@@ -118,20 +119,40 @@ async function bareCpuPerFrame(args: string[], seconds: number): Promise<number>
   }
 }
 
+/** CPU seconds per tick of a Deno process that does nothing but a 50 ms interval (200 ticks, start-up subtracted). */
+async function denoTickCpu(): Promise<number> {
+  const cpu = "const f = Deno.readTextFileSync('/proc/self/stat').split(') ')[1].split(' '); " +
+    "console.log((Number(f[11]) + Number(f[12])) / 100);";
+  const run = async (code: string) => {
+    const out = await new Deno.Command(DENO, { args: ["eval", code], stdout: "piped" }).output();
+    return Number(new TextDecoder().decode(out.stdout).trim());
+  };
+  const ticking = await run(
+    `let n = 0; const t = setInterval(() => { if (++n === 200) { clearInterval(t); ${cpu} } }, 50);`,
+  );
+  const startup = await run(cpu);
+  return Math.max(0, ticking - startup) / 200;
+}
+
 /** Runs the source benchmark: three rounds, ours and the bare ffmpeg alternating, `seconds` each; medians. */
 export async function sourceBench(seconds = 20, rounds = 3): Promise<BenchRow[]> {
   const cam = await startRtspServer({ source: "mcity", path: "/bench", protocols: "tcp" });
   const redis = await startRedis();
   try {
-    const ours: number[] = [], bare: number[] = [], ratios: number[] = [], plain: number[] = [];
+    const ours: number[] = [],
+      bare: number[] = [],
+      ratios: number[] = [],
+      plain: number[] = [],
+      deno: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const a = await nodeCpuPerFrame(cam.url, redis.env, seconds);
       const b = await bareCpuPerFrame(exactArgs(cam.url, a.limitedYuv420), seconds);
-      ours.push(a.cpu), bare.push(b), ratios.push(a.cpu / b);
+      ours.push(a.cpu), bare.push(b), ratios.push(a.cpu / b), deno.push(a.deno);
       plain.push(await bareCpuPerFrame(plainArgs(cam.url), seconds));
     }
     const ratio = median(ratios);
     const ms = (xs: number[]) => xs.map((x) => (x * 1000).toFixed(1)).join(", ");
+    const tick = await denoTickCpu();
     return [
       {
         bench: "source",
@@ -162,6 +183,21 @@ export async function sourceBench(seconds = 20, rounds = 3): Promise<BenchRow[]>
         value: median(plain) * 1000,
         unit: "ms",
         note: `the command a user would write; ours ÷ it: ${(median(ours) / median(plain)).toFixed(2)}`,
+      },
+      {
+        bench: "source",
+        metric: "of which the Deno process (the node without its ffmpeg) CPU ms/frame, median",
+        value: median(deno) * 1000,
+        unit: "ms",
+        note: `rounds: ${ms(deno)}`,
+      },
+      {
+        bench: "source",
+        metric: "one turn of Deno's event loop: CPU ms per tick of an otherwise idle 50 ms interval",
+        value: tick * 1000,
+        unit: "ms",
+        note:
+          "a frame costs the node ≥ 4 turns (2 pipe reads for a ~70 KB JPEG, 1 for its showinfo line, 1 write)",
       },
     ];
   } finally {
