@@ -24,7 +24,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.
   "capacity-maxfps": () => capacityBench({ ...capacityConfigFromEnv(), rtspMaxFps: 12.5, floor: false }),
   // The goal's four cameras at the defaults for five minutes instead of two: does the lag stay flat at the edge?
-  "capacity-hold": () => capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
+  "capacity-hold": () =>
+    capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);
