@@ -167,9 +167,9 @@ async function bareFfmpegCpu(jpegs: Uint8Array[], n: number): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** (a) CPU per frame, aggregator vs bare ffmpeg: alternated over three rounds, medians reported. */
+/** (a) CPU per frame, aggregator vs bare ffmpeg: alternated over five rounds (the machine is noisy), medians reported. */
 async function cpuPerFrame(jpegs: Uint8Array[]): Promise<BenchRow[]> {
-  const n = 300, rounds = 3;
+  const n = 300, rounds = 5;
   const ours: number[] = [], bare: number[] = [], ratios: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const a = (await aggregatorCpu(jpegs, n)) / n;

@@ -134,8 +134,8 @@ async function denoTickCpu(): Promise<number> {
   return Math.max(0, ticking - startup) / 200;
 }
 
-/** Runs the source benchmark: three rounds, ours and the bare ffmpeg alternating, `seconds` each; medians. */
-export async function sourceBench(seconds = 20, rounds = 3): Promise<BenchRow[]> {
+/** Runs the source benchmark: five rounds (the machine is noisy), ours and the bare ffmpeg alternating, `seconds` each; medians. */
+export async function sourceBench(seconds = 20, rounds = 5): Promise<BenchRow[]> {
   const cam = await startRtspServer({ source: "mcity", path: "/bench", protocols: "tcp" });
   const redis = await startRedis();
   try {
