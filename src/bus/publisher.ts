@@ -47,15 +47,20 @@ const enc = new TextEncoder();
 const CRLF = enc.encode("\r\n");
 
 /** `*n` then each argument as a bulk string: the RESP request, ready to write. */
-function command(args: (string | Uint8Array)[]): Uint8Array {
-  const parts: Uint8Array[] = [enc.encode(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = typeof a === "string" ? enc.encode(a) : a;
-    parts.push(enc.encode(`$${b.byteLength}\r\n`), b, CRLF);
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) out.set(p, at), at += p.byteLength;
+function command(args: string[]): Uint8Array {
+  return enc.encode(
+    `*${args.length}\r\n` + args.map((a) => `$${enc.encode(a).byteLength}\r\n${a}\r\n`).join(""),
+  );
+}
+
+/** PUBLISH topic payload, as one buffer: the request head for the topic (cached) + payload + CRLF. */
+function publishCommand(head: Uint8Array, payload: Uint8Array): Uint8Array {
+  const len = enc.encode(`$${payload.byteLength}\r\n`);
+  const out = new Uint8Array(head.byteLength + len.byteLength + payload.byteLength + 2);
+  out.set(head, 0);
+  out.set(len, head.byteLength);
+  out.set(payload, head.byteLength + len.byteLength);
+  out.set(CRLF, out.byteLength - 2);
   return out;
 }
 
@@ -179,7 +184,7 @@ async function open(settings: RedisSettings, name: string | undefined, replies: 
     : await Deno.connect({ hostname: settings.host, port: settings.port });
   if ("setNoDelay" in conn) conn.setNoDelay(true);
   const link = new Link(conn);
-  const setup: (string | Uint8Array)[][] = [];
+  const setup: string[][] = [];
   if (settings.password !== undefined) {
     setup.push(
       settings.username ? ["AUTH", settings.username, settings.password] : ["AUTH", settings.password],
@@ -214,12 +219,17 @@ export class Publisher {
   #closed = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #attempts = 0;
+  /** Replies on: PUBLISH's subscriber count is read back. */
+  readonly #replies: boolean;
+  /** `*3 $7 PUBLISH $n topic` per topic: a node publishes on one or two topics. */
+  readonly #heads = new Map<string, Uint8Array>();
 
   private constructor(
     readonly settings: RedisSettings,
     readonly opts: PublisherOptions,
     link: Link,
   ) {
+    this.#replies = opts.countReceivers ?? false;
     this.#adopt(link);
   }
 
@@ -237,9 +247,15 @@ export class Publisher {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error("timed out")), opts.connectTimeoutMs ?? 10_000);
     });
+    let timedOut = false;
+    const opening = open(settings, opts.name, opts.countReceivers ?? false);
+    // A connection that completes after the timeout must not stay open behind the caller's back.
+    opening.then((link) => timedOut && link.close(), () => {});
     try {
-      const replies = opts.countReceivers ?? false;
-      return new Publisher(settings, opts, await Promise.race([open(settings, opts.name, replies), timeout]));
+      return new Publisher(settings, opts, await Promise.race([opening, timeout]));
+    } catch (e) {
+      timedOut = true;
+      throw e;
     } finally {
       clearTimeout(timer);
     }
@@ -263,10 +279,15 @@ export class Publisher {
   async publish(topic: string, bytes: Uint8Array): Promise<number> {
     const link = this.#link;
     if (!link || link.closed) return -1;
-    if (!(this.opts.countReceivers ?? false)) {
-      return (await link.write(command(["PUBLISH", topic, bytes]))) ? 0 : -1;
+    let head = this.#heads.get(topic);
+    if (!head) {
+      const t = enc.encode(topic);
+      head = enc.encode(`*3\r\n$7\r\nPUBLISH\r\n$${t.byteLength}\r\n${topic}\r\n`);
+      this.#heads.set(topic, head);
     }
-    const r = await link.send(command(["PUBLISH", topic, bytes]));
+    const request = publishCommand(head, bytes);
+    if (!this.#replies) return (await link.write(request)) ? 0 : -1;
+    const r = await link.send(request);
     if (!r) return -1;
     if (!r.ok) throw new Error(r.error);
     return Number(r.value);
@@ -297,7 +318,7 @@ export class Publisher {
     this.#attempts++;
     this.#retry = setTimeout(async () => {
       try {
-        const link = await open(this.settings, this.opts.name, this.opts.countReceivers ?? false);
+        const link = await open(this.settings, this.opts.name, this.#replies);
         if (this.#closed) return link.close();
         this.#adopt(link);
         this.opts.onEvent?.({ type: "restored" });

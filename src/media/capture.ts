@@ -43,6 +43,7 @@ import {
   probeCuda,
   type RtspTransport,
   stripContext,
+  usesRangeTable,
   validateRtspUrl,
 } from "./capture_ffmpeg.ts";
 import { DropOldestQueue } from "./capture_queue.ts";
@@ -430,7 +431,12 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     while (!this.#stopping) {
       attempt++;
       const cuda = this.#gpu >= 0 && !this.#cudaFailed;
-      const lut = !this.#notLimitedYuv420;
+      // Only a session that uses the range table must check the camera's pixel format (and restart on a mismatch).
+      const lut = usesRangeTable({
+        format: this.#format,
+        resizeRatio: this.#resize,
+        limitedYuv420: !this.#notLimitedYuv420,
+      });
       this.#setState("connecting");
       this.#onEvent({ type: "connecting", attempt, url: this.maskedUrl, transport: this.#transport, cuda });
       const session = FfmpegSession.spawn({

@@ -150,6 +150,23 @@ export const RANGE_EXPAND_FILTERS: readonly string[] = [
 ];
 
 /**
+ * Whether a session with these options expands the colour range by {@linkcode RANGE_EXPAND_FILTERS}: JPEG at full
+ * size from a limited-range yuv420p camera. When scaling, swscale expands the range in the same pass at no extra
+ * cost, and raw BGR goes through swscale anyway, so the table only pays for full-size JPEG.
+ *
+ * @example
+ * ```ts
+ * usesRangeTable({ format: "jpeg", limitedYuv420: true }); // true
+ * usesRangeTable({ format: "jpeg", limitedYuv420: true, resizeRatio: 0.5 }); // false
+ * ```
+ */
+export function usesRangeTable(
+  o: Pick<FfmpegArgsOptions, "format" | "resizeRatio" | "limitedYuv420">,
+): boolean {
+  return o.format === "jpeg" && (o.resizeRatio ?? 1) === 1 && (o.limitedYuv420 ?? false);
+}
+
+/**
  * The argument list (without the program) for one capture session: RTSP in, one frame per `showinfo` line on
  * stderr, frames on stdout.
  *
@@ -191,8 +208,7 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   }
   // checksum=0: the per-plane checksums cost CPU and we only need n, pts and size.
   filters.push("showinfo=checksum=0");
-  // When scaling, swscale expands the range in the same pass at no extra cost, so the table only pays at full size.
-  const lut = o.format === "jpeg" && r === 1 && (o.limitedYuv420 ?? false);
+  const lut = usesRangeTable(o);
   if (lut) filters.push(...RANGE_EXPAND_FILTERS);
   // The encoder gets the frame number as its pts (µs time base): the mjpeg encoder aborts ffmpeg on a pts that does
   // not increase ("Invalid pts (65) <= last (65)"), which a camera's duplicate or jittery timestamps rounded to the
