@@ -170,6 +170,11 @@ if (import.meta.main) {
       m.gauge("reconnects_total", "Reconnections to the camera", () => stats().reconnects);
       m.gauge("stalls_total", "Times the camera went silent for --stall-timeout", () => stats().stalls);
       m.gauge("decode_errors_total", "Decoder errors reported by ffmpeg", () => stats().decodeErrors);
+      m.gauge(
+        "unpaired_frames_total",
+        "Frames and ffmpeg frame reports that did not pair (frames then carry their read time)",
+        () => stats().unpaired,
+      );
       m.gauge("fps", "Frames per second received, smoothed", () => stats().fps);
       m.gauge("last_frame_age_seconds", "Seconds since the last frame (-1 before the first)", () => {
         const t = stats().lastFrameAt;

@@ -110,10 +110,15 @@ Deno.test("mcity camera over TCP: 1280x960 JPEG frames that decode, increasing t
     assert.deepEqual(await decodeJpeg(frames[3].data), { width: 1280, height: 960 });
     assert.deepEqual(await decodeJpeg(frames[24].data), { width: 1280, height: 960 });
     assertTimestamps(frames, 10);
+    // The capture time is when the frame left ffmpeg's decoder (ffmpeg's clock), so it precedes its arrival here
+    // by about the JPEG encoding and the pipe, never more than a frame or two on an idle machine.
+    const lag = Date.now() / 1000 - (frames.at(-1) as CapturedFrame).captureTime;
+    assert.ok(lag >= 0 && lag < 0.5, `last frame received ${lag.toFixed(3)} s after its capture time`);
     const stats = cap.stats();
     assert.equal(stats.state, "streaming");
     assert.equal(stats.reconnects, 0);
     assert.equal(stats.decodeErrors, 0);
+    assert.equal(stats.unpaired, 0, "every frame paired with its reports");
     assert.ok(stats.framesReceived >= 25);
     assert.deepEqual(events.map((e) => e.type), ["connecting", "streaming"]);
   } finally {
@@ -145,6 +150,7 @@ Deno.test("synthetic camera over UDP, raw BGR resized by 0.5: 640x360 pixels, re
     const [b, g, r] = frames[20].data.subarray(px, px + 3);
     assert.ok(b < 30 && g < 30 && r > 220, `BGR order: got b=${b} g=${g} r=${r}`);
     assertTimestamps(frames.slice(5), 25);
+    assert.equal(cap.stats().unpaired, 0, "every frame paired with its reports and size");
   } finally {
     await cap.stop();
     await server.stop();

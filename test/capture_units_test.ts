@@ -8,6 +8,7 @@ import { FrameClock } from "../src/media/capture_clock.ts";
 import { Backoff } from "../src/media/capture_backoff.ts";
 import {
   buildFfmpegArgs,
+  frameReportFilters,
   jpegQualityToQscale,
   maskUrl,
   stripContext,
@@ -158,7 +159,7 @@ Deno.test("ByteQueue: exact-size raw frames under any chunking", () => {
 });
 
 Deno.test("LineSplitter + classifyFfmpegLine: showinfo, CUDA failures, decode errors", () => {
-  const text = "[Parsed_showinfo_1 @ 0x55d] n:  12 pts: 108000 pts_time:1.2     pos:       -1 fmt:yuvj420p " +
+  const text = "[Parsed_showinfo_1 @ 0x55d] n:  12 pts:1200000 pts_time:1.2     pos:       -1 fmt:bgr24 " +
     "sar:1/1 s:640x480 i:P iskey:0 type:P \n" +
     "[AVHWDeviceContext @ 0x55ab164be540] Cannot load libcuda.so.1\r\n" +
     "[h264 @ 0x5581] concealing 2400 DC, 2400 AC, 2400 MV errors in I frame\n" +
@@ -172,13 +173,7 @@ Deno.test("LineSplitter + classifyFfmpegLine: showinfo, CUDA failures, decode er
   for (let i = 0; i < bytes.length; i += 7) lines.push(...ls.push(bytes.subarray(i, i + 7)));
   lines.push(...ls.flush());
   assert.equal(lines.length, 7);
-  assert.deepEqual(classifyFfmpegLine(lines[0]), {
-    kind: "frame",
-    n: 12,
-    ptsTime: 1.2,
-    width: 640,
-    height: 480,
-  });
+  assert.deepEqual(classifyFfmpegLine(lines[0]), { kind: "size", width: 640, height: 480 });
   assert.equal(classifyFfmpegLine(lines[1]).kind, "hwaccel-error");
   assert.equal(classifyFfmpegLine(lines[2]).kind, "decode-error");
   assert.equal(classifyFfmpegLine(lines[3]).kind, "decode-error");
@@ -192,14 +187,33 @@ Deno.test("LineSplitter + classifyFfmpegLine: showinfo, CUDA failures, decode er
       "[h264 @ 0x1] No device available for decoder: device type cuda needed for codec h264.",
     ]
   ) assert.equal(classifyFfmpegLine(l).kind, "hwaccel-error", l);
-  const nopts = classifyFfmpegLine(
-    "[Parsed_showinfo_0 @ 0x1] n: 0 pts:NOPTS pts_time:NOPTS pos: -1 s:2x2 i:P",
+  assert.deepEqual(
+    classifyFfmpegLine("[Parsed_showinfo_0 @ 0x1] n: 0 pts:NOPTS pts_time:NOPTS pos: -1 s:2x2 i:P"),
+    { kind: "size", width: 2, height: 2 },
   );
-  assert.ok(nopts.kind === "frame" && Number.isNaN(nopts.ptsTime));
   assert.equal(
     stripContext("[AVHWDeviceContext @ 0x55ab] Cannot load libcuda.so.1"),
     "Cannot load libcuda.so.1",
   );
+});
+
+Deno.test("classifyFfmpegLine: the metadata filter's frame reports, exact past pts_time's six digits", () => {
+  // What ffmpeg 5.1's metadata filter prints (pts_time is rounded to 6 significant digits; pts is exact µs).
+  assert.deepEqual(classifyFfmpegLine("frame:12   pts:1763780000123456 pts_time:1.76378e+09"), {
+    kind: "report",
+    us: 1763780000123456,
+  });
+  assert.deepEqual(classifyFfmpegLine("frame:0    pts:0       pts_time:0"), { kind: "report", us: 0 });
+  assert.ok(Number.isNaN((classifyFfmpegLine("frame:3 pts:NOPTS pts_time:NOPTS") as { us: number }).us));
+  assert.deepEqual(classifyFfmpegLine("edge_pts=1"), { kind: "report-key", key: "pts" });
+  assert.deepEqual(classifyFfmpegLine("edge_clock=1"), { kind: "report-key", key: "clock" });
+  // Another thread's log line written in pieces may land in front of a report.
+  assert.deepEqual(classifyFfmpegLine("[h264 @ 0x1] frame:7    pts:700000  pts_time:0.7"), {
+    kind: "report",
+    us: 700000,
+  });
+  // ffmpeg's own progress line is not a report.
+  assert.equal(classifyFfmpegLine("frame=   22 fps=0.0 q=-0.0 size=N/A time=00:00:01.00").kind, "other");
 });
 
 Deno.test("FrameClock: follows pts, removes arrival jitter, never later than arrival, monotonic", () => {
@@ -287,9 +301,16 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   assert.equal(after(jpeg, "-hwaccel_device"), "1");
   assert.ok(jpeg.indexOf("-hwaccel") < jpeg.indexOf("-i"), "hwaccel is an input option");
   assert.equal(after(jpeg, "-i"), "rtsp://cam/live");
-  assert.match(
+  const jpegReports = frameReportFilters().join(",");
+  assert.equal(
     after(jpeg, "-vf"),
-    /^scale=w='max\(2,trunc\(iw\*0\.5\/2\)\*2\)'.*,showinfo=checksum=0,settb=1\/1000000,setpts=N$/,
+    `${jpegReports},scale=w='max(2,trunc(iw*0.5/2)*2)':h='max(2,trunc(ih*0.5/2)*2)',setpts=N`,
+    "reported before scaling (the clock report is the arrival), the encoder's pts replaced last",
+  );
+  assert.equal(
+    jpegReports,
+    "settb=1/1000000,metadata=mode=add:key=edge_pts:value=1,metadata=mode=print:key=edge_pts:file='pipe\\:2':direct=1," +
+      "setpts=RTCTIME,metadata=mode=add:key=edge_clock:value=1,metadata=mode=print:key=edge_clock:file='pipe\\:2':direct=1",
   );
   assert.equal(after(jpeg, "-c:v"), "mjpeg");
   assert.equal(after(jpeg, "-q:v"), "9");
@@ -300,7 +321,11 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   const raw = buildFfmpegArgs({ url: "rtsps://cam/live", transport: "tcp", timeoutS: 5, format: "bgr24" });
   assert.equal(after(raw, "-rtsp_transport"), "tcp");
   assert.ok(!raw.includes("-hwaccel"));
-  assert.equal(after(raw, "-vf"), "showinfo=checksum=0,settb=1/1000000,setpts=N");
+  assert.equal(
+    after(raw, "-vf"),
+    `${jpegReports},showinfo=checksum=0,setpts=N`,
+    "raw frames also need their size: showinfo, after any scaling",
+  );
   assert.equal(after(raw, "-pix_fmt"), "bgr24");
   assert.equal(after(raw, "-f"), "rawvideo");
   // Full-size JPEG from a limited-range yuv420p camera: the range is expanded by a table, not by swscale.
@@ -313,7 +338,7 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   });
   assert.match(
     after(lut, "-vf"),
-    /^showinfo=checksum=0,lutyuv=y='clip\(\(val-16\)\*255\/219,0,255\)'.*,setparams=range=pc,settb/,
+    /direct=1,lutyuv=y='clip\(\(val-16\)\*255\/219,0,255\)'.*,setparams=range=pc,setpts=N$/,
   );
   assert.equal(after(lut, "-pix_fmt"), "yuv420p");
   // Scaled, or raw: swscale converts anyway, in the same pass.

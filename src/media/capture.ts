@@ -7,8 +7,8 @@
  *   `-init_hw_device`); if it cannot start, or a session's stderr later shows a CUDA failure (`Cannot load
  *   libcuda.so.1`, `Device creation failed`...), one `cuda-unavailable` event is emitted and every later session
  *   decodes on the CPU (a session that failed for that reason is restarted at once, without backoff).
- * - **Timestamps**: ffmpeg's `showinfo` filter prints each output frame's stream pts on stderr; the time that line
- *   is read is the frame's arrival, and {@linkcode FrameClock} turns (pts, arrival) into a capture time that follows
+ * - **Timestamps**: a filter prints each output frame's stream pts on stderr (`frameReportFilters`); the time that
+ *   line is read is the frame's arrival, and {@linkcode FrameClock} turns (pts, arrival) into a capture time that follows
  *   the stream's own spacing, is never later than the arrival, and never goes backwards (see capture_clock.ts).
  * - **Watchdog**: no frame for `stallTimeoutS` seconds (or none within `stallTimeoutS + timeoutS` of starting
  *   ffmpeg) kills ffmpeg with SIGKILL; every end of ffmpeg is followed by a reconnect after an exponential backoff
@@ -48,7 +48,7 @@ import {
 } from "./capture_ffmpeg.ts";
 import { DropOldestQueue } from "./capture_queue.ts";
 import { FfmpegSession, type SessionFrame } from "./capture_session.ts";
-import type { FfmpegLine } from "./capture_stderr.ts";
+import type { FfmpegLogLine } from "./capture_stderr.ts";
 
 export type { FrameFormat, RtspTransport } from "./capture_ffmpeg.ts";
 
@@ -122,6 +122,11 @@ export interface CaptureStats {
   stalls: number;
   /** ffmpeg decoder error lines (damaged data, concealment). */
   decodeErrors: number;
+  /**
+   * Frames whose stderr report was missing (stamped with their read time instead) plus reports with no frame; 0
+   * unless ffmpeg's output stopped pairing one to one.
+   */
+  unpaired: number;
   /** Frames per second over the last 2 s. */
   fps: number;
   /** Epoch seconds of the last frame (undefined before the first). */
@@ -171,7 +176,7 @@ export interface CaptureOptions {
   /** State changes and warnings; turn them into log lines with {@linkcode describeCaptureEvent}. */
   onEvent?: (event: CaptureEvent) => void;
   /** Called with each ffmpeg stderr line of interest (errors, decode errors), for DEBUG logging. */
-  onFfmpegLine?: (line: FfmpegLine) => void;
+  onFfmpegLine?: (line: FfmpegLogLine) => void;
   /** Wall clock in epoch seconds (Date.now()/1000); injectable for tests. */
   now?: () => number;
 }
@@ -245,7 +250,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #resetS: number;
   #ffmpeg: string;
   #onEvent: (e: CaptureEvent) => void;
-  #onLine: (l: FfmpegLine) => void;
+  #onLine: (l: FfmpegLogLine) => void;
   #now: () => number;
   #backoff: Backoff;
   #clock = new FrameClock();
@@ -276,6 +281,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #reconnects = 0;
   #stalls = 0;
   #decodeErrors = 0;
+  /** Unpaired frames and reports of the sessions that have ended. */
+  #unpaired = 0;
   /** Arrival times of the frames of the last FPS_WINDOW_S seconds. */
   #recent: number[] = [];
   #lastFrameAt: number | undefined;
@@ -345,6 +352,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       reconnects: this.#reconnects,
       stalls: this.#stalls,
       decodeErrors: this.#decodeErrors,
+      unpaired: this.#unpaired + (this.#session?.unpaired ?? 0),
       fps: this.#recent.filter((t) => t >= this.#now() - FPS_WINDOW_S).length / FPS_WINDOW_S,
       lastFrameAt: this.#lastFrameAt,
       cuda: this.#gpu >= 0 && !this.#cudaFailed,
@@ -373,7 +381,11 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     // A tenth of the stall timeout (0.1-1 s): stalls are caught within 10% of it, and an idle tick is not free
     // (each turn of Deno's event loop costs ~0.2 ms of CPU on our test machine).
     const tick = Math.min(1000, Math.max(100, this.#stallS * 100));
-    this.#watchdog = setInterval(() => this.#checkStall(), tick);
+    this.#watchdog = setInterval(() => {
+      this.#checkStall();
+      // While frames flow, stderr is read when a frame arrives; this bounds how late an error line can be seen.
+      this.#session?.pollStderr();
+    }, tick);
     this.#loop = this.#run().catch((err) => {
       this.#queue.fail(err);
     });
@@ -468,6 +480,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       this.#sessionWrongRange = false;
       this.#clock.reset();
       const end = await session.done;
+      this.#unpaired += session.unpaired;
       this.#session = undefined;
       if (this.#stopping) break;
 
@@ -516,11 +529,10 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     });
   }
 
-  #onFfmpegLine(line: FfmpegLine): void {
+  #onFfmpegLine(line: FfmpegLogLine): void {
     // ffmpeg quotes the URL in its errors ("rtsp://user:pw@cam/x: Connection refused"): mask before anyone sees it.
-    if (line.kind === "frame") return;
     if (line.kind === "video-stream") {
-      // The first stream dump is the input's, and stderr delivers it before the showinfo line of any frame, so no
+      // The first stream dump is the input's, and stderr delivers it before the report of any frame, so no
       // frame of a mismatched session is ever emitted.
       if (this.#sessionSawStream) return;
       this.#sessionSawStream = true;
@@ -532,7 +544,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       }
       return;
     }
-    if (line.kind === "other") return; // most lines (showinfo's colour line for every frame): not worth redacting
+    if (line.kind === "other") return; // banner, stream dump, progress: not worth redacting
     const l = { ...line, text: this.#redact(line.text) };
     if (l.kind === "decode-error") this.#decodeErrors++;
     else if (l.kind === "hwaccel-error") this.#cudaUnavailable(stripContext(l.text));

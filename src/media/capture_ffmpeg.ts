@@ -13,7 +13,7 @@
 
 import { FatalError, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
-import { classifyFfmpegLine } from "./capture_stderr.ts";
+import { classifyFfmpegLine, REPORT_KEYS } from "./capture_stderr.ts";
 
 /** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
 export type FrameFormat = "jpeg" | "bgr24";
@@ -141,13 +141,39 @@ export interface FfmpegArgsOptions {
  *
  * @example
  * ```ts
- * const vf = ["showinfo=checksum=0", ...RANGE_EXPAND_FILTERS].join(",");
+ * const vf = [...frameReportFilters(), ...RANGE_EXPAND_FILTERS].join(",");
  * ```
  */
 export const RANGE_EXPAND_FILTERS: readonly string[] = [
   "lutyuv=y='clip((val-16)*255/219,0,255)':u='clip((val-128)*255/224+128,0,255)':v='clip((val-128)*255/224+128,0,255)'",
   "setparams=range=pc",
 ];
+
+/**
+ * The filters that report each output frame on stderr, before it is scaled, converted and encoded: its stream pts,
+ * and the wall-clock time at which it left the decoder, both in µs (`settb`), both printed by ffmpeg itself.
+ *
+ * Why ffmpeg's own clock: the node then need not read a frame's report the moment it is written. It reads stderr
+ * when the frame's bytes arrive on stdout, so a frame wakes the node once rather than twice (~0.3 ms of CPU per
+ * frame on a small VM), and the arrival time carries no pipe or event-loop delay at all. `setpts=RTCTIME` puts
+ * ffmpeg's wall clock in the pts for the second report; `setpts=N` later gives the encoder its own.
+ *
+ * Each report is one line `frame:N pts:P pts_time:T` and one line `key=1`, each in one write() straight to fd 2
+ * (`direct`). (`showinfo` writes its line in ~20 unbuffered pieces, each waking the reader.)
+ *
+ * @example
+ * ```ts
+ * frameReportFilters().join(","); // "settb=1/1000000,metadata=mode=add:key=edge_pts:value=1,metadata=mode=print:..."
+ * ```
+ */
+export function frameReportFilters(): string[] {
+  // The print filter prints only frames that carry its key, and decoded frames carry none: hence the add.
+  const report = (key: string) => [
+    `metadata=mode=add:key=${key}:value=1`,
+    `metadata=mode=print:key=${key}:file='pipe\\:2':direct=1`,
+  ];
+  return ["settb=1/1000000", ...report(REPORT_KEYS.pts), "setpts=RTCTIME", ...report(REPORT_KEYS.clock)];
+}
 
 /**
  * Whether a session with these options expands the colour range by {@linkcode RANGE_EXPAND_FILTERS}: JPEG at full
@@ -167,11 +193,11 @@ export function usesRangeTable(
 }
 
 /**
- * The argument list (without the program) for one capture session: RTSP in, one frame per `showinfo` line on
- * stderr, frames on stdout.
+ * The argument list (without the program) for one capture session: RTSP in, one frame line per frame on stderr
+ * ({@linkcode frameReportFilters}), frames on stdout.
  *
  * `-fps_mode passthrough` keeps ffmpeg from duplicating or dropping frames for a constant rate, so stdout frames and
- * `showinfo` lines pair one to one. With CUDA, frames are decoded on the GPU and copied back to system memory (no
+ * frame lines pair one to one. With CUDA, frames are decoded on the GPU and copied back to system memory (no
  * `-hwaccel_output_format`), because the JPEG encoder and the pipe need them there.
  *
  * @example
@@ -201,19 +227,23 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
     const f = o.maxFps;
     filters.push(`select='isnan(prev_selected_t)+gt(floor(t*${f}),floor(prev_selected_t*${f}))'`);
   }
+  // Reported after the frame selection (one report per frame on stdout) and before any costly filter (the clock
+  // report is the frame's arrival).
+  filters.push(...frameReportFilters());
   const r = o.resizeRatio ?? 1;
   if (r !== 1) {
     // Even dimensions: 4:2:0 JPEG and most consumers want them; at least 2x2.
     filters.push(`scale=w='max(2,trunc(iw*${r}/2)*2)':h='max(2,trunc(ih*${r}/2)*2)'`);
   }
-  // checksum=0: the per-plane checksums cost CPU and we only need n, pts and size.
-  filters.push("showinfo=checksum=0");
+  // A JPEG carries its size in its header; raw BGR needs each frame's size to be cut from the byte stream, which
+  // only showinfo reports per frame (a camera may change resolution mid-stream). checksum=0: those cost CPU.
+  if (o.format !== "jpeg") filters.push("showinfo=checksum=0");
   const lut = usesRangeTable(o);
   if (lut) filters.push(...RANGE_EXPAND_FILTERS);
-  // The encoder gets the frame number as its pts (µs time base): the mjpeg encoder aborts ffmpeg on a pts that does
-  // not increase ("Invalid pts (65) <= last (65)"), which a camera's duplicate or jittery timestamps rounded to the
-  // frame rate produce. The real pts were already reported by showinfo, and the pipe carries no timestamps.
-  filters.push("settb=1/1000000", "setpts=N");
+  // The encoder gets the frame number as its pts (in the reports' µs time base): the mjpeg encoder aborts ffmpeg on a
+  // pts that does not increase ("Invalid pts (65) <= last (65)"), which a camera's duplicate or jittery timestamps
+  // rounded to the frame rate produce. The real pts were already reported, and the pipe carries no timestamps.
+  filters.push("setpts=N");
   // threads 1: ffmpeg's mjpeg and rawvideo encoders are frame-threaded by default, which holds every frame back by
   // one frame interval or more (measured: 100 ms at 10 fps). One thread adds no delay (a 1280×720 JPEG takes ~4 ms)
   // and, with several cameras sharing the cores, costs less CPU than slice threads.

@@ -1,7 +1,12 @@
 /**
  * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs each
- * frame with the `showinfo` line that carries its stream timestamp and size. It owns the process: `done` settles
- * only after ffmpeg has exited and both pipes are drained, and `kill()` is safe at any time.
+ * frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It owns the
+ * process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is safe at any time.
+ *
+ * Once frames flow, stderr is read only when a frame's bytes are waiting for their reports, when {@linkcode
+ * FfmpegSession.pollStderr} asks (the capture's watchdog, about once a second), or after ffmpeg has exited. The
+ * reports are written before the frame is encoded, so they are there by then, and a frame wakes the node once
+ * instead of twice; the arrival time comes from ffmpeg's own clock in the report, not from when it was read.
  *
  * @example
  * ```ts
@@ -21,7 +26,8 @@ import { FatalError } from "../runtime/errors.ts";
 import { ByteQueue } from "./capture_byte_queue.ts";
 import type { FrameFormat } from "./capture_ffmpeg.ts";
 import { JpegSplitter } from "./capture_jpeg_splitter.ts";
-import { classifyFfmpegLine, type FfmpegLine, LineSplitter } from "./capture_stderr.ts";
+import { jpegSize } from "./jpeg_size.ts";
+import { classifyFfmpegLine, type FfmpegLogLine, LineSplitter } from "./capture_stderr.ts";
 import { readReused } from "../runtime/pipe_reader.ts";
 
 /** A frame as it left ffmpeg, before capture-time stamping. */
@@ -31,7 +37,10 @@ export interface SessionFrame {
   height: number;
   /** Stream timestamp in seconds (NaN when ffmpeg gave none). */
   ptsTime: number;
-  /** Wall-clock epoch seconds at which ffmpeg reported the frame (its showinfo line was read). */
+  /**
+   * Wall-clock epoch seconds at which the frame left ffmpeg's decoder (ffmpeg's report), or at which its report was
+   * read when ffmpeg gave no clock report.
+   */
   arrival: number;
 }
 
@@ -47,21 +56,23 @@ export interface SessionOptions {
   args: string[];
   format: FrameFormat;
   onFrame: (frame: SessionFrame) => void;
-  /** Every stderr line except showinfo frame lines, classified. */
-  onLine: (line: FfmpegLine) => void;
+  /** Every stderr line except frame reports, classified. */
+  onLine: (line: FfmpegLogLine) => void;
   /** Wall clock in epoch seconds (injectable for tests). */
   now?: () => number;
 }
 
 interface FrameInfo {
-  width: number;
-  height: number;
+  /** From showinfo, for raw frames only; a JPEG's comes from its header. */
+  width?: number;
+  height?: number;
   ptsTime: number;
+  /** NaN until the clock report has been read. */
   arrival: number;
 }
 
 // If stdout and stderr drift apart by this many frames, something in ffmpeg's output is not one-to-one any more
-// (an encoder failure, an unparsed showinfo line): drop the excess rather than grow without bound.
+// (an encoder failure, an unparsed frame line): drop the excess rather than grow without bound.
 const MAX_UNPAIRED = 32;
 
 /**
@@ -78,7 +89,7 @@ export class FfmpegSession {
   readonly pid: number;
   /** Settles when ffmpeg has exited and its pipes are drained; never rejects. */
   readonly done: Promise<SessionEnd>;
-  /** Frames whose bytes or showinfo line had no partner and were discarded. */
+  /** Frames whose bytes or frame line had no partner and were discarded. */
   unpaired = 0;
   #child: Deno.ChildProcess;
   #opts: SessionOptions;
@@ -88,7 +99,13 @@ export class FfmpegSession {
   #raw = new ByteQueue();
   #jpegSplitter = new JpegSplitter();
   #lastSize: { width: number; height: number } | undefined;
+  /** The value of the last `report` line, waiting for the key line that says what it was. */
+  #report: number | undefined;
   #exited = false;
+  /** Frames have flowed: stderr is now read on demand (see the module doc). */
+  #onDemand = false;
+  #pollAsked = false;
+  #wakeStderr: (() => void) | undefined;
 
   private constructor(child: Deno.ChildProcess, opts: SessionOptions) {
     this.#child = child;
@@ -144,10 +161,25 @@ export class FfmpegSession {
     }
   }
 
+  /**
+   * Reads stderr once soon, even if no frame is waiting: error lines then surface within a watchdog tick while
+   * frames flow. (Each call may cost one extra wake-up, when the next report is written.)
+   *
+   * @example
+   * ```ts
+   * setInterval(() => session.pollStderr(), 1000);
+   * ```
+   */
+  pollStderr(): void {
+    this.#pollAsked = true;
+    this.#kickStderr();
+  }
+
   async #watch(): Promise<SessionEnd> {
     const pumps = Promise.all([this.#pumpStdout(), this.#pumpStderr()]);
     const status = await this.#child.status;
     this.#exited = true;
+    this.#kickStderr();
     await pumps;
     return { code: status.code, signal: status.signal };
   }
@@ -163,6 +195,7 @@ export class FfmpegSession {
           this.#raw.push(chunk);
         }
         this.#pair();
+        this.#kickStderr();
       }
     } catch {
       // The pipe broke because ffmpeg was killed: nothing more to read.
@@ -171,50 +204,118 @@ export class FfmpegSession {
 
   async #pumpStderr(): Promise<void> {
     const lines = new LineSplitter();
-    const handle = (text: string, arrival: number) => {
-      const line = classifyFfmpegLine(text);
-      if (line.kind === "frame") {
-        this.#infos.push({ width: line.width, height: line.height, ptsTime: line.ptsTime, arrival });
-        this.#lastSize = { width: line.width, height: line.height };
-      } else {
-        this.#opts.onLine(line);
-      }
-    };
+    const chunks = readReused(this.#child.stderr)[Symbol.asyncIterator]();
     try {
-      for await (const chunk of readReused(this.#child.stderr)) {
-        const arrival = this.#now();
-        for (const text of lines.push(chunk)) handle(text, arrival);
+      for (;;) {
+        while (!this.#stderrWanted()) await new Promise<void>((resolve) => (this.#wakeStderr = resolve));
+        const next = await chunks.next();
+        if (next.done) break;
+        this.#pollAsked = false;
+        const readAt = this.#now();
+        for (const text of lines.push(next.value)) this.#handleLine(text, readAt);
         this.#pair();
       }
     } catch {
       // As for stdout.
     }
-    for (const text of lines.flush()) handle(text, this.#now());
+    for (const text of lines.flush()) this.#handleLine(text, this.#now());
     this.#pair();
+  }
+
+  /** Whether stderr should be read now (always, until frames flow). */
+  #stderrWanted(): boolean {
+    if (!this.#onDemand || this.#exited || this.#pollAsked) return true;
+    // Bytes on stdout with no complete report to pair them with.
+    const waiting = this.#opts.format === "jpeg" ? this.#jpegs.length > 0 : this.#raw.size > 0;
+    return waiting && !(this.#infos.length > 0 && this.#complete(this.#infos[0]));
+  }
+
+  #kickStderr(): void {
+    const wake = this.#wakeStderr;
+    this.#wakeStderr = undefined;
+    wake?.();
+  }
+
+  #handleLine(text: string, readAt: number): void {
+    const line = classifyFfmpegLine(text);
+    switch (line.kind) {
+      case "report":
+        this.#report = line.us;
+        return;
+      case "report-key": {
+        const us = this.#report ?? NaN;
+        this.#report = undefined;
+        if (line.key === "pts") {
+          this.#infos.push({ ptsTime: us / 1e6, arrival: NaN });
+        } else {
+          const last = this.#infos.at(-1);
+          if (last && Number.isNaN(last.arrival)) last.arrival = Number.isFinite(us) ? us / 1e6 : readAt;
+        }
+        return;
+      }
+      case "size": {
+        const last = this.#infos.at(-1);
+        if (last && last.width === undefined) Object.assign(last, { width: line.width, height: line.height });
+        return;
+      }
+      default:
+        this.#opts.onLine(line);
+    }
+  }
+
+  /** Whether a frame's reports are all in (or a later frame's are, so one of this one's was lost). */
+  #complete(info: FrameInfo): boolean {
+    if (this.#infos.length > 1) return true;
+    return !Number.isNaN(info.arrival) && (this.#opts.format === "jpeg" || info.width !== undefined);
+  }
+
+  /** The arrival of a paired frame: ffmpeg's clock, or now if its clock report never came. */
+  #arrival(info: FrameInfo): number {
+    return Number.isNaN(info.arrival) ? this.#now() : info.arrival;
+  }
+
+  #emit(frame: SessionFrame): void {
+    this.#onDemand = true;
+    this.#opts.onFrame(frame);
+  }
+
+  /** A JPEG's size from its header; the last good one if this header is unreadable (the splitter checked SOI/EOI). */
+  #jpegSize(data: Uint8Array): { width: number; height: number } {
+    const size = jpegSize(data);
+    if (size) this.#lastSize = size;
+    return size ?? this.#lastSize ?? { width: 0, height: 0 };
   }
 
   /** Emits every frame whose bytes and info have both arrived (they come through different pipes). */
   #pair(): void {
     if (this.#opts.format === "jpeg") {
-      while (this.#infos.length > 0 && this.#jpegs.length > 0) {
+      while (this.#infos.length > 0 && this.#jpegs.length > 0 && this.#complete(this.#infos[0])) {
         const info = this.#infos.shift() as FrameInfo;
         const data = this.#jpegs.shift() as Uint8Array;
-        this.#opts.onFrame({ data, ...info });
+        const size = this.#jpegSize(data);
+        this.#emit({ data, ...size, ptsTime: info.ptsTime, arrival: this.#arrival(info) });
       }
       while (this.#jpegs.length > MAX_UNPAIRED) {
-        // No showinfo line for these: emit them stamped with their arrival rather than lose them.
+        // No frame line for these: emit them stamped with their arrival rather than lose them.
         const data = this.#jpegs.shift() as Uint8Array;
-        const size = this.#lastSize ?? { width: 0, height: 0 };
+        const size = this.#jpegSize(data);
         this.unpaired++;
-        this.#opts.onFrame({ data, ...size, ptsTime: NaN, arrival: this.#now() });
+        this.#emit({ data, ...size, ptsTime: NaN, arrival: this.#now() });
       }
     } else {
-      while (this.#infos.length > 0) {
+      while (this.#infos.length > 0 && this.#complete(this.#infos[0])) {
         const info = this.#infos[0];
-        const data = this.#raw.take(info.width * info.height * 3);
+        const { width = 0, height = 0, ptsTime } = info;
+        if (width * height === 0) {
+          // A line without a size cannot cut raw bytes (the raw arguments ask for showinfo, which always has one).
+          this.#infos.shift();
+          this.unpaired++;
+          continue;
+        }
+        const data = this.#raw.take(width * height * 3);
         if (!data) break;
         this.#infos.shift();
-        this.#opts.onFrame({ data, ...info });
+        this.#emit({ data, width, height, ptsTime, arrival: this.#arrival(info) });
       }
     }
     while (this.#infos.length > MAX_UNPAIRED) {
