@@ -212,7 +212,7 @@ async function cpuPerFrame(jpegs: Uint8Array[]): Promise<BenchRow[]> {
   return [
     {
       bench: "aggregator",
-      metric: "(a) aggregator CPU ms/frame (Deno + ffmpeg, 1280×960 JPEG → libx264 veryfast), median",
+      metric: "(a) aggregator CPU ms/frame (Deno + ffmpeg, 1280×960 JPEG → libx264 superfast), median",
       value: median(ours) * 1000,
       unit: "ms",
       note: `${n} frames at 25 fps × ${rounds} rounds: ${ms(ours)}`,

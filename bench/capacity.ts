@@ -27,6 +27,7 @@
 import { startRedis, type TestRedis } from "../test/helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
+import { defaultPreset } from "../src/media/encoder.ts";
 import { captureSpan, dumperSegments } from "./audit.ts";
 import { PipelineNode } from "./pipeline.ts";
 import { freePort } from "../test/helpers/net.ts";
@@ -371,7 +372,8 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     for (const [i, c] of cams.entries()) {
       const child = new Deno.Command("ffmpeg", {
         args: ["-nostdin", "-v", "error", "-progress", "pipe:2", "-rtsp_transport", "tcp", "-i", c.url, "-an"]
-          .concat(["-r", "10", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"])
+          .concat(["-r", "10", "-c:v", "libx264", "-preset", defaultPreset("libx264"), "-crf", "23"])
+          .concat(["-pix_fmt", "yuv420p"])
           .concat([
             "-f",
             "segment",

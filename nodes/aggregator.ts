@@ -87,7 +87,7 @@ export const AGGREGATOR_FLAGS = {
   preset: {
     long: "preset",
     type: "string",
-    help: "encoder preset (default veryfast for x264/x265, p4 for NVENC)",
+    help: "encoder preset (default superfast for x264, veryfast for x265, p4 for NVENC)",
   },
   maxIdle: {
     long: "max-idle",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { detectEncoderKind, outputSize } from "../src/media/encoder.ts";
+import { defaultPreset, detectEncoderKind, normalizeConfig, outputSize } from "../src/media/encoder.ts";
 import type { InputFrame } from "../src/media/frame.ts";
 import { Mp4SegmentMuxer } from "../src/media/muxer.ts";
 import { FatalError } from "../src/runtime/errors.ts";
@@ -13,6 +13,7 @@ import {
   probe,
   topLevelBoxes,
 } from "./media_test_helpers.ts";
+import { ffmpegArgs } from "../src/media/ffmpeg_encoder.ts";
 
 /** Muxes what an encoder produced for one segment. */
 async function muxCollected(c: Collected, codec: "avc" | "hevc", from = 0): Promise<Uint8Array> {
@@ -321,4 +322,18 @@ Deno.test("ffmpeg encoder: colours kept from full-range (cameras, OpenCV), limit
     const psnr = await framePsnr(mp4, 2, frames[2].jpeg);
     assert.ok(psnr > 36, `${name}: PSNR ${psnr.toFixed(1)} dB against the source frame`);
   }
+});
+
+Deno.test("default presets: superfast for x264, veryfast for x265, p4 for NVENC; an NVENC preset maps back on fallback", () => {
+  const base = { width: 1280, height: 720, framerate: 10 };
+  assert.equal(normalizeConfig(base).preset, "superfast");
+  assert.equal(normalizeConfig({ ...base, codec: "libx265" }).preset, "veryfast");
+  assert.equal(normalizeConfig({ ...base, codec: "h264_nvenc" }).preset, "p4");
+  assert.equal(
+    normalizeConfig({ ...base, preset: "medium" }).preset,
+    "medium",
+    "an asked-for preset is kept",
+  );
+  const args = ffmpegArgs(normalizeConfig({ ...base, codec: "h264_nvenc" }), "libx264", "jpeg");
+  assert.equal(args[args.indexOf("-preset") + 1], defaultPreset("libx264"), "x264 cannot take p4");
 });

@@ -30,7 +30,7 @@ import type {
   EncoderState,
   FrameEncoder,
 } from "./encoder.ts";
-import { codecFamily, decoderConfigFor, normalizeConfig, outputSize } from "./encoder.ts";
+import { codecFamily, decoderConfigFor, defaultPreset, normalizeConfig, outputSize } from "./encoder.ts";
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
 import { SerialQueue } from "./serial_queue.ts";
 import { readReused } from "../runtime/pipe_reader.ts";
@@ -55,7 +55,7 @@ const SOFTWARE_FOR: Record<EncoderCodec, EncoderCodec> = {
  * ```ts
  * import { ffmpegArgs } from "./ffmpeg_encoder.ts";
  * const args = ffmpegArgs({ codec: "libx264", width: 1280, height: 960, framerate: 10, quality: 23,
- *   preset: "veryfast", pixelFormat: "yuv420p" }, "libx264", "jpeg");
+ *   preset: "superfast", pixelFormat: "yuv420p" }, "libx264", "jpeg");
  * ```
  */
 export function ffmpegArgs(
@@ -94,7 +94,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx264",
         "-preset",
-        hwPreset ? "veryfast" : config.preset,
+        hwPreset ? defaultPreset("libx264") : config.preset,
         "-crf",
         q,
         "-tune",
@@ -106,7 +106,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx265",
         "-preset",
-        hwPreset ? "veryfast" : config.preset,
+        hwPreset ? defaultPreset("libx265") : config.preset,
         "-crf",
         q,
         "-tune",

@@ -40,7 +40,7 @@ import type {
   EncoderState,
   FrameEncoder,
 } from "./encoder.ts";
-import { decoderConfigFor, normalizeConfig, outputSize } from "./encoder.ts";
+import { decoderConfigFor, defaultPreset, normalizeConfig, outputSize } from "./encoder.ts";
 import { type FrameFormat, frameProblem, type InputFrame } from "./frame.ts";
 import { SerialQueue } from "./serial_queue.ts";
 
@@ -269,7 +269,7 @@ export class WasmEncoder implements FrameEncoder {
     const crop = size.width !== config.width || size.height !== config.height
       ? ["-vf", `crop=${size.width}:${size.height}:0:0`]
       : [];
-    const preset = /^p[1-7]$/.test(config.preset) ? "veryfast" : config.preset;
+    const preset = /^p[1-7]$/.test(config.preset) ? defaultPreset("libx264") : config.preset;
     const lines: string[] = [];
     const onLog = ({ message }: { message: string }) => {
       lines.push(message);
