@@ -29,7 +29,7 @@ Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and i
   const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "t", countReceivers: true });
   try {
     assert.equal(await pub.publish("nobody", new Uint8Array([1])), 0);
-    const sizes = [0, 1, 2, 13, 65_536, 130_000, 8 << 20];
+    const sizes = [0, 1, 2, 13, 65_536, 130_000, 300_000, 8 << 20];
     const sent = sizes.map((n, k) => new Uint8Array(n).map((_, i) => (i * 31 + k) % 256));
     // Sent without waiting, as a burst: the writes must not interleave.
     const receivers = await Promise.all(sent.map((b) => pub.publish("frames", b)));
