@@ -251,28 +251,20 @@ async function rssRatio(jpegs: Uint8Array[]): Promise<BenchRow[]> {
     const run = await startAggregator(size);
     try {
       const t0 = 1769300000;
-      // VmHWM is the kernel's own high-water mark; sampled until the node exits (it exits after its last flush).
-      let peakSeen = 0;
-      const sampler = setInterval(
-        () => (peakSeen = Math.max(peakSeen, peakRssBytes(run.node.child.pid))),
-        200,
-      );
       await paced(
         1000,
         25,
         (i) => run.pub.publish("frames", Buffer.from(frameMessage(jpegs[i % jpegs.length], t0 + i * 0.1))),
       );
+      // Every frame falls on its own 1/10 s slot, so the segments fill up and are published without a flush.
       // Completion is read from the node's log: a 1000-frame 1280×960 segment (~30 MB) can exceed Redis' default
       // pub/sub output limit for subscribers (32 MB), which would cut our subscriber off.
       const published = () => run.node.stderr.filter((l) => / :: published segment /.test(l)).length;
-      if (size === 100) await waitUntil(() => published() >= 10, 120_000);
-      else {
-        run.node.kill("SIGTERM"); // flushes the one 1000-frame segment
-        await waitUntil(() => published() >= 1, 120_000);
-      }
-      if (size === 1000) await run.node.exit;
-      clearInterval(sampler);
-      peak[size] = Math.max(peakSeen, peakRssBytes(run.node.child.pid));
+      await waitUntil(() => published() >= 1000 / size, 120_000);
+      await sleep(1000);
+      // VmHWM, the kernel's own high-water mark, read while the node still runs: the last segment's peak (its
+      // muxing and publishing) comes just before, and a node that has exited has no /proc entry to read.
+      peak[size] = peakRssBytes(run.node.child.pid);
     } finally {
       await run.close();
     }
