@@ -341,6 +341,7 @@ if (import.meta.main) {
                 preset: f.preset,
               },
               ffmpegPath: f.ffmpeg,
+              maxFrames: f.bufferSize,
               onFallback: (info) => {
                 if (warnedFallback) return;
                 warnedFallback = true;

@@ -109,6 +109,37 @@ Deno.test("muxer: H.264 from capture times: avc1, fast start, per-packet pts, re
   assert.equal(await decodeFrameCount(mp4), 40);
 });
 
+Deno.test("muxer: with maxSamples (room reserved, samples written as they come): fast start, same timing, a cap", async () => {
+  const frames = await loadFrames(40);
+  const { chunks, decoderConfig } = await bareChunks(frames, "avc");
+  // Fewer samples than reserved, as when a segment is flushed early: the spare room stays as a free box.
+  const mp4 = await muxMp4({
+    codec: "avc",
+    width: 640,
+    height: 480,
+    fps: 10,
+    chunks,
+    decoderConfig,
+    maxSamples: 100,
+  });
+  const boxes = topLevelBoxes(mp4);
+  assert.ok(boxes.indexOf("moov") >= 0 && boxes.indexOf("moov") < boxes.indexOf("mdat"), boxes.join(","));
+  const { stream, packets } = await probe(mp4);
+  assert.equal(stream.codec_tag_string, "avc1");
+  assert.equal(Number(stream.nb_frames), 40);
+  const t0 = frames[0].timestampUs;
+  packets.forEach((p, i) => {
+    const want = (frames[i].timestampUs - t0) / 1e6;
+    assert.ok(Math.abs(Number(p.pts_time) - want) < 0.0005, `packet ${i} pts ${p.pts_time} vs ${want}`);
+  });
+  assert.equal(await decodeFrameCount(mp4), 40);
+  // One sample more than reserved is refused at once, not discovered at finalize.
+  const mux = new Mp4SegmentMuxer({ codec: "avc", width: 640, height: 480, fps: 10, maxSamples: 2 });
+  await mux.add(chunks[0], { decoderConfig });
+  await mux.add(chunks[1]);
+  assert.throws(() => mux.add(chunks[2]), /over the 2 this segment holds/);
+});
+
 Deno.test("muxer: HEVC is tagged hvc1 (Apple players refuse hev1) and plays", async () => {
   const frames = await loadFrames(8);
   const { chunks, decoderConfig } = await bareChunks(frames, "hevc");

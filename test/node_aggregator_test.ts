@@ -122,7 +122,12 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
       assert.equal(p.tag, "avc1");
       assert.equal(p.pixFmt, "yuv420p");
       assert.deepEqual([p.width, p.height], [1280, 960]);
-      assert.deepEqual(p.boxes.slice(0, 3), ["ftyp", "moov", "mdat"], "fast start");
+      // Fast start; the sample table's spare reserved room, if any, is a free box before the data.
+      assert.deepEqual(
+        p.boxes.filter((b) => b !== "free").slice(0, 3),
+        ["ftyp", "moov", "mdat"],
+        "fast start",
+      );
       assert.equal(p.frames, s.frameIds.length);
       assert.equal(s.info!.frameCount, s.frameIds.length);
       // Plays at real speed: the file lasts the real time span (+ one frame), and each sample sits at its capture time.

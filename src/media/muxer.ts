@@ -55,11 +55,18 @@ export interface MuxerOptions {
   height: number;
   /** Nominal rate: the last sample's duration is 1/fps. */
   fps: number;
+  /**
+   * The most samples the segment can hold (the aggregator's `--buffer-size`), when known. The sample table's room
+   * is then reserved at the start of the file and each sample is written as it comes, instead of every sample being
+   * held until the end: at 1000 frames of 1280×960 (~30 MB) that is one copy of the segment less in memory.
+   */
+  maxSamples?: number;
 }
 
 /**
- * Builds one MP4 from chunks added as they are encoded; the compressed samples stay in memory until
- * {@linkcode Mp4SegmentMuxer.finalize} (fast start needs the sample table before the data).
+ * Builds one MP4 from chunks added as they are encoded, fast start (sample table before the data): with
+ * `maxSamples` the table's room is reserved and samples are written as they come; without, they stay in memory
+ * until {@linkcode Mp4SegmentMuxer.finalize}.
  *
  * @example
  * ```ts
@@ -85,13 +92,14 @@ export class Mp4SegmentMuxer {
   constructor(options: MuxerOptions) {
     if (!(options.fps > 0)) throw new RangeError(`fps ${options.fps} is invalid: expected > 0`);
     this.options = options;
+    const reserve = options.maxSamples !== undefined && options.maxSamples > 0;
     this.#output = new Output({
-      format: new Mp4OutputFormat({ fastStart: "in-memory" }),
+      format: new Mp4OutputFormat({ fastStart: reserve ? "reserve" : "in-memory" }),
       target: this.#target,
     });
     this.#source = new EncodedVideoPacketSource(options.codec);
     // No frameRate: Mediabunny would snap every timestamp to a 1/fps grid and lose the capture timing.
-    this.#output.addVideoTrack(this.#source);
+    this.#output.addVideoTrack(this.#source, reserve ? { maximumPacketCount: options.maxSamples } : {});
   }
 
   /** Samples added so far. */
@@ -117,6 +125,11 @@ export class Mp4SegmentMuxer {
       this.#record = decoderConfigurationRecord(this.options.codec, this.#parameterSets);
       this.#firstTimestampUs = chunk.timestamp;
       this.#queue = this.#output.start();
+    }
+    if (this.options.maxSamples && this.#count >= this.options.maxSamples) {
+      throw new RangeError(
+        `sample ${this.#count + 1} is over the ${this.options.maxSamples} this segment holds`,
+      );
     }
     if (chunk.timestamp <= this.#lastTimestampUs) {
       throw new RangeError(`chunk timestamp ${chunk.timestamp} µs is not after ${this.#lastTimestampUs} µs`);

@@ -32,6 +32,8 @@ export interface SegmentBuilderOptions {
   ffmpegPath?: string;
   /** Called when a hardware codec fell back to software. */
   onFallback?: (info: EncoderFallback) => void;
+  /** The most frames the segment will get (`--buffer-size`): lets the muxer write samples as they come. */
+  maxFrames?: number;
 }
 
 /** A finished segment. */
@@ -64,6 +66,7 @@ export class SegmentBuilder {
       width: size.width,
       height: size.height,
       fps: opts.config.framerate,
+      maxSamples: opts.maxFrames,
     });
     this.#encoder = createEncoder(opts.kind, {
       output: (chunk, metadata) => {
