@@ -239,6 +239,32 @@ Deno.test("FrameClock: follows pts, removes arrival jitter, never later than arr
   assert.equal(clock.reanchors, 0);
 });
 
+Deno.test("FrameClock (defaults): decoding falling 1.8 s behind over 8 s and catching up keeps the stream's spacing", () => {
+  const clock = new FrameClock();
+  const base = 1763780000;
+  const out: number[] = [];
+  for (let i = 0; i < 750; i++) {
+    const pts = i * 0.04; // 25 fps
+    // From 5 s to 13 s of stream the machine is saturated: frames leave the decoder up to 1.8 s late, then the
+    // backlog drains until they are on time again.
+    const behind = pts < 5 ? 0 : pts < 9 ? (pts - 5) * 0.45 : pts < 13 ? 1.8 - (pts - 9) * 0.45 : 0;
+    out.push(clock.stamp(pts, base + pts + 0.01 + behind));
+  }
+  assert.equal(clock.reanchors, 0, "a backlog that drains is not a new timeline");
+  // The stream's 40 ms, give or take the drift allowance (1000 ppm of the 8 s of backlog: 8 ms, once, at its end).
+  for (let i = 1; i < out.length; i++) assert.ok(Math.abs(out[i] - out[i - 1] - 0.04) < 9e-3, `gap at ${i}`);
+  // What re-anchoring on the late arrivals did before: a second's jump ahead, then catch-up frames 1 µs apart.
+  const old = new FrameClock({ maxLagS: 1, settleS: 2 });
+  const stamped: number[] = [];
+  for (let i = 0; i < 750; i++) {
+    const pts = i * 0.04;
+    const behind = pts < 5 ? 0 : pts < 9 ? (pts - 5) * 0.45 : pts < 13 ? 1.8 - (pts - 9) * 0.45 : 0;
+    stamped.push(old.stamp(pts, base + pts + 0.01 + behind));
+  }
+  assert.ok(old.reanchors > 0);
+  assert.ok(Math.max(...stamped.slice(1).map((t, i) => t - stamped[i])) > 0.5, "the jump the defaults avoid");
+});
+
 Deno.test("FrameClock: bursts, slow camera clock, pts going back, a pause, and a new session", () => {
   const clock = new FrameClock({ maxLagS: 0.5, settleS: 1 });
   let prev = -Infinity;

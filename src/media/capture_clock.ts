@@ -9,6 +9,10 @@
  * clock running slower than ours is followed. It is re-anchored to the arrival time when the stream's timestamps go
  * backwards, when the lag (arrival − capture time) has stayed above `maxLagS` for `settleS` seconds of stream (a
  * source that paused without advancing its timestamps), and at every new ffmpeg session ({@linkcode FrameClock.reset}).
+ * The lag rule is slow on purpose: when the machine is saturated, decoding falls behind the camera by a second or
+ * two and then catches up. Those frames were still captured when their pts says, and re-anchoring to their late
+ * arrival would push the capture times a second ahead and then squeeze the catch-up frames together (seen with four
+ * cameras on two cores at 1 s / 2 s: ~5% of the aggregator's 10 fps slots came out empty).
  * Outputs are forced to increase by at least 1 µs, across re-anchors and sessions.
  *
  * @example
@@ -25,9 +29,9 @@
 export interface FrameClockOptions {
   /** How fast (seconds per second of stream) the delay estimate may grow to follow clock drift (0.001). */
   maxDriftPerS?: number;
-  /** A lag (arrival − capture time) above this many seconds, sustained for `settleS`, re-anchors the clock (1.0). */
+  /** A lag (arrival − capture time) above this many seconds, sustained for `settleS`, re-anchors the clock (2.0). */
   maxLagS?: number;
-  /** Seconds of stream the lag must stay above `maxLagS` before re-anchoring (2.0). */
+  /** Seconds of stream the lag must stay above `maxLagS` before re-anchoring (10). */
   settleS?: number;
 }
 
@@ -54,8 +58,8 @@ export class FrameClock {
 
   constructor(opts: FrameClockOptions = {}) {
     this.#maxDrift = opts.maxDriftPerS ?? 0.001;
-    this.#maxLag = opts.maxLagS ?? 1.0;
-    this.#settle = opts.settleS ?? 2.0;
+    this.#maxLag = opts.maxLagS ?? 2.0;
+    this.#settle = opts.settleS ?? 10;
   }
 
   /**
