@@ -242,7 +242,7 @@ export async function sourceBench(seconds = 20, rounds = 5): Promise<BenchRow[]>
         value: tick * 1000,
         unit: "ms",
         note:
-          "a frame wakes the node twice: its frame line on stderr, then its JPEG on stdout (2-3 reads of 32 KiB)",
+          "a frame wakes the node once: its JPEG on stdout (2-3 reads of 32 KiB), its reports read with it",
       },
     ];
   } finally {

@@ -89,7 +89,7 @@ export class FfmpegSession {
   readonly pid: number;
   /** Settles when ffmpeg has exited and its pipes are drained; never rejects. */
   readonly done: Promise<SessionEnd>;
-  /** Frames whose bytes or frame line had no partner and were discarded. */
+  /** Frames emitted without their reports (stamped with their read time) plus reports that never got a frame. */
   unpaired = 0;
   #child: Deno.ChildProcess;
   #opts: SessionOptions;
