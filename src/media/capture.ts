@@ -7,9 +7,10 @@
  *   `-init_hw_device`); if it cannot start, or a session's stderr later shows a CUDA failure (`Cannot load
  *   libcuda.so.1`, `Device creation failed`...), one `cuda-unavailable` event is emitted and every later session
  *   decodes on the CPU (a session that failed for that reason is restarted at once, without backoff).
- * - **Timestamps**: a filter prints each output frame's stream pts on stderr (`frameReportFilters`); the time that
- *   line is read is the frame's arrival, and {@linkcode FrameClock} turns (pts, arrival) into a capture time that follows
- *   the stream's own spacing, is never later than the arrival, and never goes backwards (see capture_clock.ts).
+ * - **Timestamps**: ffmpeg prints each output frame's stream pts and its own wall clock when the frame left the
+ *   decoder (the arrival) on stderr (`frameReportFilters`); {@linkcode FrameClock} turns (pts, arrival) into a
+ *   capture time that follows the stream's own spacing, is never later than the arrival, and never goes backwards
+ *   (see capture_clock.ts).
  * - **Watchdog**: no frame for `stallTimeoutS` seconds (or none within `stallTimeoutS + timeoutS` of starting
  *   ffmpeg) kills ffmpeg with SIGKILL; every end of ffmpeg is followed by a reconnect after an exponential backoff
  *   with jitter (0.5 s doubling to 30 s), reset once frames have flowed for `backoffResetS`.
