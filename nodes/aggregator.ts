@@ -16,10 +16,10 @@
  */
 
 import { Intake } from "../src/bus/intake.ts";
-import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE, type VideoData } from "../src/bus/message.ts";
+import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import type { RedisBus } from "../src/bus/redis.ts";
 import { StreamProducer } from "../src/bus/stream.ts";
-import { encodeMessage } from "../src/bus/wire.ts";
+import { encodeMessagePieces, type OutgoingMessage } from "../src/bus/wire.ts";
 import { isoMicros } from "../src/bus/describe.ts";
 import {
   detectEncoderKind,
@@ -228,7 +228,7 @@ if (import.meta.main) {
         ? new StreamProducer(ctx.bus.client, f.publishTopic, {
           maxLen: f.streamMaxlen,
           maxAgeS: f.streamMaxAge,
-        })
+        }, (args) => ctx.bus.command(args))
         : undefined;
       const open = new Map<string, OpenSegment>();
       const inProgress = new InProgressMarks(ctx.bus, f.name);
@@ -243,16 +243,17 @@ if (import.meta.main) {
       let warnedFallback = false;
       let publishChain: Promise<void> = Promise.resolve();
 
-      const publish = async (seg: VideoData, lastArrival: number): Promise<void> => {
-        const bytes = encodeMessage(seg);
+      const publish = async (seg: OutgoingMessage, lastArrival: number): Promise<void> => {
+        // In pieces around the MP4's own pages: a segment of 1000 frames is ~30 MB, held once.
+        const pieces = encodeMessagePieces(seg);
         // Hold the segment through a short Redis outage rather than lose it at once.
         const deadline = Date.now() + 15_000;
         while (!ctx.bus.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
         let delivered = false;
         try {
-          delivered = (await ctx.bus.publish(f.publishTopic, bytes)) >= 0;
+          delivered = (await ctx.bus.publish(f.publishTopic, pieces)) >= 0;
           if (stream) {
-            await stream.append(bytes);
+            await stream.append(pieces);
             delivered = true;
           }
         } catch (err) {
@@ -285,7 +286,7 @@ if (import.meta.main) {
           }
           encodeSeconds.observe((performance.now() - t0) / 1000);
           const first = b.captureTimestamps[0], last = b.captureTimestamps.at(-1)!;
-          const msg: VideoData = {
+          const msg: OutgoingMessage & { dataType: typeof VIDEO_DATA_TYPE } = {
             dataType: VIDEO_DATA_TYPE,
             sensorName: sensor,
             captureTimestamp: first,
@@ -317,7 +318,7 @@ if (import.meta.main) {
               `published segment of ${sensor}: ${b.frameIds.length} frames, ${
                 msg.info!.durationS.toFixed(2)
               } s, ` +
-                `${b.mp4.byteLength} bytes, ${b.width}x${b.height} ${b.encoder} (closed: ${reason})`,
+                `${b.mp4Bytes} bytes, ${b.width}x${b.height} ${b.encoder} (closed: ${reason})`,
             );
           } catch (err) {
             segDropped.inc(1, { reason: "redis_unavailable" });

@@ -140,8 +140,70 @@ Deno.test("ReplyParser: integers, OK and errors across any chunking; anything el
       { ok: true, value: "0" },
     ], `step ${step}`);
   }
-  assert.throws(() => new ReplyParser().push(new TextEncoder().encode("$3\r\nabc\r\n")), /unexpected reply/);
+  assert.throws(() => new ReplyParser().push(new TextEncoder().encode("*1\r\n:1\r\n")), /unexpected reply/);
 });
+
+Deno.test("ReplyParser: bulk strings (an XADD's id) and nil, whole only once their last byte arrived", () => {
+  const text = "$15\r\n1769300000000-0\r\n$-1\r\n$0\r\n\r\n:3\r\n";
+  const bytes = new TextEncoder().encode(text);
+  for (const step of [1, 2, 5, bytes.length]) {
+    const p = new ReplyParser();
+    const out = [];
+    for (let i = 0; i < bytes.length; i += step) out.push(...p.push(bytes.subarray(i, i + step)));
+    assert.deepEqual(out, [
+      { ok: true, value: "1769300000000-0" },
+      { ok: true, value: null },
+      { ok: true, value: "" },
+      { ok: true, value: "3" },
+    ], `step ${step}`);
+  }
+  const p = new ReplyParser();
+  assert.deepEqual(p.push(new TextEncoder().encode("$5\r\nabc")), [], "nothing until the string is whole");
+  assert.deepEqual(p.push(new TextEncoder().encode("de\r\n")), [{ ok: true, value: "abcde" }]);
+});
+
+for (const countReceivers of [false, true]) {
+  Deno.test(`Publisher: command() sends XADD with a message in pieces and returns its id (replies ${countReceivers ? "on" : "off"})`, async () => {
+    const redis = await startRedis();
+    const admin = new Redis({ host: "127.0.0.1", port: redis.port });
+    const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+    const got: Uint8Array[] = [];
+    sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+    await sub.subscribe("t");
+    const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "cmd", countReceivers });
+    try {
+      // A 3 MB message in 1 MiB pieces plus a small head and tail, as the aggregator sends a segment.
+      const pieces = [
+        new Uint8Array([1, 2, 3]),
+        ...[0, 1, 2].map((k) => new Uint8Array(1 << 20).fill(10 + k)),
+        new Uint8Array(5000).fill(99),
+      ];
+      const whole = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
+      pieces.reduce((at, p) => (whole.set(p, at), at + p.byteLength), 0);
+      // PUBLISHes around the command must not take its reply, nor it theirs.
+      const before = pub.publish("t", new Uint8Array([7]));
+      const id = await pub.command(["XADD", "s", "MAXLEN", "~", "10", "*", "d", pieces]);
+      const after = pub.publish("t", pieces);
+      assert.match(String(id), /^\d+-\d+$/);
+      assert.equal(await before, countReceivers ? 1 : 0);
+      assert.equal(await after, countReceivers ? 1 : 0);
+      const entries = await admin.xrangeBuffer("s", "-", "+");
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0][0].toString(), id);
+      assert.deepEqual(new Uint8Array(entries[0][1][1]), whole);
+      await until(() => got.length === 2, 5000, "both messages");
+      assert.deepEqual(got[1], whole);
+      // Redis' errors come back as rejections; the connection goes on.
+      await assert.rejects(pub.command(["XADD", "s", "*", "d"]), /wrong number of arguments/i);
+      assert.equal(await pub.command(["XLEN", "s"]), "1");
+    } finally {
+      await pub.close();
+      sub.disconnect();
+      admin.disconnect();
+      await redis.stop();
+    }
+  });
+}
 
 Deno.test("Publisher: over a unix socket (MSIGHT_REDIS_MESSAGE_BROKER_UNIX_SOCKET_PATH)", async () => {
   const dir = await Deno.makeTempDir();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { decodeMessage, encodeMessage, MalformedMessageError } from "../src/bus/wire.ts";
+import { decodeMessage, encodeMessage, encodeMessagePieces, MalformedMessageError } from "../src/bus/wire.ts";
+import { joinBytes } from "../src/runtime/bytes.ts";
 import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE, type VideoData } from "../src/bus/message.ts";
 import { Snowflake } from "../src/bus/snowflake.ts";
 import { MsgpackWriter } from "../src/bus/msgpack_writer.ts";
@@ -145,4 +146,32 @@ Deno.test("snowflake: ids are unique and increasing within a millisecond and whe
   const first = new Snowflake(5, () => 1769272125649).next();
   assert.equal(Snowflake.timestampMs(first), 1769272125649);
   assert.ok(first > 2n ** 53n);
+});
+
+Deno.test("wire: a message encoded in pieces is the same bytes, and its binary field is not copied", async () => {
+  const fixture = decodeMessage(await Deno.readFile(new URL("video.msgpack", dir)));
+  assert.equal(fixture.dataType, VIDEO_DATA_TYPE);
+  const video = fixture.dataType === VIDEO_DATA_TYPE ? fixture.video : new Uint8Array();
+  // The MP4 in three pieces, as the muxer's pages.
+  const cut = [0, 100, Math.floor(video.length / 2), video.length];
+  const pages = cut.slice(1).map((end, i) => video.subarray(cut[i], end));
+  const pieces = encodeMessagePieces({ ...fixture, video: pages });
+  assert.deepEqual(joinBytes(pieces), encodeMessage(fixture));
+  for (const page of pages) assert.ok(pieces.includes(page), "each page is passed on as it is");
+  // Images too, and bins of every header size (bin8, bin16, bin32).
+  for (const n of [0, 200, 70_000]) {
+    const img: ImageData = {
+      dataType: IMAGE_DATA_TYPE,
+      sensorName: "cam",
+      captureTimestamp: 1769300000.25,
+      creationTimestamp: 1769300000.5,
+      frameId: 7n,
+      deviceName: "box",
+      image: new Uint8Array(n).fill(3),
+      isEncoded: true,
+      detectionResults: null,
+      size: [0, 0, 3],
+    };
+    assert.deepEqual(joinBytes(encodeMessagePieces(img)), encodeMessage(img), `${n} bytes`);
+  }
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { defaultPreset, detectEncoderKind, normalizeConfig, outputSize } from "../src/media/encoder.ts";
 import type { InputFrame } from "../src/media/frame.ts";
 import { Mp4SegmentMuxer } from "../src/media/muxer.ts";
+import { joinBytes } from "../src/runtime/bytes.ts";
 import { FatalError } from "../src/runtime/errors.ts";
 import {
   type Collected,
@@ -21,7 +22,7 @@ async function muxCollected(c: Collected, codec: "avc" | "hevc", from = 0): Prom
   assert.ok(cfg, "first chunk of a segment carries decoderConfig");
   const mux = new Mp4SegmentMuxer({ codec, width: cfg.codedWidth, height: cfg.codedHeight, fps: 10 });
   for (let i = from; i < c.chunks.length; i++) await mux.add(c.chunks[i], c.metas[i]);
-  return await mux.finalize();
+  return joinBytes(await mux.finalize());
 }
 
 async function childProcesses(): Promise<string[]> {
@@ -238,7 +239,7 @@ for (const f of jpegInputs(await loadFrames(3))) enc.encode(f);
 await enc.flush();
 enc.close();
 await Promise.all(adds);
-await Deno.writeFile(${JSON.stringify(out)}, await mux.finalize());
+await Deno.writeFile(${JSON.stringify(out)}, ReadableStream.from(await mux.finalize()));
 console.log("sandboxed ok");
 `,
     );

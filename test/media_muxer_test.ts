@@ -9,6 +9,7 @@ import {
 } from "../src/media/annexb.ts";
 import { codecFamily, type EncodedChunk, type EncoderCodec } from "../src/media/encoder.ts";
 import { Mp4SegmentMuxer, muxMp4 } from "../src/media/muxer.ts";
+import { joinBytes } from "../src/runtime/bytes.ts";
 import {
   collectingEncoder,
   concatBytes,
@@ -148,7 +149,7 @@ Deno.test("muxer: HEVC is tagged hvc1 (Apple players refuse hev1) and plays", as
   const adds = chunks.map((c, i) => mux.add(c, i === 0 ? { decoderConfig } : undefined));
   await Promise.all(adds);
   assert.equal(mux.sampleCount, 8);
-  const mp4 = await mux.finalize();
+  const mp4 = joinBytes(await mux.finalize());
   const { stream } = await probe(mp4);
   assert.equal(stream.codec_name, "hevc");
   assert.equal(stream.codec_tag_string, "hvc1");

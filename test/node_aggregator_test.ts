@@ -62,6 +62,8 @@ interface Rig {
   pub: Redis;
   node: NodeProcess;
   segments: VideoData[];
+  /** The segments' messages as they came off pub/sub. */
+  raw: Uint8Array[];
   send(img: ImageData): Promise<void>;
   close(): Promise<void>;
 }
@@ -71,10 +73,11 @@ async function rig(args: string[], perms = ["-A"]): Promise<Rig> {
   const pub = new Redis({ host: "127.0.0.1", port: redis.port });
   const sub = new Redis({ host: "127.0.0.1", port: redis.port });
   const segments: VideoData[] = [];
-  sub.on(
-    "messageBuffer",
-    (_c: Buffer, m: Buffer) => segments.push(decodeMessage(new Uint8Array(m)) as VideoData),
-  );
+  const raw: Uint8Array[] = [];
+  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => {
+    raw.push(new Uint8Array(m));
+    segments.push(decodeMessage(raw.at(-1)!) as VideoData);
+  });
   await sub.subscribe("video");
   const node = startNode(
     "nodes/aggregator.ts",
@@ -88,6 +91,7 @@ async function rig(args: string[], perms = ["-A"]): Promise<Rig> {
     pub,
     node,
     segments,
+    raw,
     send: async (img) => void await pub.publish("frames", Buffer.from(encodeMessage(img))),
     async close() {
       node.kill("SIGTERM");
@@ -145,6 +149,9 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
       }
     }
     assert.equal(segs[0].frameIds.length, 50);
+    // The durable stream (for sinks that restart) holds the same messages, byte for byte.
+    const entries = await r.pub.xrangeBuffer("MSIGHT:STREAM:video", "-", "+");
+    assert.deepEqual(entries.map(([, fields]) => new Uint8Array(fields[1])), r.raw);
   } finally {
     await r.close();
   }

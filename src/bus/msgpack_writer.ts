@@ -106,11 +106,16 @@ export class MsgpackWriter {
   }
 
   bin(b: Uint8Array): void {
-    const n = b.length;
+    this.binHeader(b.length);
+    this.#bytes(b);
+  }
+
+  /** The head of a bin of `n` bytes, for a caller that sends the bytes themselves separately (see `take`). */
+  binHeader(n: number): void {
     if (n < 0x100) this.#header(0xc4, 1, n);
     else if (n < 0x10000) this.#header(0xc5, 2, n);
-    else this.#header(0xc6, 4, n);
-    this.#bytes(b);
+    else if (n < 0x100000000) this.#header(0xc6, 4, n);
+    else throw new RangeError(`${n} bytes do not fit in a MessagePack bin (at most 4 GiB)`);
   }
 
   arrayHeader(n: number): void {
@@ -179,5 +184,25 @@ export class MsgpackWriter {
   /** The bytes written so far (a view, not a copy). */
   finish(): Uint8Array {
     return this.#buf.subarray(0, this.#pos);
+  }
+
+  /**
+   * The bytes written so far, after which the writer starts over on a fresh buffer: a message is then made of the
+   * pieces taken, with bytes sent separately between them (after a `binHeader`).
+   *
+   * @example
+   * ```ts
+   * import { MsgpackWriter } from "./msgpack_writer.ts";
+   * const w = new MsgpackWriter();
+   * w.binHeader(3);
+   * const message = [w.take(), new Uint8Array([1, 2, 3])]; // c4 03, then the three bytes
+   * ```
+   */
+  take(): Uint8Array {
+    const out = this.finish();
+    this.#buf = new Uint8Array(Math.max(64, this.#buf.length - this.#pos));
+    this.#view = new DataView(this.#buf.buffer);
+    this.#pos = 0;
+    return out;
   }
 }

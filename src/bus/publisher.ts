@@ -28,6 +28,7 @@
  */
 
 import type { RedisSettings } from "../runtime/env.ts";
+import { byteLengthOf, joinBytes } from "../runtime/bytes.ts";
 
 /** Connection state changes, for one log line each. */
 export type PublisherEvent = { type: "lost"; reason: string } | { type: "restored" };
@@ -53,36 +54,66 @@ function command(args: string[]): Uint8Array {
   );
 }
 
+/** An argument of {@linkcode Publisher.command}: text, bytes, or bytes in pieces (sent as one argument). */
+export type CommandArg = string | Uint8Array | readonly Uint8Array[];
+
+/**
+ * The RESP request for `args` as pieces: the text around the binary arguments joined, each large binary argument
+ * referenced where it lies (not copied).
+ */
+function commandPieces(args: readonly CommandArg[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let text = `*${args.length}\r\n`;
+  for (const a of args) {
+    if (typeof a === "string") {
+      text += `$${enc.encode(a).byteLength}\r\n${a}\r\n`;
+      continue;
+    }
+    const pieces = a instanceof Uint8Array ? [a] : a;
+    const size = byteLengthOf(pieces);
+    text += `$${size}\r\n`;
+    if (size > COPY_LIMIT) out.push(enc.encode(text), ...pieces);
+    else out.push(joinBytes([enc.encode(text), ...pieces]));
+    text = "\r\n";
+  }
+  out.push(enc.encode(text));
+  return out;
+}
+
+const REPLY_ON = command(["CLIENT", "REPLY", "ON"]);
+const REPLY_OFF = command(["CLIENT", "REPLY", "OFF"]);
+
 // Above this, a payload is written from where it lies instead of being copied behind the command head: a segment
 // of 1000 frames is ~30 MB, and every copy of it shows in the node's peak memory.
 const COPY_LIMIT = 256 * 1024;
 
 /**
  * PUBLISH topic payload: the request head for the topic (cached) + payload + CRLF, as one buffer (one write for a
- * frame), or as three pieces for a large payload (no copy of it).
+ * frame), or, for a large payload, the head then the payload's own pieces (no copy of it).
  */
-function publishCommand(head: Uint8Array, payload: Uint8Array): Uint8Array[] {
-  const len = enc.encode(`$${payload.byteLength}\r\n`);
-  if (payload.byteLength > COPY_LIMIT) {
+function publishCommand(head: Uint8Array, payload: Uint8Array | readonly Uint8Array[]): Uint8Array[] {
+  const pieces = payload instanceof Uint8Array ? [payload] : payload;
+  const size = byteLengthOf(pieces);
+  const len = enc.encode(`$${size}\r\n`);
+  if (size > COPY_LIMIT) {
     const start = new Uint8Array(head.byteLength + len.byteLength);
     start.set(head, 0);
     start.set(len, head.byteLength);
-    return [start, payload, CRLF];
+    return [start, ...pieces, CRLF];
   }
-  const out = new Uint8Array(head.byteLength + len.byteLength + payload.byteLength + 2);
-  out.set(head, 0);
-  out.set(len, head.byteLength);
-  out.set(payload, head.byteLength + len.byteLength);
-  out.set(CRLF, out.byteLength - 2);
-  return [out];
+  return [joinBytes([head, len, ...pieces, CRLF])];
 }
 
-/** A reply of the commands this connection sends: an integer, a simple string, or an error. */
-type Reply = { ok: true; value: string } | { ok: false; error: string };
+/**
+ * A reply of the commands this connection sends: an integer, a simple or bulk string (null for a nil bulk), or an
+ * error.
+ */
+type Reply = { ok: true; value: string | null } | { ok: false; error: string };
 
 /**
- * Parses the replies PUBLISH, AUTH, SELECT and CLIENT SETNAME get (`:n`, `+OK`, `-ERR ...`), whatever the
- * chunking. Anything else (a bulk or array reply) means the connection is not what we think: `push` throws.
+ * Parses the replies of the commands this connection sends (PUBLISH, XADD, AUTH, SELECT, CLIENT: `:n`, `+OK`,
+ * `$n` bulk strings such as an XADD's entry id, `-ERR ...`), whatever the chunking. Bulk strings are read as text:
+ * these commands answer in ASCII. An array reply means the connection is not what we think: `push` throws.
  */
 export class ReplyParser {
   #text = "";
@@ -103,8 +134,24 @@ export class ReplyParser {
       const end = this.#text.indexOf("\r\n");
       if (end < 0) break;
       const line = this.#text.slice(0, end);
-      this.#text = this.#text.slice(end + 2);
       const kind = line[0], rest = line.slice(1);
+      if (kind === "$") {
+        const n = Number(rest);
+        if (!Number.isInteger(n) || n < -1) {
+          throw new Error(`bad bulk reply from Redis: ${JSON.stringify(line)}`);
+        }
+        if (n === -1) {
+          out.push({ ok: true, value: null });
+          this.#text = this.#text.slice(end + 2);
+          continue;
+        }
+        // The whole string and its CRLF must have arrived.
+        if (this.#text.length < end + 2 + n + 2) break;
+        out.push({ ok: true, value: this.#text.slice(end + 2, end + 2 + n) });
+        this.#text = this.#text.slice(end + 2 + n + 2);
+        continue;
+      }
+      this.#text = this.#text.slice(end + 2);
       if (kind === ":" || kind === "+") out.push({ ok: true, value: rest });
       else if (kind === "-") out.push({ ok: false, error: rest });
       else throw new Error(`unexpected reply from Redis: ${JSON.stringify(line.slice(0, 40))}`);
@@ -218,7 +265,7 @@ async function open(settings: RedisSettings, name: string | undefined, replies: 
   }
   // Nothing answers this one (a Redis older than 3.2 answers an error, which nobody waits for: the read loop
   // drops replies that no request awaits).
-  if (!replies) await link.write(command(["CLIENT", "REPLY", "OFF"]));
+  if (!replies) await link.write(REPLY_OFF);
   return link;
 }
 
@@ -286,14 +333,14 @@ export class Publisher {
   /**
    * PUBLISH: resolves with the number of subscribers that received the message (0 when replies are off), or -1
    * when Redis is not connected or the connection dropped before the message was sent (the caller counts the
-   * message as not published).
+   * message as not published). A message in pieces (see `encodeMessagePieces`) is sent as the pieces joined.
    *
    * @example
    * ```ts
    * if ((await pub.publish("frames", jpegMessage)) < 0) dropped++;
    * ```
    */
-  async publish(topic: string, bytes: Uint8Array): Promise<number> {
+  async publish(topic: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<number> {
     const link = this.#link;
     if (!link || link.closed) return -1;
     let head = this.#heads.get(topic);
@@ -308,6 +355,34 @@ export class Publisher {
     if (!r) return -1;
     if (!r.ok) throw new Error(r.error);
     return Number(r.value);
+  }
+
+  /**
+   * Sends one command whose arguments may be large binaries in pieces (written where they lie, never joined) and
+   * resolves with its reply: a string, a number as text, or null. Rejects with Redis' error, or when the connection
+   * is down or drops before the reply. With replies off on this connection they are turned on for this command
+   * alone (`CLIENT REPLY ON`, the command, `CLIENT REPLY OFF`, written back to back so no PUBLISH falls between).
+   *
+   * @example
+   * ```ts
+   * const id = await pub.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
+   * ```
+   */
+  async command(args: readonly CommandArg[]): Promise<string | null> {
+    const link = this.#link;
+    if (!link || link.closed) throw new Error("the publishing connection to Redis is down");
+    const request = commandPieces(args);
+    let reply: Promise<Reply | undefined>;
+    if (this.#replies) reply = link.send(request);
+    else {
+      void link.send(REPLY_ON);
+      reply = link.send(request);
+      void link.write(REPLY_OFF);
+    }
+    const r = await reply;
+    if (!r) throw new Error("the publishing connection to Redis dropped before the reply");
+    if (!r.ok) throw new Error(r.error);
+    return r.value;
   }
 
   /** Closes the connection and stops reconnecting. */

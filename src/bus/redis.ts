@@ -23,7 +23,8 @@ import { Buffer } from "node:buffer";
 import type { RedisSettings } from "../runtime/env.ts";
 import { FatalError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
-import { Publisher } from "./publisher.ts";
+import { type CommandArg, Publisher } from "./publisher.ts";
+import { joinBytes } from "../runtime/bytes.ts";
 
 /** Called with each message's raw bytes, in arrival order. */
 export type MessageHandler = (bytes: Uint8Array, topic: string) => void;
@@ -169,13 +170,36 @@ export class RedisBus {
 
   /**
    * Publishes on pub/sub (channel = topic name). Returns the number of subscribers that got it, or -1 when Redis
-   * is not connected (the message is dropped: the caller counts it).
+   * is not connected (the message is dropped: the caller counts it). A message in pieces is sent without being
+   * joined, except over TLS (ioredis needs one buffer).
    */
-  async publish(topic: string, bytes: Uint8Array): Promise<number> {
-    if (this.#pub) return await this.#pub.publish(topic, bytes);
+  async publish(topic: string, message: Uint8Array | readonly Uint8Array[]): Promise<number> {
+    if (this.#pub) return await this.#pub.publish(topic, message);
     if (this.client.status !== "ready") return -1;
+    const bytes = message instanceof Uint8Array ? message : joinBytes(message);
     // A bare Uint8Array would be sent as the text "1,2,3": ioredis needs a Buffer for binary.
     return await this.client.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  /**
+   * Sends one command whose binary arguments may be in pieces, on the publishing connection where there is one, so
+   * a large message (a segment) is written where it lies instead of joined; resolves with its string/integer/nil
+   * reply. Without that connection (TLS, or a node that does not publish) the pieces are joined for ioredis.
+   *
+   * @example
+   * ```ts
+   * const id = await bus.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
+   * ```
+   */
+  async command(args: readonly CommandArg[]): Promise<string | null> {
+    if (this.#pub) return await this.#pub.command(args);
+    const [name, ...rest] = args.map((a) => {
+      if (typeof a === "string") return a;
+      const b = a instanceof Uint8Array ? a : joinBytes(a);
+      return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    });
+    const reply = await this.client.call(String(name), ...rest);
+    return reply === null ? null : String(reply);
   }
 
   /** Subscribes to a topic; `handler` gets every message's bytes. Resubscribes by itself after reconnects. */

@@ -24,6 +24,8 @@
 
 import type { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
+import { joinBytes } from "../runtime/bytes.ts";
+import type { CommandArg } from "./publisher.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
@@ -43,12 +45,27 @@ export interface StreamCaps {
   maxAgeS: number;
 }
 
+/**
+ * Sends a command whose binary arguments may be in pieces (a node's {@linkcode RedisBus.command}), so that a segment
+ * is added to the stream without being joined into one buffer first.
+ */
+export type PiecewiseCommand = (args: readonly CommandArg[]) => Promise<string | null>;
+
 /** Appends messages to a topic's stream. */
 export class StreamProducer {
   #lastTrim = 0;
   #announced = false;
 
-  constructor(readonly redis: Redis, readonly topic: string, readonly caps: StreamCaps) {}
+  /**
+   * `send`, when given, carries the XADD (see {@linkcode PiecewiseCommand}); without it, ioredis does, which joins
+   * the message into one more buffer.
+   */
+  constructor(
+    readonly redis: Redis,
+    readonly topic: string,
+    readonly caps: StreamCaps,
+    readonly send?: PiecewiseCommand,
+  ) {}
 
   /** Marks the topic as durable in `MSIGHT:STREAMS`, so sinks started from now on read the stream. */
   async announce(): Promise<void> {
@@ -60,24 +77,27 @@ export class StreamProducer {
     this.#announced = true;
   }
 
-  /** Adds one message; returns its entry id. Throws when Redis is unreachable (the caller counts it). */
-  async append(bytes: Uint8Array): Promise<string> {
+  /**
+   * Adds one message (in pieces, see `encodeMessagePieces`, or one buffer); returns its entry id. Throws when Redis is
+   * unreachable (the caller counts it).
+   */
+  async append(message: Uint8Array | readonly Uint8Array[]): Promise<string> {
     if (!this.#announced) await this.announce();
-    const id = await this.redis.xadd(
-      streamKey(this.topic),
-      "MAXLEN",
-      "~",
-      String(this.caps.maxLen),
-      "*",
-      "d",
-      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-    );
+    const key = streamKey(this.topic), maxLen = String(this.caps.maxLen);
+    let id: string | null;
+    if (this.send) id = await this.send(["XADD", key, "MAXLEN", "~", maxLen, "*", "d", message]);
+    else {
+      const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+      const d = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      id = await this.redis.xadd(key, "MAXLEN", "~", maxLen, "*", "d", d);
+    }
     const now = Date.now();
     if (this.caps.maxAgeS > 0 && now - this.#lastTrim > 10_000) {
       this.#lastTrim = now;
       await this.redis.xtrim(streamKey(this.topic), "MINID", "~", String(now - this.caps.maxAgeS * 1000));
     }
-    return id as string;
+    if (id === null) throw new Error(`XADD to ${streamKey(this.topic)} added nothing`);
+    return id;
   }
 
   /** Forget that the topic was announced (after a Redis restart emptied it). */

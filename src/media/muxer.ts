@@ -22,12 +22,22 @@
  * import { Mp4SegmentMuxer } from "./muxer.ts";
  * const mux = new Mp4SegmentMuxer({ codec: "avc", width: 1280, height: 960, fps: 10 });
  * await mux.add(chunk, metadata); // for each encoder output, in order
- * const mp4: Uint8Array = await mux.finalize();
+ * const mp4: Uint8Array[] = await mux.finalize(); // the file's bytes in order, in pieces
  * ```
+ *
+ * The file is written into fixed-size pages (paged_target.ts) and handed on as them, never joined into one buffer:
+ * a segment of 1000 frames of 1280×960 is ~30 MB, and each copy of it shows in the node's peak memory.
  * @module
  */
 
-import { BufferTarget, EncodedPacket, EncodedVideoPacketSource, Mp4OutputFormat, Output } from "mediabunny";
+import {
+  EncodedPacket,
+  EncodedVideoPacketSource,
+  Mp4OutputFormat,
+  Output,
+  StreamTarget,
+  type StreamTargetChunk,
+} from "mediabunny";
 import {
   decoderConfigurationRecord,
   mp4Sample,
@@ -36,6 +46,8 @@ import {
   splitNals,
 } from "./annexb.ts";
 import type { ChunkMetadata, DecoderConfig, EncodedChunk } from "./encoder.ts";
+import { PagedTarget } from "./paged_target.ts";
+import { joinBytes } from "../runtime/bytes.ts";
 
 type PacketMetadata = Parameters<EncodedVideoPacketSource["add"]>[1];
 
@@ -76,7 +88,7 @@ export interface MuxerOptions {
  */
 export class Mp4SegmentMuxer {
   readonly options: MuxerOptions;
-  #target = new BufferTarget();
+  #pages = new PagedTarget();
   #output: Output;
   #source: EncodedVideoPacketSource;
   /** Mediabunny calls in order: start, then each packet. */
@@ -95,7 +107,10 @@ export class Mp4SegmentMuxer {
     const reserve = options.maxSamples !== undefined && options.maxSamples > 0;
     this.#output = new Output({
       format: new Mp4OutputFormat({ fastStart: reserve ? "reserve" : "in-memory" }),
-      target: this.#target,
+      // Mediabunny hands each write a buffer of its own, copied here into the pages.
+      target: new StreamTarget(
+        new WritableStream<StreamTargetChunk>({ write: (c) => this.#pages.write(c.data, c.position) }),
+      ),
     });
     this.#source = new EncodedVideoPacketSource(options.codec);
     // No frameRate: Mediabunny would snap every timestamp to a 1/fps grid and lose the capture timing.
@@ -148,14 +163,16 @@ export class Mp4SegmentMuxer {
     return added;
   }
 
-  /** Writes the sample table and returns the whole file. Throws when no sample was added. */
-  async finalize(): Promise<Uint8Array> {
+  /**
+   * Writes the sample table and returns the whole file, as pieces to be taken in order (views of the muxer's pages,
+   * not copies; {@linkcode joinBytes} makes one buffer of them). Throws when no sample was added.
+   */
+  async finalize(): Promise<Uint8Array[]> {
     if (this.#count === 0) throw new Error("cannot write an MP4 without samples");
     await this.#queue;
     await this.#output.finalize();
-    const buffer = this.#target.buffer;
-    if (!buffer) throw new Error("the muxer produced no data");
-    return new Uint8Array(buffer);
+    if (this.#pages.byteLength === 0) throw new Error("the muxer produced no data");
+    return this.#pages.pieces();
   }
 
   /** Drops everything (an abandoned segment). */
@@ -208,5 +225,5 @@ export async function muxMp4(input: MuxMp4Input): Promise<Uint8Array> {
   for (const [i, chunk] of input.chunks.entries()) {
     await mux.add(chunk, i === 0 ? { decoderConfig: input.decoderConfig } : undefined);
   }
-  return await mux.finalize();
+  return joinBytes(await mux.finalize());
 }

@@ -23,6 +23,7 @@ import {
 } from "./encoder.ts";
 import type { FrameEncoder } from "./encoder.ts";
 import { Mp4SegmentMuxer } from "./muxer.ts";
+import { byteLengthOf } from "../runtime/bytes.ts";
 import type { SegmentFrame } from "./segmenter.ts";
 
 /** How to encode a segment. */
@@ -38,7 +39,10 @@ export interface SegmentBuilderOptions {
 
 /** A finished segment. */
 export interface BuiltSegment {
-  mp4: Uint8Array;
+  /** The MP4 file, as pieces to be taken in order (the muxer's pages: never joined, to hold the file once). */
+  mp4: Uint8Array[];
+  /** The file's size in bytes. */
+  mp4Bytes: number;
   frameIds: bigint[];
   captureTimestamps: number[];
   /** Encoded size (odd sizes lose their last row/column). */
@@ -116,6 +120,7 @@ export class SegmentBuilder {
       const size = outputSize(this.opts.config.width, this.opts.config.height);
       return {
         mp4,
+        mp4Bytes: byteLengthOf(mp4),
         frameIds: this.frameIds,
         captureTimestamps: this.captureTimestamps,
         width: size.width,
