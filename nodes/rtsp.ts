@@ -13,7 +13,7 @@
  */
 
 import { IMAGE_DATA_TYPE, type ImageData } from "../src/bus/message.ts";
-import { encodeMessage } from "../src/bus/wire.ts";
+import { encodeMessagePieces } from "../src/bus/wire.ts";
 import { localIsoMicros } from "../src/bus/describe.ts";
 import { describeCaptureEvent, RtspCapture } from "../src/media/capture.ts";
 import { validateRtspUrl } from "../src/media/capture_ffmpeg.ts";
@@ -215,7 +215,8 @@ if (import.meta.main) {
         };
         let receivers: number;
         try {
-          receivers = await ctx.bus.publish(f.publishTopic, encodeMessage(msg));
+          // In pieces around the JPEG: the publisher copies them once, into a request buffer it reuses.
+          receivers = await ctx.bus.publish(f.publishTopic, encodeMessagePieces(msg));
         } catch {
           receivers = -1;
         }

@@ -118,6 +118,30 @@ Deno.test("Publisher: with replies off (the default) Redis sends nothing back, m
   }
 });
 
+Deno.test("Publisher: frames published one after another (the request buffer reused) arrive intact", async () => {
+  const redis = await startRedis();
+  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+  const got: Uint8Array[] = [];
+  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+  await sub.subscribe("frames");
+  const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "seq" });
+  try {
+    // Sizes up and down, as JPEG frames vary, and pieces as the RTSP node sends them (head, JPEG, tail).
+    const sizes = [60_000, 61_000, 20_000, 90_000, 65_000, 10, 200_000, 64_000];
+    const sent = sizes.map((n, k) => new Uint8Array(n).map((_, i) => (i * 7 + k * 13) % 251));
+    for (const [k, b] of sent.entries()) {
+      const msg = k % 2 ? [b.subarray(0, 5), b.subarray(5, b.length - 3), b.subarray(b.length - 3)] : b;
+      assert.equal(await pub.publish("frames", msg), 0);
+    }
+    await until(() => got.length === sent.length, 10_000, "all frames");
+    got.forEach((g, i) => assert.deepEqual(g, sent[i], `frame ${i}`));
+  } finally {
+    await pub.close();
+    sub.disconnect();
+    await redis.stop();
+  }
+});
+
 Deno.test("Publisher: connect() to a port nobody listens on rejects with the reason", async () => {
   const port = await freePort();
   await assert.rejects(
