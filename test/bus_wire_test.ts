@@ -5,6 +5,7 @@ import { joinBytes } from "../src/runtime/bytes.ts";
 import { IMAGE_DATA_TYPE, type ImageData, VIDEO_DATA_TYPE, type VideoData } from "../src/bus/message.ts";
 import { Snowflake } from "../src/bus/snowflake.ts";
 import { MsgpackWriter } from "../src/bus/msgpack_writer.ts";
+import { encode as msgpackEncode } from "@msgpack/msgpack";
 
 const dir = new URL("./fixtures/msight-wire/", import.meta.url);
 
@@ -173,5 +174,25 @@ Deno.test("wire: a message encoded in pieces is the same bytes, and its binary f
       size: [0, 0, 3],
     };
     assert.deepEqual(joinBytes(encodeMessagePieces(img)), encodeMessage(img), `${n} bytes`);
+  }
+});
+
+Deno.test("MsgpackWriter: strings take the smallest form, ASCII or not, as Python's msgpack writes them", () => {
+  const strings = [
+    "",
+    "a",
+    "sensor_name",
+    "x".repeat(31),
+    "x".repeat(32),
+    "y".repeat(300),
+    "café",
+    "北京 camera",
+    "\u007f",
+  ];
+  for (const s of strings) {
+    const w = new MsgpackWriter();
+    w.str(s);
+    // @msgpack/msgpack chooses fixstr/str8/16/32 by UTF-8 length, as Python's msgpack does.
+    assert.deepEqual(w.finish(), msgpackEncode(s), JSON.stringify(s));
   }
 });

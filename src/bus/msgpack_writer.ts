@@ -96,6 +96,9 @@ export class MsgpackWriter {
   }
 
   str(s: string): void {
+    // Short ASCII (every key, and nearly every value, of a bus message) is written here directly: TextEncoder is a
+    // call into the runtime, and a message has a dozen strings.
+    if (s.length < 32 && this.#ascii(s)) return;
     const b = textEncoder.encode(s);
     const n = b.length;
     if (n < 32) this.#u8(0xa0 | n);
@@ -103,6 +106,19 @@ export class MsgpackWriter {
     else if (n < 0x10000) this.#header(0xda, 2, n);
     else this.#header(0xdb, 4, n);
     this.#bytes(b);
+  }
+
+  /** Writes `s` (under 32 characters) as a fixstr if it is all ASCII; false, writing nothing, if it is not. */
+  #ascii(s: string): boolean {
+    const n = s.length;
+    for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return false;
+    this.#ensure(1 + n);
+    const buf = this.#buf;
+    let at = this.#pos;
+    buf[at++] = 0xa0 | n;
+    for (let i = 0; i < n; i++) buf[at++] = s.charCodeAt(i);
+    this.#pos = at;
+    return true;
   }
 
   bin(b: Uint8Array): void {
