@@ -104,6 +104,29 @@ Deno.test("JpegSplitter: same images at every chunk size 1..N", async () => {
   }
 });
 
+Deno.test("JpegSplitter: stuffed FF and restart markers at every byte alignment stay inside the image", () => {
+  // SOI, a minimal SOS header, then entropy data whose FF bytes (each stuffed with 00, or an RSTn) fall on every
+  // position modulo 4 and 8 and in runs, and an EOI at every alignment: whatever stride a faster scan takes, no
+  // byte may be missed.
+  const sos = [0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00];
+  const images: Uint8Array[] = [];
+  for (let shift = 0; shift < 8; shift++) {
+    const body: number[] = [];
+    for (let k = 0; k < 40; k++) {
+      for (let j = 0; j < (k + shift) % 9; j++) body.push((k * 31 + j) % 0xfe); // never FF
+      body.push(0xff, k % 5 === 0 ? 0xd0 + (k % 8) : 0x00);
+    }
+    body.push(0xff, 0x00, 0xff, 0x00, 0xff, 0x00); // a run
+    // A stretch without FF, so that EOI falls on every alignment of a word scanned whole.
+    for (let j = 0; j < 9 + shift; j++) body.push(0x11);
+    images.push(new Uint8Array([0xff, 0xd8, ...sos, ...body, 0xff, 0xd9]));
+  }
+  const stream = concat(images);
+  for (const size of [1, 3, 4, 5, 7, 64, stream.length]) {
+    assert.deepEqual(splitAll(stream, () => size), images, `chunk size ${size}`);
+  }
+});
+
 Deno.test("JpegSplitter: real camera frames under random splits, garbage and truncation", async () => {
   const real = await Promise.all(
     ["0000", "0001", "0002", "0100"].map((n) => Deno.readFile(new URL(`${n}.jpg`, FRAMES))),
