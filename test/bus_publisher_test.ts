@@ -18,14 +18,23 @@ async function until(check: () => boolean | Promise<boolean>, ms: number, what: 
   }
 }
 
-Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and in order; receivers counted when asked", async () => {
-  const redis = await startRedis();
-  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+/** A subscriber of `topic` collecting every message's bytes in `got`. */
+async function listen(
+  conn: { port: number } | { path: string },
+  topic: string,
+): Promise<{ sub: Redis; got: Uint8Array[] }> {
+  const sub = new Redis("port" in conn ? { host: "127.0.0.1", port: conn.port } : { path: conn.path });
   const got: Uint8Array[] = [];
   sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
+  await sub.subscribe(topic);
+  return { sub, got };
+}
+
+Deno.test("Publisher: binary payloads of 0 B to 8 MiB arrive byte for byte and in order; receivers counted when asked", async () => {
+  const redis = await startRedis();
   // Subscribed before anything else: a SUBSCRIBE that ioredis queues while its ready check runs was lost now and
   // then (about 1 run in 10), and the later messages then reached nobody.
-  await sub.subscribe("frames");
+  const { sub, got } = await listen(redis, "frames");
   const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "t", countReceivers: true });
   try {
     assert.equal(await pub.publish("nobody", new Uint8Array([1])), 0);
@@ -96,11 +105,8 @@ Deno.test("Publisher: -1 at once while Redis is down, one lost and one restored 
 
 Deno.test("Publisher: with replies off (the default) Redis sends nothing back, messages still arrive whole and in order", async () => {
   const redis = await startRedis();
-  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
   const admin = new Redis({ host: "127.0.0.1", port: redis.port });
-  const got: Uint8Array[] = [];
-  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
-  await sub.subscribe("frames");
+  const { sub, got } = await listen(redis, "frames");
   const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "quiet" });
   try {
     const sent = Array.from({ length: 200 }, (_, k) => new Uint8Array(70_000 + k).fill(k % 256));
@@ -120,10 +126,7 @@ Deno.test("Publisher: with replies off (the default) Redis sends nothing back, m
 
 Deno.test("Publisher: frames published one after another (the request buffer reused) arrive intact", async () => {
   const redis = await startRedis();
-  const sub = new Redis({ host: "127.0.0.1", port: redis.port });
-  const got: Uint8Array[] = [];
-  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
-  await sub.subscribe("frames");
+  const { sub, got } = await listen(redis, "frames");
   const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "seq" });
   try {
     // Sizes up and down, as JPEG frames vary, and pieces as the RTSP node sends them (head, JPEG, tail).
@@ -190,10 +193,7 @@ for (const countReceivers of [false, true]) {
   Deno.test(`Publisher: command() sends XADD with a message in pieces and returns its id (replies ${countReceivers ? "on" : "off"})`, async () => {
     const redis = await startRedis();
     const admin = new Redis({ host: "127.0.0.1", port: redis.port });
-    const sub = new Redis({ host: "127.0.0.1", port: redis.port });
-    const got: Uint8Array[] = [];
-    sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
-    await sub.subscribe("t");
+    const { sub, got } = await listen(redis, "t");
     const pub = await Publisher.connect(redisSettingsFromUrl(redis.url), { name: "cmd", countReceivers });
     try {
       // A 3 MB message in 1 MiB pieces plus a small head and tail, as the aggregator sends a segment.
@@ -239,10 +239,7 @@ Deno.test("Publisher: over a unix socket (MSIGHT_REDIS_MESSAGE_BROKER_UNIX_SOCKE
   }).spawn();
   try {
     await until(() => Deno.stat(path).then(() => true, () => false), 10_000, "the socket");
-    const sub = new Redis({ path });
-    const got: Uint8Array[] = [];
-    sub.on("messageBuffer", (_c: Buffer, m: Buffer) => got.push(new Uint8Array(m)));
-    await sub.subscribe("frames");
+    const { sub, got } = await listen({ path }, "frames");
     const settings = { host: "", port: 0, db: 0, path, display: path };
     const pub = await Publisher.connect(settings);
     try {
