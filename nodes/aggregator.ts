@@ -231,6 +231,12 @@ if (import.meta.main) {
         }, (args) => ctx.bus.command(args))
         : undefined;
       const open = new Map<string, OpenSegment>();
+      // Ready once subscribed: frames published before that reach nobody, and the previous run's lost segments
+      // (below) have been reported by then.
+      let subscribed = false;
+      ctx.setReadiness(() =>
+        subscribed ? { ok: true } : { ok: false, reason: `not yet subscribed to ${f.subscribeTopic}` }
+      );
       const inProgress = new InProgressMarks(ctx.bus, f.name);
       for (const lost of await inProgress.takeLeftovers()) {
         // The previous run died (SIGKILL, OOM, power) with this segment unpublished: its frames are gone.
@@ -419,6 +425,7 @@ if (import.meta.main) {
       // `--transport auto` still find the durable stream (else they would fall back to lossy pub/sub).
       ctx.bus.client.on("ready", () => stream?.reannounce());
       await ctx.bus.subscribe(f.subscribeTopic, onMessage);
+      subscribed = true;
       ctx.log.info(
         `aggregating ${f.subscribeTopic} → ${f.publishTopic}: ${f.bufferSize} frames at ${f.fps} fps per segment, ` +
           `overlap ${f.overlapSize}${stream ? `, durable stream of ${f.streamMaxlen}` : ", pub/sub only"}`,
