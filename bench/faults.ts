@@ -337,6 +337,8 @@ export const aggregatorKilled: Fault = async (p) => {
   await sleep(1000);
   await agg.start();
   const restartedAt = Date.now() / 1000;
+  // The report comes before the node is ready; its line may still be on its way through the pipe to us.
+  await timeUntil(() => linesSince(agg, from, /previous run .* lost/).length > 0, 5000, 50);
   const lostMetric = await agg.metric("msight_segments_dropped_total");
   const reported = linesSince(agg, from, /previous run .* lost/);
   // Two full segments after the restart, then look at the sequence on disk.
