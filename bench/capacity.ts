@@ -83,8 +83,8 @@ async function ffmpeg(args: string[]): Promise<void> {
 
 /**
  * Makes the 1280×720 25 fps H.264 clip the cameras serve: the real frames encoded once (17 s, GOP 1 s, no
- * B-frames), then repeated without re-encoding until it outlasts a step (the passthrough camera plays a file once:
- * see `h264file` in rtsp_demo_server.py).
+ * B-frames), then repeated without re-encoding until it outlasts a step. The passthrough camera (`h264file` in
+ * rtsp_demo_server.py) would loop the short clip too; one long file keeps loop points out of every step.
  */
 async function makeClip(dir: string, seconds: number): Promise<string> {
   const short = `${dir}/camera-720p25-17s.mp4`, out = `${dir}/camera-720p25.mp4`;

@@ -5,8 +5,8 @@ Serves one H.264 stream (x264enc tune=zerolatency ! rtph264pay) at rtsp://HOST:P
   synthetic  videotestsrc (moving ball, clock overlay when the pango plugin is installed) at --width x --height, --fps
   mcity      the real camera JPEG frames in --frames-dir (default: test/fixtures/mcity-gs-ne/frames), looped
   file       a user video file (--file), decoded by decodebin, looped
-  h264file   an MP4 file holding H.264 (--file), served as it is (no decode, no re-encode), played once (not looped:
-             see launch_line); its own size and frame rate apply (--width/--height/--fps are ignored)
+  h264file   an MP4 file holding H.264 (--file), served as it is (no decode, no re-encode), looped; its own size and
+             frame rate apply (--width/--height/--fps are ignored)
 
 Every client gets its own pipeline (non-shared media): a shared media with TCP and UDP clients at once crashed the
 server, and a fresh pipeline per client also starts each client on a keyframe.
@@ -23,6 +23,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 import gi
 
@@ -72,13 +73,9 @@ def launch_line(args: argparse.Namespace) -> str:
     if args.source == "h264file":
         # Passthrough: the file's H.264 is sent as it is (no decode, no encode), so serving many cameras costs the
         # server almost nothing. identity sync=true paces the encoded buffers by their timestamps, like a camera.
-        # Played once, not looped: LoopingFactory's first flushing seek races the server's PLAY on a passthrough
-        # pipeline and aborts the process (gst_rtsp_media_get_rates: assertion failed) for about one client in
-        # three, so the element is not named "pace". Make the file as long as needed instead:
-        # ffmpeg -stream_loop N -i clip.mp4 -c copy long.mp4 (no re-encode).
         return (
             f"( filesrc location=\"{args.file}\" ! qtdemux ! h264parse config-interval=-1 "
-            "! video/x-h264,stream-format=avc,alignment=au ! identity name=passthrough-pace sync=true "
+            "! video/x-h264,stream-format=avc,alignment=au ! identity name=pace sync=true "
             "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
         )
     if args.source == "file":
@@ -96,7 +93,16 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
     file the demuxer sends SEGMENT_DONE instead of EOS; each SEGMENT_DONE triggers a non-flushing segment seek back
     to the start. Non-flushing seeks keep the running time going, so timestamps keep increasing across loops and
     the pacing (identity sync=true) is unchanged, as from a camera.
+
+    The first seek runs inside the "prepared" handler, which the server calls on the client's thread before it
+    answers DESCRIBE, and the handler returns only once the new segment has reached the payloader. Run later (from
+    the main loop), it raced the client's PLAY: the flush clears the payloader's segment, the server then asks for
+    the stream's rate, finds none, and aborts (gst_rtsp_media_get_rates: assertion failed) for about one client in
+    four.
     """
+
+    # How long the "prepared" handler waits for the seek's segment; a local file takes milliseconds.
+    FIRST_SEEK_TIMEOUT_S = 5.0
 
     def __init__(self, launch: str):
         super().__init__()
@@ -105,7 +111,8 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
     def do_configure(self, media: GstRtspServer.RTSPMedia) -> None:
         pipeline = media.get_element()
         pace = pipeline.get_by_name("pace")
-        if pace is None:
+        pay = pipeline.get_by_name("pay0")
+        if pace is None or pay is None:
             return
 
         def seek(flags: Gst.SeekFlags) -> bool:
@@ -113,15 +120,38 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
                           Gst.SeekType.NONE, -1)
             return False
 
-        def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        def loop_at_segment_done(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
             event = info.get_event()
             if event is not None and event.type == Gst.EventType.SEGMENT_DONE:
                 GLib.idle_add(seek, Gst.SeekFlags.NONE)
                 return Gst.PadProbeReturn.DROP
             return Gst.PadProbeReturn.OK
 
-        pace.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, probe)
-        media.connect("prepared", lambda _m: GLib.idle_add(seek, Gst.SeekFlags.FLUSH))
+        pace.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, loop_at_segment_done)
+
+        def first_seek(_media: GstRtspServer.RTSPMedia) -> None:
+            segment_out = threading.Event()
+            flushed = threading.Event()
+
+            def watch(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                event = info.get_event()
+                if event is None:
+                    return Gst.PadProbeReturn.OK
+                if event.type == Gst.EventType.FLUSH_STOP:
+                    flushed.set()
+                elif event.type == Gst.EventType.SEGMENT and flushed.is_set():
+                    segment_out.set()
+                    return Gst.PadProbeReturn.REMOVE
+                return Gst.PadProbeReturn.OK
+
+            src = pay.get_static_pad("src")
+            probe = src.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM | Gst.PadProbeType.EVENT_FLUSH, watch)
+            seek(Gst.SeekFlags.FLUSH)
+            if not segment_out.wait(self.FIRST_SEEK_TIMEOUT_S):
+                src.remove_probe(probe)
+                print(f"first seek: no new segment after {self.FIRST_SEEK_TIMEOUT_S} s", file=sys.stderr, flush=True)
+
+        media.connect("prepared", first_seek)
 
 
 def main() -> int:

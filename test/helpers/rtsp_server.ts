@@ -20,7 +20,7 @@
 export interface RtspServerOptions {
   /**
    * `synthetic`: videotestsrc + clock overlay; `mcity`: the real camera frames looped; `file`: `file`, decoded and
-   * re-encoded, looped; `h264file`: an MP4 `file` holding H.264, sent as it is (no decode or encode), played once (make it long enough).
+   * re-encoded, looped; `h264file`: an MP4 `file` holding H.264, sent as it is (no decode or encode), looped.
    */
   source: "synthetic" | "mcity" | "file" | "h264file";
   /** Synthetic frame size (1280x720). */
