@@ -131,15 +131,16 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
 
         def first_seek(_media: GstRtspServer.RTSPMedia) -> None:
             segment_out = threading.Event()
-            flushed = threading.Event()
+            flushed = False  # only the streaming thread reads and writes it
 
             def watch(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                nonlocal flushed
                 event = info.get_event()
                 if event is None:
                     return Gst.PadProbeReturn.OK
                 if event.type == Gst.EventType.FLUSH_STOP:
-                    flushed.set()
-                elif event.type == Gst.EventType.SEGMENT and flushed.is_set():
+                    flushed = True
+                elif event.type == Gst.EventType.SEGMENT and flushed:
                     segment_out.set()
                     return Gst.PadProbeReturn.REMOVE
                 return Gst.PadProbeReturn.OK
