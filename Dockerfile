@@ -7,7 +7,7 @@
 #   docker run --rm msight-edge msight_launch_video_local_dumper --help
 #
 # System packages come from scripts/image-install.sh, the script scripts/setup.sh (so CI) also installs with;
-# test/packaging_image_test.ts checks its package names against Debian bookworm's archive and this file against
+# test/packaging/image_test.ts checks its package names against Debian bookworm's archive and this file against
 # docker-compose.yml, since Docker itself cannot run on our build machines.
 ARG DEBIAN=bookworm
 
@@ -24,11 +24,11 @@ COPY nodes/ nodes/
 RUN .tools/node_modules/.bin/deno task compile --out-dir /out \
       --save-dir /var/lib/msight/videos --spool-dir /var/lib/msight/spool
 
-# --- demo-camera: src/media/rtsp_demo_server.py serving the Mcity frames over RTSP on :8554 ------------------
+# --- demo-camera: tools/rtsp_demo_server.py serving the Mcity frames over RTSP on :8554 ------------------
 FROM debian:${DEBIAN}-slim AS demo-camera
 COPY scripts/image-install.sh /tmp/image-install.sh
 RUN /tmp/image-install.sh --clean camera && rm /tmp/image-install.sh
-COPY src/media/rtsp_demo_server.py /opt/msight-camera/src/media/
+COPY tools/rtsp_demo_server.py /opt/msight-camera/tools/
 COPY test/fixtures/mcity-gs-ne/ /opt/msight-camera/test/fixtures/mcity-gs-ne/
 USER nobody
 EXPOSE 8554
@@ -36,7 +36,7 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["/usr/bin/python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8554), 2)"]
 # TCP only: the GStreamer server crashed with TCP and UDP clients on one media.
-CMD ["/usr/bin/python3", "/opt/msight-camera/src/media/rtsp_demo_server.py", "--host", "0.0.0.0", "--port", "8554", \
+CMD ["/usr/bin/python3", "/opt/msight-camera/tools/rtsp_demo_server.py", "--host", "0.0.0.0", "--port", "8554", \
      "--source", "mcity", "--protocols", "tcp"]
 
 # --- runtime: the nodes --------------------------------------------------------------------------------------

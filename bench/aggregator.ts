@@ -23,9 +23,10 @@ import { encodeMessage } from "../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE } from "../src/bus/message.ts";
 import { Snowflake } from "../src/bus/snowflake.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
-import { SegmentBuilder } from "../src/media/segment_builder.ts";
-import { type EncoderKind, normalizeConfig } from "../src/media/encoder.ts";
-import { ffmpegArgs } from "../src/media/ffmpeg_encoder.ts";
+import { SegmentBuilder } from "../src/aggregate/segment_builder.ts";
+import { normalizeConfig } from "../src/encode/config.ts";
+import type { EncoderKind } from "../src/encode/types.ts";
+import { ffmpegArgs } from "../src/encode/ffmpeg_encoder.ts";
 import { peakRssBytes, treeCpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 

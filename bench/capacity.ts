@@ -27,8 +27,8 @@
 import { startRedis, type TestRedis } from "../test/helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
-import { defaultPreset } from "../src/media/encoder.ts";
-import { captureSpan, dumperSegments } from "./audit.ts";
+import { defaultPreset } from "../src/encode/config.ts";
+import { captureSpan, dumperSegments } from "./faults/audit.ts";
 import { PipelineNode } from "./pipeline.ts";
 import { freePort } from "../test/helpers/net.ts";
 import { childPids, cpuSeconds, peakRssBytes, treePids } from "./proc.ts";

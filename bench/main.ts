@@ -12,7 +12,7 @@
 import { type BenchRow, formatTable, recordResults } from "./table.ts";
 import { sourceBench } from "./source.ts";
 import { aggregatorBench } from "./aggregator.ts";
-import { faultsBench } from "./faults.ts";
+import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {

@@ -15,7 +15,7 @@ import { startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { startRedis } from "../test/helpers/redis_server.ts";
 import { DENO, startNode } from "../test/helpers/process.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
-import { buildFfmpegArgs, frameReportFilters } from "../src/media/capture_ffmpeg.ts";
+import { buildFfmpegArgs, frameReportFilters } from "../src/capture/ffmpeg_args.ts";
 import { cpuSeconds, treeCpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 

@@ -19,7 +19,7 @@ import { FatalError, UsageError } from "../src/runtime/errors.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { killAllChildren } from "../src/runtime/children.ts";
 import { privateRedisArgs } from "../src/launcher/private_redis.ts";
-import { runTool } from "../src/runtime/tool.ts";
+import { runTool } from "../src/node/run_tool.ts";
 
 const FLAGS = {
   saveDir: {
@@ -146,7 +146,7 @@ async function main(): Promise<number> {
     detached: true,
     cmd: "/usr/bin/python3",
     args: [
-      `${root}src/media/rtsp_demo_server.py`,
+      `${root}tools/rtsp_demo_server.py`,
       "--port",
       String(rtspPort),
       ...(f.video ? ["--source", "file", "--file", f.video] : ["--source", "mcity"]),

@@ -11,54 +11,10 @@
 
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import { readSegments } from "../src/bus/segment_reader.ts";
-import { SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
-import { runNode } from "../src/runtime/node.ts";
-import { sinkReaderOptions, TRANSPORT_FLAG } from "../src/runtime/sink_flags.ts";
+import { runNode } from "../src/node/run_node.ts";
+import { sinkReaderOptions } from "../src/sinks/transport_flag.ts";
 import { LocalStore } from "../src/sinks/local_store.ts";
-
-/** The dumper's own flags. */
-export const DUMPER_FLAGS = {
-  ...SUBSCRIBE_TOPIC,
-  saveDir: {
-    long: "save-dir",
-    short: "sd",
-    type: "string",
-    required: true,
-    help: "directory for the .mp4 and .json files (created if missing)",
-  },
-  timezone: {
-    long: "timezone",
-    type: "string",
-    choices: ["utc", "local"] as const,
-    default: "utc",
-    help: "clock of the file names (<sensor>_<YYYYMMDD>_<HHMMSS>_<ffffff>)",
-  },
-  maxAge: {
-    long: "max-age",
-    type: "number",
-    default: 0,
-    min: 0,
-    metavar: "SECONDS",
-    help: "delete segments older than this (0: keep)",
-  },
-  maxBytes: {
-    long: "max-bytes",
-    type: "number",
-    default: 0,
-    min: 0,
-    metavar: "BYTES",
-    help: "keep the saved segments under this total size, oldest deleted first (0: no limit)",
-  },
-  minFreeBytes: {
-    long: "min-free-bytes",
-    type: "number",
-    default: 0,
-    min: 0,
-    metavar: "BYTES",
-    help: "delete the oldest segments while the disk has less free space than this (0: off)",
-  },
-  ...TRANSPORT_FLAG,
-} as const;
+import { DUMPER_FLAGS } from "../src/node/dumper_flags.ts";
 
 if (import.meta.main) {
   await runNode({

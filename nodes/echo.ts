@@ -11,34 +11,16 @@
  */
 
 import { Intake } from "../src/bus/intake.ts";
-import { SUBSCRIBE_TOPIC } from "../src/runtime/common_flags.ts";
-import { runNode } from "../src/runtime/node.ts";
+import { runNode } from "../src/node/run_node.ts";
 import { describeMessage } from "../src/bus/describe.ts";
-
-const FLAGS = {
-  ...SUBSCRIBE_TOPIC,
-  name: { long: "name", short: "n", type: "string", default: `echo-${Deno.pid}`, help: "node name" },
-  rate: {
-    long: "rate",
-    type: "bool",
-    default: false,
-    help: "print message rate and bandwidth every second instead",
-  },
-  count: {
-    long: "count",
-    type: "int",
-    default: 0,
-    min: 0,
-    help: "exit after this many messages (0: run until stopped)",
-  },
-} as const;
+import { ECHO_FLAGS } from "../src/node/echo_flags.ts";
 
 if (import.meta.main) {
   await runNode({
     command: "echo",
     type: "EchoNode",
     description: "Print the messages of a topic, or its rate and bandwidth.",
-    flags: FLAGS,
+    flags: ECHO_FLAGS,
     async run(ctx) {
       const { subscribeTopic: topic, rate, count } = ctx.flags;
       const intake = new Intake({ topic, log: ctx.log, metrics: ctx.metrics, gap: ctx.flags.gap });

@@ -14,26 +14,9 @@ import { RedisBus } from "../src/bus/redis.ts";
 import { denoEnv, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { Logger } from "../src/runtime/log.ts";
-import { readNodes, readTopics } from "../src/runtime/registry.ts";
-import { runTool } from "../src/runtime/tool.ts";
-
-const FLAGS = {
-  json: { long: "json", type: "bool", default: false, help: "print JSON instead of tables" },
-  staleAfter: {
-    long: "stale-after",
-    type: "number",
-    default: 15,
-    min: 0,
-    metavar: "SECONDS",
-    help: "mark a node STALE when its heartbeat is older than this",
-  },
-  redisUrl: {
-    long: "redis-url",
-    type: "string",
-    env: "REDIS_URL",
-    help: "redis://host:port/db (default: MSIGHT_REDIS_MESSAGE_BROKER_*)",
-  },
-} as const;
+import { readNodes, readTopics } from "../src/bus/registry.ts";
+import { runTool } from "../src/node/run_tool.ts";
+import { STATUS_FLAGS } from "../src/node/status_flags.ts";
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -42,7 +25,7 @@ function table(rows: string[][]): string {
 
 async function main(): Promise<number> {
   const flags = parseFlags(
-    FLAGS,
+    STATUS_FLAGS,
     Deno.args,
     "status",
     {},

@@ -24,7 +24,7 @@ import { FatalError, UsageError } from "../src/runtime/errors.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { BINARIES, type CompileJob, compilePlan } from "./compile_plan.ts";
 import { cachedDenortPath, denoDir, denortBinProblem } from "./denort.ts";
-import { runTool } from "../src/runtime/tool.ts";
+import { runTool } from "../src/node/run_tool.ts";
 
 const FLAGS = {
   outDir: { long: "out-dir", type: "string", default: "dist", help: "where the binaries go" },

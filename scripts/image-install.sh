@@ -2,7 +2,7 @@
 # The system packages of msight-edge, by profile, and the one place that installs them: the Dockerfiles run it to
 # build their images, and scripts/setup.sh (so `./edge setup|test|demo`, so CI) runs it to install what a machine
 # lacks. Docker cannot run on our build machines; CI still exercises these steps: setup.sh installs through this
-# script, and test/packaging_image_test.ts runs `--check` on every profile the images use, which asks apt whether
+# script, and test/packaging/image_test.ts runs `--check` on every profile the images use, which asks apt whether
 # each package has an install candidate in the configured Debian release (the images' release: bookworm).
 #
 #   scripts/image-install.sh [--clean] PROFILE...   install (root, or password-less sudo); --clean empties apt's
@@ -11,7 +11,7 @@
 #   scripts/image-install.sh --list PROFILE...      print the package names, one per line
 #
 # Profiles: runtime (the nodes: ffmpeg with ffprobe, CA certificates, tini as PID 1, curl for the HEALTHCHECK),
-#           redis, camera (the GStreamer RTSP server of src/media/rtsp_demo_server.py), s3 (Ceph radosgw, tests).
+#           redis, camera (the GStreamer RTSP server of tools/rtsp_demo_server.py), s3 (Ceph radosgw, tests).
 set -euo pipefail
 
 say() { printf '[image-install] %s\n' "$*" >&2; }

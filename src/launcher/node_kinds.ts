@@ -13,11 +13,11 @@
  * @module
  */
 
-import { AGGREGATOR_FLAGS, checkAggregatorFlags } from "../../nodes/aggregator.ts";
-import { DUMPER_FLAGS } from "../../nodes/dumper.ts";
-import { checkPusherFlags, PUSHER_FLAGS } from "../../nodes/pusher.ts";
-import { checkRtspFlags, RTSP_FLAGS } from "../../nodes/rtsp.ts";
-import { COMMON_FLAGS } from "../runtime/common_flags.ts";
+import { AGGREGATOR_FLAGS, checkAggregatorFlags } from "../node/aggregator_flags.ts";
+import { DUMPER_FLAGS } from "../node/dumper_flags.ts";
+import { checkPusherFlags, PUSHER_FLAGS } from "../node/pusher_flags.ts";
+import { checkRtspFlags, RTSP_FLAGS } from "../node/rtsp_flags.ts";
+import { COMMON_FLAGS } from "../node/common_flags.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { FlagSpecs } from "../runtime/flags.ts";
 

@@ -13,12 +13,12 @@
  * @module
  */
 
-import { COMMON_FLAGS } from "../runtime/common_flags.ts";
+import { COMMON_FLAGS } from "../node/common_flags.ts";
 import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
 import { parseFlags } from "../runtime/flags.ts";
 import { NODE_NAMES, type NodeName, permissionFlags, type WritePaths } from "./permissions.ts";
-import { DUMPER_FLAGS } from "../../nodes/dumper.ts";
-import { PUSHER_FLAGS } from "../../nodes/pusher.ts";
+import { DUMPER_FLAGS } from "../node/dumper_flags.ts";
+import { PUSHER_FLAGS } from "../node/pusher_flags.ts";
 
 /** The write paths a dumper or pusher command line asks for (undefined fields when the line is bad). */
 export async function writePathsOf(node: NodeName, argv: string[]): Promise<WritePaths> {

@@ -46,7 +46,7 @@
  */
 
 import { LineCounter, parseDocument } from "yaml";
-import { COMMON_FLAGS } from "../runtime/common_flags.ts";
+import { COMMON_FLAGS } from "../node/common_flags.ts";
 import { denoEnv } from "../runtime/env.ts";
 import { redisSettingsFromUrl } from "../runtime/env.ts";
 import { errorMessage, UsageError } from "../runtime/errors.ts";

@@ -1,5 +1,5 @@
 /**
- * A real RTSP camera for tests: runs `src/media/rtsp_demo_server.py` (the GStreamer RTSP server) on a free loopback
+ * A real RTSP camera for tests: runs `tools/rtsp_demo_server.py` (the GStreamer RTSP server) on a free loopback
  * port and controls it: stop (no process left), pause/resume (SIGSTOP/SIGCONT: a camera that keeps its sockets open
  * but sends nothing) and restart on the same port (a camera reboot).
  *
@@ -59,7 +59,7 @@ export interface RtspServer {
   restart(): Promise<void>;
 }
 
-const SCRIPT = new URL("../../src/media/rtsp_demo_server.py", import.meta.url).pathname;
+const SCRIPT = new URL("../../tools/rtsp_demo_server.py", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
 
 interface Proc {

@@ -1,0 +1,136 @@
+/**
+ * One segment being made: frames go to an encoder as they arrive, its chunks go straight into the MP4 muxer, and
+ * {@linkcode SegmentBuilder.finish} flushes both and returns the file with the frame list. Only compressed data is
+ * held (the muxer's samples), so memory does not grow with pixels.
+ *
+ * @example
+ * ```ts
+ * import { SegmentBuilder } from "./segment_builder.ts";
+ * const b = new SegmentBuilder({ kind: "ffmpeg", config: { codec: "libx264", width: 1280, height: 960, framerate: 10 } });
+ * b.add(frame); // SegmentFrame from the segmenter
+ * const { mp4, frameIds } = await b.finish();
+ * ```
+ * @module
+ */
+
+import { codecFamily, outputSize } from "../encode/config.ts";
+import { createEncoder } from "../encode/mod.ts";
+import type { EncoderConfig, EncoderFallback, EncoderKind } from "../encode/types.ts";
+import type { FrameEncoder } from "../encode/types.ts";
+import { Mp4SegmentMuxer } from "../mux/mp4_muxer.ts";
+import { byteLengthOf } from "../runtime/bytes.ts";
+import type { SegmentFrame } from "./segmenter.ts";
+
+/** How to encode a segment. */
+export interface SegmentBuilderOptions {
+  kind: EncoderKind;
+  config: EncoderConfig;
+  ffmpegPath?: string;
+  /** Called when a hardware codec fell back to software. */
+  onFallback?: (info: EncoderFallback) => void;
+  /** The most frames the segment will get (`--buffer-size`): lets the muxer write samples as they come. */
+  maxFrames?: number;
+}
+
+/** A finished segment. */
+export interface BuiltSegment {
+  /** The MP4 file, as pieces to be taken in order (the muxer's pages: never joined, to hold the file once). */
+  mp4: Uint8Array[];
+  /** The file's size in bytes. */
+  mp4Bytes: number;
+  frameIds: bigint[];
+  captureTimestamps: number[];
+  /** Encoded size (odd sizes lose their last row/column). */
+  width: number;
+  height: number;
+  codec: "h264" | "hevc";
+  /** Backend and codec that ran, e.g. `ffmpeg:libx264`. */
+  encoder: string;
+}
+
+/** One segment's encoder and muxer; see the module doc. */
+export class SegmentBuilder {
+  readonly #encoder: FrameEncoder;
+  readonly #muxer: Mp4SegmentMuxer;
+  #muxChain: Promise<void> = Promise.resolve();
+  #error: Error | undefined;
+  #first: number | undefined;
+  readonly frameIds: bigint[] = [];
+  readonly captureTimestamps: number[] = [];
+
+  constructor(readonly opts: SegmentBuilderOptions) {
+    const size = outputSize(opts.config.width, opts.config.height);
+    this.#muxer = new Mp4SegmentMuxer({
+      codec: codecFamily(opts.config.codec ?? "libx264"),
+      width: size.width,
+      height: size.height,
+      fps: opts.config.framerate,
+      maxSamples: opts.maxFrames,
+    });
+    this.#encoder = createEncoder(opts.kind, {
+      output: (chunk, metadata) => {
+        this.#muxChain = this.#muxChain.then(() => this.#muxer.add(chunk, metadata)).catch((e) => {
+          this.#error ??= e as Error;
+        });
+      },
+      error: (e) => (this.#error ??= e),
+      fallback: opts.onFallback,
+    }, { ffmpegPath: opts.ffmpegPath });
+    this.#encoder.configure(opts.config);
+  }
+
+  /** Frames in the segment so far. */
+  get frames(): number {
+    return this.frameIds.length;
+  }
+
+  /** Queues a frame for encoding (its timestamp is its capture time, relative to the segment's first frame). */
+  add(frame: SegmentFrame): void {
+    if (this.#error) return;
+    this.#first ??= frame.captureTs;
+    this.frameIds.push(frame.frameId);
+    this.captureTimestamps.push(frame.captureTs);
+    try {
+      this.#encoder.encode({
+        data: frame.data,
+        format: frame.format,
+        width: frame.width,
+        height: frame.height,
+        timestampUs: Math.round((frame.captureTs - this.#first) * 1e6),
+      }, { keyFrame: this.frameIds.length === 1 });
+    } catch (err) {
+      this.#error ??= err as Error;
+    }
+  }
+
+  /** Flushes the encoder and the muxer; rejects when the segment could not be made. */
+  async finish(): Promise<BuiltSegment> {
+    try {
+      if (this.#error) throw this.#error;
+      await this.#encoder.flush();
+      await this.#muxChain;
+      if (this.#error) throw this.#error;
+      const mp4 = await this.#muxer.finalize();
+      const codec = this.#encoder.codecInUse ?? this.opts.config.codec ?? "libx264";
+      const size = outputSize(this.opts.config.width, this.opts.config.height);
+      return {
+        mp4,
+        mp4Bytes: byteLengthOf(mp4),
+        frameIds: this.frameIds,
+        captureTimestamps: this.captureTimestamps,
+        width: size.width,
+        height: size.height,
+        codec: codecFamily(codec) === "hevc" ? "hevc" : "h264",
+        encoder: `${this.opts.kind}:${codec}`,
+      };
+    } finally {
+      this.#encoder.close();
+    }
+  }
+
+  /** Drops the segment (shutdown after the grace period, or an error elsewhere). */
+  abort(): void {
+    this.#encoder.close();
+    void this.#muxer.cancel().catch(() => {});
+  }
+}

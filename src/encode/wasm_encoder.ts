@@ -1,0 +1,345 @@
+/**
+ * The ffmpeg.wasm backend of {@linkcode FrameEncoder}: the same interface, in process, needing only `--allow-read`
+ * (to load the wasm core), so the aggregator can run without `--allow-run`.
+ *
+ * ffmpeg.wasm cannot read a pipe, so each frame's bytes are handed, as they arrive, to the ffmpeg.wasm worker's
+ * in-memory file system and the whole segment is encoded at `flush()`. Memory trade-off: a segment's input lives in
+ * the wasm heap until its flush (JPEG: its compressed size, about 0.1-0.2 MB per 1280×960 frame; BGR24: W×H×3, 3.7
+ * MB per such frame, so prefer JPEG input), and a wasm heap never shrinks, so the worker keeps its high-water mark
+ * until `close()`. Flush latency is the whole segment's encode (several seconds for 100 frames at 1280×960) instead
+ * of one frame's, and the encode runs on the worker thread, not the event loop.
+ *
+ * Codecs: libx264 only. NVENC does not exist in wasm, and libx265 hangs in the single-thread @ffmpeg/core 0.12, so
+ * those fall back to libx264, reported through `init.fallback`.
+ *
+ * Locating the core: `import.meta.resolve` of the import map's `@ffmpeg/core` and `@ffmpeg/core/wasm` (file URLs
+ * under `node_modules/.deno/…` or Deno's npm cache), and `@ffmpeg/ffmpeg`'s `dist/esm/index.js` next to the
+ * `empty.mjs` that its `node` export condition gives Deno; failing that, a scan of `node_modules/.deno` from the
+ * working directory. See {@linkcode locateFfmpegWasm}.
+ *
+ * @example
+ * ```ts
+ * import { WasmEncoder } from "./wasm_encoder.ts";
+ * const enc = new WasmEncoder({ output: (c) => console.log(c.timestamp), error: console.error });
+ * enc.configure({ width: 1280, height: 960, framerate: 10, preset: "ultrafast" });
+ * enc.encode({ data: await Deno.readFile("0000.jpg"), format: "jpeg", width: 1280, height: 960, timestampUs: 0 });
+ * await enc.flush();
+ * enc.close();
+ * ```
+ * @module
+ */
+
+import type { FFmpeg } from "@ffmpeg/ffmpeg";
+import { FatalError } from "../runtime/errors.ts";
+import { AccessUnitSplitter } from "../codec/annexb.ts";
+import type {
+  ChunkMetadata,
+  EncoderCodec,
+  EncoderConfig,
+  EncoderInit,
+  EncoderState,
+  FrameEncoder,
+} from "./types.ts";
+import { decoderConfigFor, defaultPreset, normalizeConfig, outputSize } from "./config.ts";
+import { type FrameFormat, frameProblem, type InputFrame } from "../codec/frame.ts";
+import { SerialQueue } from "./serial_queue.ts";
+
+/**
+ * File URLs of the ffmpeg.wasm pieces.
+ *
+ * @example
+ * ```ts
+ * import { type FfmpegWasmLocation, locateFfmpegWasm } from "./wasm_encoder.ts";
+ * const loc: FfmpegWasmLocation = locateFfmpegWasm();
+ * ```
+ */
+export interface FfmpegWasmLocation {
+  /** `@ffmpeg/ffmpeg/dist/esm/index.js` (the class that runs the core in a worker). */
+  ffmpegModule: string;
+  /** `@ffmpeg/core/dist/esm/ffmpeg-core.js`. */
+  coreURL: string;
+  /** `@ffmpeg/core/dist/esm/ffmpeg-core.wasm`. */
+  wasmURL: string;
+}
+
+/**
+ * Finds ffmpeg.wasm's files: through the import map first, then by scanning `node_modules/.deno` in the working
+ * directory. Throws {@linkcode FatalError} naming what to install when neither works.
+ *
+ * @example
+ * ```ts
+ * import { locateFfmpegWasm } from "./wasm_encoder.ts";
+ * const { coreURL } = locateFfmpegWasm(); // file:///…/@ffmpeg/core/dist/esm/ffmpeg-core.js
+ * ```
+ */
+export function locateFfmpegWasm(): FfmpegWasmLocation {
+  try {
+    const ffmpegEntry = import.meta.resolve("@ffmpeg/ffmpeg");
+    const loc = {
+      // Under Deno the package's `node` condition yields an empty stub; the browser build sits beside it.
+      ffmpegModule: new URL("./index.js", ffmpegEntry).href,
+      coreURL: import.meta.resolve("@ffmpeg/core"),
+      wasmURL: import.meta.resolve("@ffmpeg/core/wasm"),
+    };
+    if (Object.values(loc).every((u) => u.startsWith("file:"))) return loc;
+  } catch {
+    // Not in the import map (module used from another project): try the scan.
+  }
+  const found = scanNodeModules(`${Deno.cwd()}/node_modules/.deno`);
+  if (found) return found;
+  throw new FatalError(
+    "ffmpeg.wasm not found: add @ffmpeg/ffmpeg and @ffmpeg/core to the import map and run `deno install`",
+  );
+}
+
+function scanNodeModules(dir: string): FfmpegWasmLocation | undefined {
+  let ffmpegDir: string | undefined;
+  let coreDir: string | undefined;
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.name.startsWith("@ffmpeg+ffmpeg@")) ffmpegDir = `${dir}/${e.name}/node_modules/@ffmpeg/ffmpeg`;
+      if (e.name.startsWith("@ffmpeg+core@")) coreDir = `${dir}/${e.name}/node_modules/@ffmpeg/core`;
+    }
+  } catch {
+    return undefined;
+  }
+  if (!ffmpegDir || !coreDir) return undefined;
+  const url = (p: string) => new URL(`file://${p}`).href;
+  return {
+    ffmpegModule: url(`${ffmpegDir}/dist/esm/index.js`),
+    coreURL: url(`${coreDir}/dist/esm/ffmpeg-core.js`),
+    wasmURL: url(`${coreDir}/dist/esm/ffmpeg-core.wasm`),
+  };
+}
+
+/** Loads a fresh ffmpeg.wasm instance (its own worker). */
+async function loadFfmpeg(): Promise<FFmpeg> {
+  const loc = locateFfmpegWasm();
+  const mod = await import(loc.ffmpegModule) as { FFmpeg: new () => FFmpeg };
+  const ffmpeg = new mod.FFmpeg();
+  await ffmpeg.load({ coreURL: loc.coreURL, wasmURL: loc.wasmURL });
+  return ffmpeg;
+}
+
+/**
+ * {@linkcode FrameEncoder} over ffmpeg.wasm; see the module comment for the memory and latency trade-off.
+ *
+ * @example
+ * ```ts
+ * import { WasmEncoder } from "./wasm_encoder.ts";
+ * const enc = new WasmEncoder({ output: () => {}, error: console.error });
+ * ```
+ */
+export class WasmEncoder implements FrameEncoder {
+  readonly kind = "wasm" as const;
+  #init: EncoderInit;
+  #state: EncoderState = "unconfigured";
+  #config: Required<EncoderConfig> | undefined;
+  #ffmpeg: Promise<FFmpeg> | undefined;
+  /** Files of the open segment in the wasm file system, with their timestamps, in order. */
+  #files: { name: string; timestampUs: number }[] = [];
+  #segmentFormat: FrameFormat | undefined;
+  #segment = 0;
+  #lastTimestamp = -Infinity;
+  #codecInUse: EncoderCodec | undefined;
+  #fallbackReported = false;
+  /** Serializes file writes and encodes, so a segment's frames are all written before its encode. */
+  readonly #queue = new SerialQueue(() => this.#state === "closed", (e) => this.#fail(e));
+  #failure: Error | undefined;
+
+  constructor(init: EncoderInit) {
+    this.#init = init;
+  }
+
+  get state(): EncoderState {
+    return this.#state;
+  }
+  get encodeQueueSize(): number {
+    return this.#files.length;
+  }
+  get codecInUse(): EncoderCodec | undefined {
+    return this.#codecInUse;
+  }
+
+  configure(config: EncoderConfig): void {
+    if (this.#state === "closed") throw new DOMException("encoder is closed", "InvalidStateError");
+    const next = normalizeConfig(config);
+    if (this.#files.length > 0) this.#queue.enqueue(() => this.#encodeSegment());
+    this.#queue.enqueue(() => {
+      this.#config = next;
+      return Promise.resolve();
+    });
+    this.#config ??= next;
+    this.#state = "configured";
+  }
+
+  encode(frame: InputFrame, _options?: { keyFrame?: boolean }): void {
+    if (this.#state !== "configured") {
+      throw new DOMException(`encode() while ${this.#state}`, "InvalidStateError");
+    }
+    const problem = frameProblem(frame);
+    if (problem) throw new TypeError(problem);
+    if (frame.timestampUs <= this.#lastTimestamp) {
+      throw new RangeError(
+        `timestamp ${frame.timestampUs} µs is not after the previous ${this.#lastTimestamp} µs`,
+      );
+    }
+    this.#lastTimestamp = frame.timestampUs;
+    // ffmpeg.wasm transfers the buffer to its worker; a copy keeps the caller's bytes (overlap frames) intact.
+    const data = frame.data.slice();
+    this.#queue.enqueue(() => this.#store(frame, data));
+  }
+
+  flush(): Promise<void> {
+    if (this.#state !== "configured") {
+      return Promise.reject(new DOMException(`flush() while ${this.#state}`, "InvalidStateError"));
+    }
+    this.#lastTimestamp = -Infinity;
+    return this.#queue.enqueue(() => this.#encodeSegment()).then(() => {
+      if (this.#failure) throw this.#failure;
+    });
+  }
+
+  close(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    const ffmpeg = this.#ffmpeg;
+    this.#ffmpeg = undefined;
+    this.#files = [];
+    // terminate() ends the worker and rejects its pending calls, which the chain ignores once closed.
+    ffmpeg?.then((f) => f.terminate(), () => {});
+  }
+
+  #fail(e: Error): void {
+    if (this.#state === "closed") return;
+    this.#failure = e;
+    this.close();
+    this.#init.error(e);
+  }
+
+  async #store(frame: InputFrame, data: Uint8Array): Promise<void> {
+    const config = this.#config!;
+    if (frame.width !== config.width || frame.height !== config.height) {
+      throw new Error(
+        `frame is ${frame.width}x${frame.height} but the encoder is configured for ${config.width}x${config.height}`,
+      );
+    }
+    if (this.#files.length > 0 && this.#segmentFormat !== frame.format) await this.#encodeSegment();
+    this.#segmentFormat = frame.format;
+    this.#ffmpeg ??= loadFfmpeg();
+    const ffmpeg = await this.#ffmpeg;
+    const name = `s${this.#segment}_${String(this.#files.length).padStart(6, "0")}.${
+      frame.format === "jpeg" ? "jpg" : "bgr"
+    }`;
+    await ffmpeg.writeFile(name, data);
+    this.#files.push({ name, timestampUs: frame.timestampUs });
+  }
+
+  #codecFor(requested: EncoderCodec): EncoderCodec {
+    if (requested === "libx264") return requested;
+    if (!this.#fallbackReported) {
+      this.#fallbackReported = true;
+      this.#init.fallback?.({
+        requested,
+        used: "libx264",
+        reason: requested === "libx265"
+          ? "libx265 does not run in ffmpeg.wasm's single-thread core"
+          : "NVENC is not available in ffmpeg.wasm",
+      });
+    }
+    return "libx264";
+  }
+
+  async #encodeSegment(): Promise<void> {
+    const files = this.#files;
+    if (files.length === 0) return;
+    this.#files = [];
+    const config = this.#config!;
+    const codec = this.#codecFor(config.codec);
+    this.#codecInUse = codec;
+    const ffmpeg = await this.#ffmpeg!;
+    const prefix = `s${this.#segment}_`;
+    this.#segment++;
+    const out = `${prefix}out.h264`;
+    const ext = this.#segmentFormat === "jpeg" ? "jpg" : "bgr";
+    const input = this.#segmentFormat === "jpeg"
+      ? ["-f", "image2", "-c:v", "mjpeg"]
+      : ["-f", "image2", "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-s", `${config.width}x${config.height}`];
+    const size = outputSize(config.width, config.height);
+    const crop = size.width !== config.width || size.height !== config.height
+      ? ["-vf", `crop=${size.width}:${size.height}:0:0`]
+      : [];
+    const preset = /^p[1-7]$/.test(config.preset) ? defaultPreset("libx264") : config.preset;
+    const lines: string[] = [];
+    const onLog = ({ message }: { message: string }) => {
+      lines.push(message);
+      if (lines.length > 20) lines.shift();
+    };
+    ffmpeg.on("log", onLog);
+    let rc: number;
+    try {
+      rc = await ffmpeg.exec([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        ...input,
+        "-framerate",
+        String(config.framerate),
+        "-i",
+        `${prefix}%06d.${ext}`,
+        ...crop,
+        "-pix_fmt",
+        "yuv420p",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        String(config.quality),
+        // No lookahead/mb-tree: about twice as fast single-threaded, for a few percent of bitrate.
+        "-tune",
+        "zerolatency",
+        "-bf",
+        "0",
+        "-f",
+        "h264",
+        out,
+      ]);
+    } finally {
+      ffmpeg.off("log", onLog);
+    }
+    if (rc !== 0) {
+      await this.#cleanup(ffmpeg, files.map((f) => f.name));
+      const why = lines.filter((l) => l !== "Aborted()").pop() ?? "no message";
+      throw new FatalError(`ffmpeg.wasm failed with exit code ${rc}: ${why}`);
+    }
+    const stream = await ffmpeg.readFile(out);
+    await this.#cleanup(ffmpeg, [...files.map((f) => f.name), out]);
+    if (!(stream instanceof Uint8Array)) throw new Error("ffmpeg.wasm returned text for a binary file");
+    const split = new AccessUnitSplitter("avc");
+    const units = [...split.push(stream), ...split.end()];
+    if (units.length !== files.length) {
+      throw new FatalError(`ffmpeg.wasm returned ${units.length} pictures for ${files.length} frames`);
+    }
+    const duration = Math.round(1e6 / config.framerate);
+    units.forEach((au, i) => {
+      const metadata: ChunkMetadata | undefined = i === 0
+        ? { decoderConfig: decoderConfigFor(codec, au, config.width, config.height) }
+        : undefined;
+      this.#init.output({
+        type: au.key ? "key" : "delta",
+        timestamp: files[i].timestampUs,
+        duration,
+        data: au.data,
+        byteLength: au.data.byteLength,
+      }, metadata);
+    });
+  }
+
+  async #cleanup(ffmpeg: FFmpeg, names: string[]): Promise<void> {
+    // Freed MEMFS files are reused by the next segment's writes, so the heap stays at one segment's size.
+    for (const name of names) await ffmpeg.deleteFile(name).catch(() => false);
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The `rtsp` node's own flags (the common ones are added by `run_node.ts`), shared by the node, the launcher
+ * and the reference YAML test.
+ * @module
+ */
+
+import { validateRtspUrl } from "../capture/ffmpeg_args.ts";
+import { PUBLISH_TOPIC, SENSOR_NAME } from "../node/common_flags.ts";
+
+/** The RTSP node's own flags (the common ones are added by the runtime). */
+export const RTSP_FLAGS = {
+  ...PUBLISH_TOPIC,
+  ...SENSOR_NAME,
+  url: {
+    long: "url",
+    short: "u",
+    type: "string",
+    required: true,
+    help: "camera URL, rtsp:// or rtsps:// (credentials are masked in logs)",
+  },
+  gpu: {
+    long: "gpu",
+    short: "g",
+    type: "int",
+    default: -1,
+    min: -1,
+    help:
+      "CUDA device for decoding; -1 decodes on the CPU (falls back to the CPU, with one warning, when CUDA cannot start)",
+  },
+  rtspTransport: {
+    long: "rtsp-transport",
+    type: "string",
+    choices: ["tcp", "udp"] as const,
+    default: "tcp",
+    help: "RTSP transport, kept on every reconnect",
+  },
+  resizeRatio: {
+    long: "resize-ratio",
+    short: "r",
+    type: "number",
+    default: 1,
+    min: 0,
+    minExclusive: true,
+    max: 4,
+    help: "scale frames by this factor (in ffmpeg)",
+  },
+  maxFps: {
+    long: "max-fps",
+    type: "number",
+    default: 0,
+    min: 0,
+    help:
+      "publish at most this many frames per second, dropped in ffmpeg before JPEG encoding, so a 25 fps camera " +
+      "feeding an aggregator at --fps 10 costs less (0: every frame, as MSight)",
+  },
+  imageEncoding: {
+    long: "image-encoding",
+    type: "string",
+    choices: ["jpeg", "raw"] as const,
+    default: "jpeg",
+    help: "jpeg publishes JPEG (is_encoded true); raw publishes BGR pixels, H×W×3 (is_encoded false)",
+  },
+  jpegQuality: {
+    long: "jpeg-quality",
+    type: "int",
+    default: 50,
+    min: 1,
+    max: 100,
+    help: "JPEG quality, as OpenCV's (MSight uses 50)",
+  },
+  stallTimeout: {
+    long: "stall-timeout",
+    type: "number",
+    default: 10,
+    min: 0,
+    minExclusive: true,
+    metavar: "SECONDS",
+    help: "restart ffmpeg when no frame arrived for this long",
+  },
+  openTimeout: {
+    long: "open-timeout",
+    type: "number",
+    default: 5,
+    min: 0,
+    minExclusive: true,
+    metavar: "SECONDS",
+    help: "socket open/read timeout given to ffmpeg",
+  },
+  frameLogEvery: {
+    long: "frame-log-every",
+    type: "int",
+    default: 1,
+    min: 0,
+    help: "print MSight's 'Got image from ...' INFO line every N published frames (0: never)",
+  },
+  ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary" },
+} as const;
+
+/** Checks of the RTSP node's flags beyond their types (the launcher runs them too, before anything starts). */
+export function checkRtspFlags(f: { url: string }): void {
+  validateRtspUrl(f.url);
+}

@@ -1,0 +1,286 @@
+/**
+ * The life of a node: parse flags (argparse-style, with `--config`), read the environment, set up logging, connect
+ * to Redis, register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
+ * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once). Whatever happens, the node ends with
+ * one line and an exit code, never a stack trace, and no child process outlives it.
+ *
+ * @example
+ * ```ts
+ * import { runNode } from "./run_node.ts";
+ * import { SUBSCRIBE_TOPIC } from "./common_flags.ts";
+ * await runNode({
+ *   command: "echo", type: "EchoNode", description: "prints messages", flags: { ...SUBSCRIBE_TOPIC },
+ *   async run(ctx) { await new Promise((r) => ctx.signal.addEventListener("abort", r)); },
+ * });
+ * ```
+ * @module
+ */
+
+import { RedisBus } from "../bus/redis.ts";
+import { Snowflake } from "../bus/snowflake.ts";
+import { killAllChildren, liveChildren } from "../runtime/children.ts";
+import { COMMON_FLAGS } from "./common_flags.ts";
+import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
+import {
+  denoEnv,
+  deviceName,
+  type EnvReader,
+  redisSettingsFromEnv,
+  redisSettingsFromUrl,
+} from "../runtime/env.ts";
+import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
+import { HealthServer, type Readiness } from "../runtime/health_server.ts";
+import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
+import { Metrics } from "../runtime/metrics.ts";
+import { NodeRegistration, registerTopic } from "../bus/registry.ts";
+
+/** The flags of a node: its own plus {@linkcode COMMON_FLAGS}. */
+export type NodeFlags<T extends FlagSpecs> = FlagValues<typeof COMMON_FLAGS & T>;
+
+/** What a node's `run` receives. */
+export interface NodeContext<T extends FlagSpecs> {
+  flags: NodeFlags<T>;
+  log: Logger;
+  metrics: Metrics;
+  bus: RedisBus;
+  device: string;
+  /** One id generator per process, so ids never repeat. */
+  ids: Snowflake;
+  /** Aborted on the first SIGINT/SIGTERM: finish, flush and return. */
+  signal: AbortSignal;
+  /** The node's part of `/readyz` (the runtime adds Redis connectivity). */
+  setReadiness(fn: () => Readiness): void;
+  /** Reports an unexpected error: stops the node or logs and continues, per `--action-on-error`. */
+  reportError(err: unknown, what: string): void;
+  env: EnvReader;
+}
+
+/** A node: its flags and its work. */
+export interface NodeDefinition<T extends FlagSpecs> {
+  /** Program name for usage and logs, e.g. `rtsp`. */
+  command: string;
+  /** The `type` shown in `MSIGHT:NODES` (MSight uses its class names). */
+  type: string;
+  description: string;
+  flags: T;
+  /** `data_type` of the topic the node publishes/subscribes (registered in `MSIGHT:TOPICS` if absent). */
+  publishDataType?: string;
+  subscribeDataType?: string;
+  /** Cross-flag checks; throw {@linkcode UsageError}. */
+  validate?(flags: NodeFlags<T>): void;
+  /** The node's work; returns once `ctx.signal` is aborted and everything is flushed. */
+  run(ctx: NodeContext<T>): Promise<void>;
+}
+
+/** Options mostly for tests and the launcher. */
+export interface RunOptions {
+  argv?: readonly string[];
+  env?: EnvReader;
+  /** Instead of exiting, return the exit code (tests). */
+  noExit?: boolean;
+}
+
+/** Runs a node to completion and exits the process with its exit code (0 after a graceful stop). */
+export async function runNode<T extends FlagSpecs>(
+  def: NodeDefinition<T>,
+  opts: RunOptions = {},
+): Promise<number> {
+  const code = await runNodeInner(def, opts);
+  if (!opts.noExit) {
+    killAllChildren("SIGKILL");
+    Deno.exit(code);
+  }
+  return code;
+}
+
+async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions): Promise<number> {
+  const argv = opts.argv ?? Deno.args;
+  const env = opts.env ?? denoEnv;
+  const specs = { ...COMMON_FLAGS, ...def.flags };
+  let flags: NodeFlags<T>;
+  try {
+    const configPath = findConfigPath(argv);
+    const preset = configPath ? await loadConfigFile(configPath, specs) : {};
+    flags = parseFlags(specs, argv, def.command, preset, def.description, env) as NodeFlags<T>;
+    def.validate?.(flags);
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      console.log(err.text);
+      return 0;
+    }
+    return fail(err, def.command);
+  }
+
+  const f = flags as NodeFlags<Record<never, never>>;
+  const earlyWarnings: string[] = [];
+  const device = deviceName(env, (m) => earlyWarnings.push(m));
+  const log = new Logger({
+    device,
+    node: f.name,
+    level: f.loggingLevel as LogLevel,
+    format: f.logFormat as LogFormat,
+  });
+  for (const w of earlyWarnings) log.warn(w);
+
+  const metrics = new Metrics();
+  const started = Date.now();
+  metrics.gauge("uptime_seconds", "Seconds since the node started", () => (Date.now() - started) / 1000);
+  metrics.gauge("node_info", "Constant 1, labelled with the node's identity").set(1, {
+    node: f.name,
+    device,
+    type: def.type,
+  });
+
+  const controller = new AbortController();
+  let signals = 0;
+  let bus: RedisBus | undefined;
+  let registration: NodeRegistration | undefined;
+  let health: HealthServer | undefined;
+  let nodeReadiness: () => Readiness = () => ({ ok: true });
+  let errorExit: number | undefined;
+
+  const onSignal = (sig: Deno.Signal) => {
+    signals++;
+    if (signals === 1) {
+      log.info(
+        `received ${sig}: stopping (flushing for up to ${f.shutdownGrace} s; send it again to exit at once)`,
+      );
+      controller.abort();
+    } else {
+      log.warn(`received ${sig} again: exiting now`);
+      killAllChildren("SIGKILL");
+      Deno.exit(sig === "SIGINT" ? 130 : 143);
+    }
+  };
+  const listeners: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM"] as const).map((
+    s,
+  ) => [s, () => onSignal(s)]);
+  for (const [s, fn] of listeners) Deno.addSignalListener(s, fn);
+
+  try {
+    const redisSettings = f.redisUrl ? redisSettingsFromUrl(f.redisUrl) : redisSettingsFromEnv(env);
+    log.addSecret(redisSettings.password);
+    const flagsRecord = flags as Record<string, unknown>;
+    const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
+    bus = await RedisBus.connect(redisSettings, log, {
+      name: f.name,
+      connectTimeoutS: f.redisConnectTimeout,
+      publisher: publishTopic !== null,
+    });
+    metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
+
+    const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
+    const registerTopics = async (client: RedisBus["client"]) => {
+      if (publishTopic && def.publishDataType) {
+        await registerTopic(client, {
+          name: publishTopic,
+          description: null,
+          data_type: def.publishDataType,
+        });
+      }
+      if (subscribeTopic && def.subscribeDataType) {
+        await registerTopic(client, {
+          name: subscribeTopic,
+          description: null,
+          data_type: def.subscribeDataType,
+        });
+      }
+    };
+    const client = bus.client;
+    await registerTopics(client);
+    // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
+    client.on("ready", () => void registerTopics(client).catch(() => {}));
+    registration = new NodeRegistration(bus.client, {
+      name: f.name,
+      device,
+      type: def.type,
+      publishTopic,
+      subscribeTopic,
+    }, log);
+    await registration.register();
+    registration.startHeartbeat(f.heartbeatUpdateInterval);
+
+    if (f.metricsPort > 0) {
+      health = HealthServer.start({
+        host: f.metricsHost,
+        port: f.metricsPort,
+        metrics,
+        ready: () => {
+          if (!bus?.ready) return { ok: false, reason: "Redis is not connected" };
+          return nodeReadiness();
+        },
+      });
+      log.info(`serving /metrics, /healthz and /readyz on http://${f.metricsHost}:${health.port}`);
+    }
+
+    const ctx: NodeContext<T> = {
+      flags,
+      log,
+      metrics,
+      bus,
+      device,
+      ids: new Snowflake(Snowflake.workerFor(`${device}/${f.name}/${Deno.pid}`)),
+      signal: controller.signal,
+      setReadiness: (fn) => (nodeReadiness = fn),
+      reportError: (err, what) => {
+        metrics.counter("internal_errors_total", "Unexpected errors inside the node").inc();
+        if (f.actionOnError === "stop") {
+          log.error(`${what}: ${errorMessage(err)} (stopping: --action-on-error stop)`);
+          errorExit = 1;
+          controller.abort();
+        } else {
+          log.error(`${what}: ${errorMessage(err)} (continuing: --action-on-error continue)`);
+        }
+      },
+      env,
+    };
+    await registration.setStatus("RUNNING");
+    log.info(`${def.command} node ${f.name} started on device ${device} (Redis ${redisSettings.display})`);
+
+    const work = def.run(ctx);
+    // The grace period starts at the first signal; past it we exit without waiting for the work.
+    const graceExpired = new Promise<"grace">((resolve) => {
+      controller.signal.addEventListener("abort", () => {
+        const t = setTimeout(() => resolve("grace"), f.shutdownGrace * 1000);
+        work.finally(() => clearTimeout(t));
+      }, { once: true });
+    });
+    const outcome = await Promise.race([work.then(() => "done" as const), graceExpired]);
+    if (outcome === "grace") {
+      log.error(`did not stop within --shutdown-grace ${f.shutdownGrace} s: exiting anyway`);
+      errorExit = 1;
+    }
+    if (!controller.signal.aborted && errorExit === undefined) log.info("work finished");
+    return errorExit ?? 0;
+  } catch (err) {
+    return fail(err, def.command, log);
+  } finally {
+    for (const [s, fn] of listeners) Deno.removeSignalListener(s, fn);
+    if (liveChildren() > 0) killAllChildren("SIGKILL");
+    await registration?.unregister();
+    await health?.close();
+    await bus?.close();
+    if (signals > 0 || errorExit !== undefined) log.info("stopped");
+  }
+}
+
+function fail(err: unknown, prog: string, log?: Logger): number {
+  if (err instanceof UsageError) {
+    printLine(err.message.startsWith(prog) ? err.message : `${prog}: error: ${err.message}`);
+    return 2;
+  }
+  if (err instanceof FatalError) {
+    if (log) log.critical(err.message);
+    else printLine(`${prog}: error: ${err.message}`);
+    return err.exitCode;
+  }
+  const msg = `unexpected error: ${errorMessage(err)}`;
+  if (log) log.critical(msg);
+  else printLine(`${prog}: ${msg}`);
+  return 1;
+}
+
+function printLine(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+}

@@ -1,0 +1,23 @@
+/**
+ * The `status` node's own flags (the common ones are added by `run_node.ts`), shared by the node, the launcher
+ * and the reference YAML test.
+ * @module
+ */
+
+export const STATUS_FLAGS = {
+  json: { long: "json", type: "bool", default: false, help: "print JSON instead of tables" },
+  staleAfter: {
+    long: "stale-after",
+    type: "number",
+    default: 15,
+    min: 0,
+    metavar: "SECONDS",
+    help: "mark a node STALE when its heartbeat is older than this",
+  },
+  redisUrl: {
+    long: "redis-url",
+    type: "string",
+    env: "REDIS_URL",
+    help: "redis://host:port/db (default: MSIGHT_REDIS_MESSAGE_BROKER_*)",
+  },
+} as const;

@@ -1,0 +1,48 @@
+/**
+ * The flag both sinks (dumper, pusher) share: where their segments come from.
+ *
+ * @example
+ * ```ts
+ * import { TRANSPORT_FLAG } from "./transport_flag.ts";
+ * const flags = { ...TRANSPORT_FLAG };
+ * ```
+ * @module
+ */
+
+import { type SegmentReaderOptions, type Transport, TRANSPORTS } from "../bus/segment_reader.ts";
+
+/** `--transport auto|stream|pubsub`. */
+export const TRANSPORT_FLAG = {
+  transport: {
+    long: "transport",
+    type: "string",
+    choices: TRANSPORTS,
+    default: "auto",
+    help:
+      "stream: the topic's durable Redis Stream (nothing lost while this node is down); pubsub: plain pub/sub as " +
+      "MSight; auto: stream when a producer announced one for the topic, else pubsub",
+  },
+} as const;
+
+/** What {@linkcode sinkReaderOptions} needs of a sink node's context. */
+export interface SinkContext {
+  bus: SegmentReaderOptions["bus"];
+  log: SegmentReaderOptions["log"];
+  metrics: SegmentReaderOptions["metrics"];
+  signal: AbortSignal;
+  flags: { subscribeTopic: string; name: string; transport: string; gap: number };
+}
+
+/** The segment-reader options of a sink: its topic, its `--name` as consumer group, `--transport` and `--gap`. */
+export function sinkReaderOptions(ctx: SinkContext): SegmentReaderOptions {
+  return {
+    bus: ctx.bus,
+    log: ctx.log,
+    metrics: ctx.metrics,
+    topic: ctx.flags.subscribeTopic,
+    group: ctx.flags.name,
+    transport: ctx.flags.transport as Transport,
+    signal: ctx.signal,
+    gap: ctx.flags.gap,
+  };
+}

@@ -1,0 +1,322 @@
+/**
+ * The pipeline file of `deno task up`: every example loads; a bad file is one line naming the key path (and line),
+ * checked with each node's own flag specs before anything starts.
+ */
+import assert from "node:assert/strict";
+import { parsePipeline, type Pipeline } from "../../src/launcher/pipeline_config.ts";
+import { UsageError } from "../../src/runtime/errors.ts";
+import { DENO, startProcess } from "../helpers/process.ts";
+
+const load = (yaml: string, env: Record<string, string> = {}): Pipeline =>
+  parsePipeline(yaml, "pipeline.yaml", (k) => env[k]);
+
+/** The one-line message a bad file gets. */
+function errorOf(yaml: string, env: Record<string, string> = {}): string {
+  try {
+    load(yaml, env);
+  } catch (err) {
+    assert.ok(err instanceof UsageError, `a UsageError (exit 2), got ${err}`);
+    assert.ok(!err.message.includes("\n"), `one line: ${err.message}`);
+    return err.message;
+  }
+  assert.fail("expected the file to be refused");
+}
+
+/** A valid three-node pipeline; tests break one thing in it. */
+const TUTORIAL = `
+redis: {start: true}
+nodes:
+  - name: rtsp_node
+    node: rtsp
+    flags:
+      publish-topic: rtsp_topic
+      sensor-name: rtsp_sensor
+      url: rtsp://localhost:8554/live.stream
+  - name: image-aggregator
+    node: aggregator
+    flags:
+      subscribe-topic: rtsp_topic
+      publish-topic: aggregated_video
+      fps: 10
+      buffer-size: 100
+      overlap-size: 0
+  - name: video_dumper
+    node: dumper
+    flags:
+      subscribe-topic: aggregated_video
+      save-dir: ./received_videos
+`;
+
+Deno.test("every file in examples/ loads, with the environment it needs", async () => {
+  const env = {
+    AWS_ACCESS_KEY_ID: "AKIAEXAMPLE",
+    AWS_SECRET_ACCESS_KEY: "secret/with$dollar",
+    S3_BUCKET: "my-bucket",
+  };
+  const files: string[] = [];
+  for await (const e of Deno.readDir("examples")) if (e.name.endsWith(".yaml")) files.push(e.name);
+  assert.deepEqual(files.sort(), ["multi_camera.yaml", "tutorial_dumper.yaml", "tutorial_s3.yaml"]);
+  const byFile = new Map<string, Pipeline>();
+  for (const f of files) {
+    const p = parsePipeline(
+      await Deno.readTextFile(`examples/${f}`),
+      f,
+      (k) => (env as Record<string, string>)[k],
+    );
+    assert.deepEqual(p.warnings, [], f);
+    byFile.set(f, p);
+  }
+
+  // The first tutorial's commands, verbatim (`--long=value` each), in pipeline order.
+  const dumper = byFile.get("tutorial_dumper.yaml")!;
+  assert.deepEqual(dumper.redis, { mode: "url", url: "redis://localhost:6379/0" });
+  assert.deepEqual(dumper.nodes.map((n) => [n.type, n.argv.join(" ")]), [
+    [
+      "rtsp",
+      "--name=rtsp_node --publish-topic=rtsp_topic --sensor-name=rtsp_sensor --url=rtsp://localhost:8554/live.stream " +
+      "--gpu=0 --rtsp-transport=tcp",
+    ],
+    [
+      "aggregator",
+      "--name=image-aggregator --subscribe-topic=rtsp_topic --publish-topic=aggregated_video --fps=10 " +
+      "--buffer-size=100 --overlap-size=0",
+    ],
+    ["dumper", "--name=video_dumper --subscribe-topic=aggregated_video --save-dir=./received_videos"],
+  ]);
+
+  // Secrets come from the environment into the nodes' environment, not their command lines.
+  const s3 = byFile.get("tutorial_s3.yaml")!;
+  assert.equal(s3.env.AWS_SECRET_ACCESS_KEY, "secret/with$dollar");
+  assert.equal(s3.env.AWS_ENDPOINT_URL_S3, "");
+  const pusher = s3.nodes.find((n) => n.type === "pusher")!;
+  assert.equal(pusher.flags.bucketName, "my-bucket");
+  assert.ok(!pusher.argv.join(" ").includes("secret"));
+
+  // Three cameras (sugar for rtsp nodes), then one aggregator, then both sinks.
+  const multi = byFile.get("multi_camera.yaml")!;
+  assert.deepEqual(multi.redis, { mode: "start" });
+  assert.deepEqual(multi.nodes.map((n) => `${n.name}:${n.type}`), [
+    "gs_ne:rtsp",
+    "gs_nw:rtsp",
+    "gs_se:rtsp",
+    "aggregator:aggregator",
+    "dumper:dumper",
+    "pusher:pusher",
+  ]);
+  const se = multi.nodes[2];
+  assert.equal(se.flags.sensorName, "gs_se");
+  assert.equal(se.flags.publishTopic, "rtsp_topic");
+  assert.equal(se.flags.resizeRatio, 0.5);
+  assert.equal(se.flags.rtspTransport, "tcp"); // from defaults.rtsp
+  assert.ok(multi.nodes.every((n) => n.flags.loggingLevel === "INFO")); // from defaults.all
+});
+
+Deno.test("a bad flag value names the key path and the line, with the node's own message", () => {
+  assert.equal(
+    errorOf(TUTORIAL.replace("fps: 10", "fps: 0")),
+    "pipeline.yaml: nodes[1].flags.fps: --fps 0 is invalid: expected a number > 0 (line 15)",
+  );
+  assert.equal(
+    errorOf(TUTORIAL.replace("buffer-size: 100", "buffer-size: lots")),
+    "pipeline.yaml: nodes[1].flags.buffer-size: --buffer-size lots is invalid: expected an integer (line 16)",
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("save-dir: ./received_videos", "save-dir: ./v\n      timezone: locl")),
+    /^pipeline\.yaml: nodes\[2\]\.flags\.timezone: --timezone locl is invalid: expected one of utc, local \(did you mean local\?\) \(line 23\)$/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("url: rtsp://localhost:8554/live.stream", "url: http://cam/x")),
+    /^pipeline\.yaml: nodes\[0\]\.flags\.url: invalid --url "http:\/\/cam\/x": expected rtsp:\/\//,
+  );
+  // A list where one value belongs.
+  assert.match(
+    errorOf(TUTORIAL.replace("fps: 10", "fps: [10, 20]")),
+    /^pipeline\.yaml: nodes\[1\]\.flags\.fps: expected a single value, got a list/,
+  );
+});
+
+Deno.test("unknown keys at every level are refused, with a did-you-mean", () => {
+  assert.equal(
+    errorOf(TUTORIAL.replace("fps: 10", "fsp: 10")),
+    "pipeline.yaml: nodes[1].flags.fsp: the aggregator node has no flag fsp (did you mean fps?) (line 15)",
+  );
+  // Short option names and dashes point to the long name.
+  assert.match(
+    errorOf(TUTORIAL.replace("publish-topic: rtsp_topic", "pt: rtsp_topic")),
+    /nodes\[0\]\.flags\.pt: the rtsp node has no flag pt \(did you mean publish-topic\?\)/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("save-dir:", "--save-dir:")),
+    /nodes\[2\]\.flags\.--save-dir: .*\(did you mean save-dir\?\)/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("nodes:", "node:")),
+    /^pipeline\.yaml: node: unknown key \(did you mean nodes\?\)/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("    node: dumper", "    node: dumper\n    restrat: false")),
+    /^pipeline\.yaml: nodes\[2\]\.restrat: unknown key \(did you mean restart\?\) \(line 20\)$/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("redis: {start: true}", "redis: {start: true, prot: 6390}")),
+    /^pipeline\.yaml: redis\.prot: unknown key \(did you mean port\?\)/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("node: dumper", "node: dumpr")),
+    /^pipeline\.yaml: nodes\[2\]\.node: dumpr is not a node type: expected one of rtsp, aggregator, dumper, pusher \(did you mean dumper\?\)/,
+  );
+  // The pipeline file is the config: --config inside it is refused.
+  assert.match(
+    errorOf(TUTORIAL.replace("fps: 10", "config: x.yaml")),
+    /nodes\[1\]\.flags\.config: config cannot be set here/,
+  );
+});
+
+Deno.test("${ENV} substitution: values from the environment, defaults, a missing variable named with its key", () => {
+  // (A function as replacement: in a replacement string, `$$` would mean one `$`.)
+  const yaml = TUTORIAL.replace(
+    "save-dir: ./received_videos",
+    () => "save-dir: ${SAVE_DIR:-./videos}/$${literal}",
+  )
+    .replace("fps: 10", "fps: ${FPS}");
+  const p = load(yaml, { FPS: "12.5" });
+  assert.equal(p.nodes[1].flags.fps, 12.5); // text from the environment, coerced by the flag's type
+  assert.equal(p.nodes[2].flags.saveDir, "./videos/${literal}");
+  assert.equal(load(yaml, { FPS: "5", SAVE_DIR: "/data" }).nodes[2].flags.saveDir, "/data/${literal}");
+  assert.equal(
+    errorOf(yaml),
+    "pipeline.yaml: nodes[1].flags.fps: environment variable FPS is not set (set it, or give a default: " +
+      "${FPS:-value}) (line 15)",
+  );
+  // A substituted value is checked like any other.
+  assert.match(
+    errorOf(yaml, { FPS: "-1" }),
+    /nodes\[1\]\.flags\.fps: --fps -1 is invalid: expected a number > 0/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("redis: {start: true}", "redis: ${REDIS URL}")),
+    /^pipeline\.yaml: redis: \$\{REDIS URL\} is not a variable reference/,
+  );
+  // Substitution happens in values, after parsing: a value cannot change the file's structure.
+  const tricky = load(TUTORIAL.replace("sensor-name: rtsp_sensor", "sensor-name: ${NAME}"), {
+    NAME: "cam: {x: 1} # not a comment",
+  });
+  assert.equal(tricky.nodes[0].flags.sensorName, "cam: {x: 1} # not a comment");
+});
+
+Deno.test("required flags, cross-flag checks, names and Redis are checked before anything starts", () => {
+  assert.equal(
+    errorOf(TUTORIAL.replace("      buffer-size: 100\n", "")),
+    "pipeline.yaml: nodes[1].flags: buffer-size is required: the aggregator node needs --buffer-size (line 12)",
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("overlap-size: 0", "overlap-size: 100")),
+    /^pipeline\.yaml: nodes\[1\]\.flags\.overlap-size: --overlap-size 100 is invalid: expected fewer than --buffer-size 100/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("name: video_dumper", "name: rtsp_node")),
+    /^pipeline\.yaml: nodes\[2\]\.name: rtsp_node is also the name of nodes\[0\]/,
+  );
+  // Two sinks with one MSight node name would share one consumer group.
+  assert.match(
+    errorOf(
+      TUTORIAL.replace(
+        "      save-dir: ./received_videos",
+        "      save-dir: ./v\n      name: image-aggregator",
+      ),
+    ),
+    /^pipeline\.yaml: nodes\[2\]\.flags\.name: node name image-aggregator is also used by nodes\[1\]/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("name: video_dumper", "name: redis")),
+    /nodes\[2\]\.name: "redis" is the launcher's own/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("redis: {start: true}", "redis: {start: true, url: redis://h:1/0}")),
+    /^pipeline\.yaml: redis\.url: give either url \(an existing Redis\) or start: true, not both/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("redis: {start: true}", "redis: http://h/")),
+    /^pipeline\.yaml: redis: redis url "http:\/\/h\/" is invalid: expected a redis:\/\/ or rediss:\/\/ URL \(line 2\)/,
+  );
+  assert.match(
+    errorOf(
+      TUTORIAL.replace("redis: {start: true}", "redis: {start: true}\nenv: {REDIS_URL: redis://x:1/0}"),
+    ),
+    /^pipeline\.yaml: env\.REDIS_URL: the Redis is set by redis: above/,
+  );
+  assert.match(errorOf("nodes: []"), /^pipeline\.yaml: nodes: expected at least one node/);
+  assert.match(
+    errorOf("- a\n- b"),
+    /^pipeline\.yaml: \(top level\): expected a mapping with keys redis, device/,
+  );
+  assert.match(
+    errorOf("nodes:\n  - name: x\n    node: rtsp\n   flags: {}"),
+    /^pipeline\.yaml: not valid YAML: .* \(line \d\)/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("node: dumper", "node: dumper\n    restart: maybe")),
+    /nodes\[2\]\.restart: expected true or false, got "maybe"/,
+  );
+});
+
+Deno.test("defaults and cameras: errors point at where the value was written", () => {
+  const cams = `
+defaults:
+  rtsp: {gpu: -5}
+cameras:
+  - name: cam_a
+    url: rtsp://10.0.0.1/s
+nodes:
+  - {name: agg, node: aggregator, flags: {st: x}}
+`;
+  assert.match(
+    errorOf(cams),
+    /^pipeline\.yaml: defaults\.rtsp\.gpu: --gpu -5 is invalid: expected a number ≥ -1 \(line 3\)/,
+  );
+  assert.match(
+    errorOf("defaults:\n  all: {transport: stream}\nnodes: []"),
+    /^pipeline\.yaml: defaults\.all\.transport: transport is not a flag every node takes \(give it under defaults\.<node type>\)/,
+  );
+  assert.match(
+    errorOf("cameras:\n  - name: cam_a\n    topic: t\n"),
+    /^pipeline\.yaml: cameras\[0\]\.url: missing: expected rtsp:\/\/HOST\/PATH/,
+  );
+  assert.match(
+    errorOf("cameras:\n  - name: cam_a\n    url: rtsp://h/s\n    flags: {url: rtsp://h/t}\n"),
+    /^pipeline\.yaml: cameras\[0\]\.flags\.url: give it once, as cameras\[0\]\.url/,
+  );
+  // Sinks listed first still start after their sources; a subscription nobody publishes is a warning.
+  const p = load(`
+nodes:
+  - {name: d, node: dumper, flags: {subscribe-topic: aggregated_vid, save-dir: /tmp/x}}
+  - {name: a, node: aggregator, flags: {subscribe-topic: frames, publish-topic: aggregated_video, buffer-size: 10, overlap-size: 0}}
+cameras:
+  - {name: cam, url: "rtsp://h/s", topic: frames, flags: {sensor-name: gs-ne}}
+`);
+  assert.deepEqual(p.nodes.map((n) => n.name), ["cam", "a", "d"]);
+  assert.equal(p.nodes[0].flags.sensorName, "gs-ne");
+  assert.deepEqual(p.warnings, [
+    "pipeline.yaml: nodes[0].flags.subscribe-topic: no node of this file publishes on aggregated_vid " +
+    "(did you mean aggregated_video?)",
+  ]);
+});
+
+Deno.test("up refuses a bad file with one line and exit 2, before starting anything", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "msight-up-bad-" });
+  try {
+    const file = `${dir}/pipeline.yaml`;
+    await Deno.writeTextFile(file, TUTORIAL.replace("fps: 10", "fps: 0"));
+    const p = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {});
+    assert.equal(await p.exit, 2);
+    assert.deepEqual(p.stderr, [
+      `${file}: nodes[1].flags.fps: --fps 0 is invalid: expected a number > 0 (line 15)`,
+    ]);
+    assert.deepEqual(p.stdout, []);
+    const missing = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", `${dir}/nope.yaml`], {});
+    assert.equal(await missing.exit, 2);
+    assert.deepEqual(missing.stderr, [`${dir}/nope.yaml: cannot read it (no such file)`]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,181 @@
+/**
+ * `deno task up` end to end, as users run it: a real RTSP camera (GStreamer), a pipeline file with a private Redis,
+ * rtsp → aggregator → dumper as three processes. Segments reach the disk; a SIGKILLed dumper is restarted and
+ * catches up; SIGTERM stops the nodes in pipeline order, the last partial segment is flushed and saved, exit 0,
+ * and no process of the pipeline is left.
+ */
+import assert from "node:assert/strict";
+import { probeMp4 } from "../helpers/ffprobe.ts";
+import { waitFor } from "../helpers/net.ts";
+import { DENO, type NodeProcess, startProcess } from "../helpers/process.ts";
+import { startRtspServer } from "../helpers/rtsp_server.ts";
+import { descendants, jsonFiles, pgrep, pipelineYaml, running } from "../helpers/launcher.ts";
+
+Deno.test({
+  name:
+    "up: rtsp → aggregator → dumper from one file; restart after a crash; SIGTERM flushes and stops in order",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const t0 = Date.now();
+    const dir = await Deno.makeTempDir({ prefix: "msight-up-e2e-" });
+    const saveDir = `${dir}/videos`;
+    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
+    let up: NodeProcess | undefined;
+    try {
+      const file = `${dir}/pipeline.yaml`;
+      await Deno.writeTextFile(
+        file,
+        pipelineYaml({
+          camera: camera.url,
+          sink: `
+  - name: video_dumper
+    node: dumper
+    flags:
+      subscribe-topic: aggregated_video
+      save-dir: \${SAVE_DIR}`,
+        }),
+      );
+      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], { SAVE_DIR: saveDir });
+      const u = up;
+      await u.waitForLine(/^up +\| started 3 node\(s\)/, 20_000);
+
+      // Segments of 20 frames at 10 fps (2 s each) arrive on disk, each an .mp4 with its .json.
+      await waitFor(async () => (await jsonFiles(saveDir)).length >= 2, 60_000, "two segments on disk");
+      const [first] = await jsonFiles(saveDir);
+      const meta = JSON.parse(await Deno.readTextFile(`${saveDir}/${first}`));
+      assert.equal(meta.sensor_name, "rtsp_sensor");
+      assert.equal(meta.device_name, "up-test-device");
+      assert.equal(meta.frame_count, 20);
+      const probe = await probeMp4(await Deno.readFile(`${saveDir}/${first.replace(/\.json$/, ".mp4")}`));
+      assert.equal(probe.codec, "h264");
+      assert.equal(probe.frames, 20);
+      assert.deepEqual(probe.boxes.slice(0, 2), ["ftyp", "moov"]);
+      console.log(`two segments on disk after ${Date.now() - t0} ms`);
+
+      // Every line is prefixed with its node's name.
+      assert.ok(
+        u.stdout.some((l) => /^rtsp_node +\| .* - rtsp_node - INFO :: /.test(l)),
+        u.stdout.join("\n"),
+      );
+      assert.ok(u.stdout.some((l) => /^video_dumper +\| .* - video_dumper - INFO :: /.test(l)));
+
+      // A crash: SIGKILL the dumper. The launcher says so, restarts it with backoff, and it catches up.
+      const [dumperPid] = await pgrep(`nodes/dumper.ts .*--save-dir=${saveDir}`);
+      assert.ok(dumperPid, "the dumper's process");
+      Deno.kill(dumperPid, "SIGKILL");
+      const killedAt = Date.now();
+      const before = (await jsonFiles(saveDir)).length;
+      await u.waitForLine(/^video_dumper +\| exited with SIGKILL/, 10_000);
+      await u.waitForLine(/^video_dumper +\| restarting in \d+\.\d s \(restart 1\)/, 5_000);
+      await waitFor(
+        async () => {
+          const pids = await pgrep(`nodes/dumper.ts .*--save-dir=${saveDir}`);
+          return pids.length === 1 && pids[0] !== dumperPid;
+        },
+        10_000,
+        "a new dumper process",
+      );
+      await waitFor(
+        async () => (await jsonFiles(saveDir)).length >= before + 2,
+        30_000,
+        "segments after restart",
+      );
+      console.log(`dumper restarted and saving again ${Date.now() - killedAt} ms after the kill`);
+
+      // SIGTERM: sources first, the aggregator flushes its partial segment, the dumper saves it; exit 0.
+      const procs = await descendants(u.child.pid);
+      assert.ok(procs.some((p) => p.cmd.includes("redis-server")), procs.map((p) => p.cmd).join("\n"));
+      assert.ok(
+        procs.some((p) => /(^|\/)ffmpeg$/.test(p.cmd.split(" ")[0])),
+        `the nodes' ffmpeg are watched too:\n${procs.map((p) => p.cmd.slice(0, 100)).join("\n")}`,
+      );
+      // Stop mid-segment (segments are 20 frames, 2 s): wait for the next segment's first frames to be aggregated, so
+      // there is a partial segment to flush (right after a full one closes there would be nothing).
+      const published = () =>
+        u.stdout.filter((l) => /^image-aggregator \| .*published segment/.test(l)).length;
+      const seen = published();
+      await waitFor(() => published() > seen, 10_000, "the next full segment");
+      await new Promise((r) => setTimeout(r, 800));
+      const stopAt = Date.now();
+      u.kill("SIGTERM");
+      assert.equal(await withTimeout(u.exit, 60_000, "up to exit"), 0);
+      console.log(`stopped in ${Date.now() - stopAt} ms`);
+      const out = u.stdout;
+      const at = (re: RegExp) => {
+        const i = out.findIndex((l) => re.test(l));
+        assert.ok(i >= 0, `a line ${re}:\n${out.slice(-30).join("\n")}`);
+        return i;
+      };
+      at(
+        /^up +\| stopping \(received SIGTERM\) in pipeline order: rtsp_node, image-aggregator, video_dumper/,
+      );
+      const flushed = at(/^image-aggregator \| .*\(closed: shutdown\)/);
+      const dumperStops = at(/^video_dumper +\| .*received SIGTERM/);
+      assert.ok(at(/^rtsp_node +\| .*received SIGTERM/) < flushed, "the source stops first");
+      assert.ok(flushed < dumperStops, "the dumper is still running when the aggregator flushes");
+      assert.ok(at(/^up +\| stopped$/) > dumperStops);
+      // The partial segment is on disk, marked as flushed at shutdown.
+      const metas = await Promise.all(
+        (await jsonFiles(saveDir)).map(async (f) => JSON.parse(await Deno.readTextFile(`${saveDir}/${f}`))),
+      );
+      const last = metas.find((m) => m.flush_reason === "shutdown");
+      assert.ok(last, `a segment flushed at shutdown: ${metas.map((m) => m.flush_reason).join(", ")}`);
+      assert.ok(last.frame_count > 0 && last.frame_count < 20);
+      // No process of the pipeline is left: nodes, their ffmpeg, Redis.
+      await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
+      assert.deepEqual(await pgrep(dir), []);
+      console.log(`whole test ${Date.now() - t0} ms`);
+    } finally {
+      await up?.stop();
+      await camera.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "up: a second signal kills every process of the pipeline at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "msight-up-kill-" });
+    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
+    let up: NodeProcess | undefined;
+    try {
+      const file = `${dir}/pipeline.yaml`;
+      const sink =
+        `  - {name: video_dumper, node: dumper, flags: {subscribe-topic: aggregated_video, save-dir: ${dir}/v}}`;
+      await Deno.writeTextFile(file, pipelineYaml({ camera: camera.url, sink }));
+      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {});
+      const u = up;
+      await u.waitForLine(/^rtsp_node +\| .*Got image from rtsp_sensor/, 30_000);
+      const procs = await descendants(u.child.pid);
+      assert.ok(procs.length >= 5, procs.map((p) => p.cmd).join("\n")); // 3 nodes, Redis, ffmpeg
+      u.kill("SIGTERM");
+      await u.waitForLine(/^up +\| stopping/, 5_000);
+      const t = Date.now();
+      u.kill("SIGINT");
+      assert.equal(await withTimeout(u.exit, 5_000, "up to exit"), 130);
+      assert.ok(u.stdout.some((l) => /^up +\| received SIGINT again: killing every node now/.test(l)));
+      await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
+      console.log(`gone ${Date.now() - t} ms after the second signal`);
+    } finally {
+      await up?.stop();
+      await camera.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

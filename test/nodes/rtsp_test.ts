@@ -1,0 +1,294 @@
+/**
+ * The RTSP node as users run it: a real process, a real GStreamer RTSP server, a real Redis.
+ */
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { startRedis } from "../helpers/redis_server.ts";
+import { startRtspServer } from "../helpers/rtsp_server.ts";
+import { startNode } from "../helpers/process.ts";
+import { freePort, waitFor } from "../helpers/net.ts";
+import { decodeMessage } from "../../src/bus/wire.ts";
+import type { ImageData } from "../../src/bus/message.ts";
+import { NODES_KEY } from "../../src/bus/registry.ts";
+
+const DENO_PERMS = [
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys=hostname",
+  "--allow-read",
+  "--allow-run=ffmpeg,ffprobe",
+];
+
+async function collect(port: number, topic: string) {
+  const sub = new Redis({ host: "127.0.0.1", port });
+  const frames: ImageData[] = [];
+  const arrivals: number[] = [];
+  sub.on("messageBuffer", (_c: Buffer, m: Buffer) => {
+    frames.push(decodeMessage(new Uint8Array(m)) as ImageData);
+    arrivals.push(Date.now() / 1000);
+  });
+  await sub.subscribe(topic);
+  return { frames, arrivals, close: () => sub.disconnect() };
+}
+
+async function decodesAsJpeg(bytes: Uint8Array): Promise<string> {
+  const p = new Deno.Command("ffprobe", {
+    args: [
+      "-v",
+      "error",
+      "-show_entries",
+      "stream=codec_name,width,height",
+      "-of",
+      "csv=p=0",
+      "-i",
+      "pipe:0",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  await w.write(bytes);
+  await w.close();
+  return new TextDecoder().decode((await p.output()).stdout).trim();
+}
+
+Deno.test("rtsp node: the tutorial command verbatim publishes the real camera's frames as valid JPEG ImageData", async () => {
+  const redis = await startRedis();
+  const cam = await startRtspServer({ source: "mcity", path: "/live.stream" });
+  const sink = await collect(redis.port, "rtsp_topic");
+  const metricsPort = await freePort();
+  // The tutorial's line, with our URL; -g 0 on this GPU-less machine must fall back to the CPU with one warning.
+  const node = startNode(
+    "nodes/rtsp.ts",
+    [
+      ..."-n rtsp_node -pt rtsp_topic --sensor-name rtsp_sensor -u".split(" "),
+      cam.url,
+      ..."-g 0 --rtsp-transport tcp --metrics-port".split(" "),
+      String(metricsPort),
+    ],
+    redis.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => sink.frames.length >= 40, 30_000, "40 frames");
+    const f = sink.frames;
+    assert.ok(
+      f.every((x) => x.sensorName === "rtsp_sensor" && x.deviceName === "test-device" && x.isEncoded),
+    );
+    assert.deepEqual(f[0].size, [960, 1280, 3]);
+    assert.equal(await decodesAsJpeg(f[5].image), "mjpeg,1280,960");
+    for (let i = 1; i < f.length; i++) {
+      assert.ok(f[i].frameId > f[i - 1].frameId, "ids increase");
+      assert.ok(f[i].captureTimestamp > f[i - 1].captureTimestamp, "capture times increase");
+    }
+    // Capture time is taken before JPEG encoding and publishing, never after the message was made.
+    assert.ok(f.every((x) => x.captureTimestamp <= x.creationTimestamp));
+    // The camera runs at about 10 fps: measure over the steady part (after the connection burst).
+    const steady = f.slice(10);
+    const rate = (steady.length - 1) / (steady.at(-1)!.captureTimestamp - steady[0].captureTimestamp);
+    assert.ok(rate > 8 && rate < 12, `rate ${rate.toFixed(2)} fps`);
+    const warnings = node.stderr.filter((l) => / - WARNING :: CUDA decode on GPU 0 unavailable/.test(l));
+    assert.equal(warnings.length, 1, "one CPU-fallback warning");
+    assert.ok(
+      node.stderr.some((l) =>
+        /INFO :: Got image from rtsp_sensor, the image shape is \(960, 1280, 3\), time: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/
+          .test(l)
+      ),
+    );
+    const ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+    assert.match(metrics, /msight_frames_published_total \d+/);
+    assert.match(metrics, /msight_last_frame_age_seconds 0\.\d+/);
+    const r = new Redis({ host: "127.0.0.1", port: redis.port });
+    const entry = JSON.parse((await r.hget(NODES_KEY, "rtsp_node"))!);
+    r.disconnect();
+    assert.equal(entry.publish_topic, "rtsp_topic");
+
+    // SIGTERM: the node stops cleanly and its ffmpeg is gone.
+    node.kill("SIGTERM");
+    assert.equal(await node.exit, 0);
+    const left = await new Deno.Command("pgrep", { args: ["-f", cam.url] }).output();
+    assert.equal(new TextDecoder().decode(left.stdout).trim(), "", "no ffmpeg left behind");
+  } finally {
+    await node.stop();
+    sink.close();
+    await cam.stop();
+    await redis.stop();
+  }
+});
+
+Deno.test("rtsp node: raw BGR over UDP at half size, --gap, and a camera restart", async () => {
+  const redis = await startRedis();
+  const cam = await startRtspServer({
+    source: "synthetic",
+    width: 640,
+    height: 360,
+    fps: 25,
+    path: "/raw-udp",
+  });
+  const sink = await collect(redis.port, "raw");
+  const node = startNode(
+    "nodes/rtsp.ts",
+    [
+      ..."-n raw_node -pt raw -sn synth --image-encoding raw --rtsp-transport udp -r 0.5 --gap 1 --frame-log-every 0 -u"
+        .split(" "),
+      cam.url,
+    ],
+    redis.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => sink.frames.length >= 50, 30_000, "raw frames");
+    const f = sink.frames[3];
+    assert.equal(f.isEncoded, false);
+    assert.deepEqual(f.size, [180, 320, 3]);
+    assert.equal(f.image.length, 180 * 320 * 3);
+    // --gap 1 halves 25 fps (measured past the burst of buffered frames that follows the connection).
+    const s = sink.frames.slice(25);
+    const rate = (s.length - 1) / (s.at(-1)!.captureTimestamp - s[0].captureTimestamp);
+    assert.ok(rate > 9 && rate < 16, `rate ${rate.toFixed(1)}`);
+    assert.ok(node.stderr.some((l) => / over udp /.test(l)));
+
+    await cam.restart();
+    const before = sink.frames.length;
+    const t0 = Date.now();
+    await waitFor(() => sink.frames.length > before + 10, 20_000, "frames after the camera restarted");
+    assert.ok(Date.now() - t0 < 15_000);
+    assert.ok(node.stderr.filter((l) => / over udp /.test(l)).length >= 2, "reconnected over udp again");
+  } finally {
+    node.kill("SIGTERM");
+    await node.exit;
+    await node.stop();
+    sink.close();
+    await cam.stop();
+    await redis.stop();
+  }
+});
+
+Deno.test("rtsp node: a stalled camera is detected and the node reconnects when it returns", async () => {
+  const redis = await startRedis();
+  const cam = await startRtspServer({
+    source: "synthetic",
+    width: 320,
+    height: 240,
+    fps: 25,
+    path: "/stall",
+    protocols: "tcp",
+  });
+  const sink = await collect(redis.port, "t");
+  const port = await freePort();
+  const readyz = () =>
+    fetch(`http://127.0.0.1:${port}/readyz`).then(async (r) => ({ status: r.status, text: await r.text() }));
+  const node = startNode(
+    "nodes/rtsp.ts",
+    [
+      "--metrics-port",
+      String(port),
+      "-n",
+      "stall_node",
+      "-pt",
+      "t",
+      "-sn",
+      "s",
+      "--stall-timeout",
+      "2",
+      "--open-timeout",
+      "2",
+      "--frame-log-every",
+      "0",
+      "-u",
+      cam.url,
+    ],
+    redis.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => sink.frames.length >= 10, 30_000, "frames");
+    assert.equal((await readyz()).status, 200);
+    cam.pause();
+    await node.waitForLine(/WARNING :: stalled: no frame for \d/, 15_000);
+    // Not ready while no frames flow.
+    const r = await readyz();
+    assert.equal(r.status, 503);
+    assert.match(r.text, /not ready: (camera|no frame)/);
+    // Counted as a stall whichever noticed first: our watchdog or ffmpeg's own read timeout.
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((x) => x.text());
+    assert.match(metrics, /msight_stalls_total [1-9]/);
+    cam.resume();
+    const before = sink.frames.length;
+    await waitFor(() => sink.frames.length > before + 10, 30_000, "frames after the stall");
+  } finally {
+    cam.resume();
+    node.kill("SIGTERM");
+    await node.exit;
+    await node.stop();
+    sink.close();
+    await cam.stop();
+    await redis.stop();
+  }
+});
+
+Deno.test("rtsp node: a bad URL and a missing ffmpeg exit 2 with one line", async () => {
+  const env = { REDIS_URL: "redis://127.0.0.1:1/0", MSIGHT_EDGE_DEVICE_NAME: "d" };
+  const bad = startNode(
+    "nodes/rtsp.ts",
+    ["-n", "x", "-pt", "t", "-sn", "s", "-u", "http://cam/live"],
+    env,
+    DENO_PERMS,
+  );
+  assert.equal(await bad.exit, 2);
+  assert.equal(bad.stderr.length, 1, bad.stderr.join("\n"));
+  assert.match(bad.stderr[0], /http:\/\/cam\/live/);
+  assert.match(bad.stderr[0], /rtsp:\/\//);
+
+  const redis = await startRedis();
+  try {
+    const noff = startNode(
+      "nodes/rtsp.ts",
+      ["-n", "x", "-pt", "t", "-sn", "s", "-u", "rtsp://127.0.0.1:9/x", "--ffmpeg", "/nonexistent/ffmpeg"],
+      redis.env,
+      ["-A"],
+    );
+    assert.equal(await noff.exit, 2);
+    const lines = noff.stderr.filter((l) => !/ - (INFO|WARNING) :: /.test(l));
+    assert.equal(lines.length, 1, noff.stderr.join("\n"));
+    assert.match(lines[0], /ffmpeg/);
+  } finally {
+    await redis.stop();
+  }
+});
+
+Deno.test("rtsp node: --max-fps 10 thins a 25 fps camera in ffmpeg, never duplicating frames", async () => {
+  const redis = await startRedis();
+  const cam = await startRtspServer({
+    source: "synthetic",
+    width: 320,
+    height: 240,
+    fps: 25,
+    path: "/maxfps",
+  });
+  const sink = await collect(redis.port, "t");
+  const node = startNode(
+    "nodes/rtsp.ts",
+    ["-n", "maxfps_node", "-pt", "t", "-sn", "s", "--max-fps", "10", "--frame-log-every", "0", "-u", cam.url],
+    redis.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => sink.frames.length >= 45, 30_000, "frames");
+    const s = sink.frames.slice(10);
+    const rate = (s.length - 1) / (s.at(-1)!.captureTimestamp - s[0].captureTimestamp);
+    assert.ok(rate > 8.5 && rate < 11.5, `rate ${rate.toFixed(2)} fps`);
+    // One frame per 1/10 s slot of a 25 fps stream: gaps of 0.08 or 0.12 s, never two frames in one 0.04 s step.
+    const gaps = s.slice(1).map((f, i) => f.captureTimestamp - s[i].captureTimestamp);
+    assert.ok(gaps.every((g) => g > 0.05), `gaps ${gaps.map((g) => g.toFixed(3)).join(" ")}`);
+  } finally {
+    node.kill("SIGTERM");
+    await node.exit;
+    await node.stop();
+    sink.close();
+    await cam.stop();
+    await redis.stop();
+  }
+});
