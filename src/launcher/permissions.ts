@@ -9,9 +9,11 @@
  * | dumper     | Redis              | none            | `--save-dir`   | yes  | yes | hostname, statfs (free space) |
  * | pusher     | Redis, S3          | none            | `--spool-dir`  | yes  | yes | hostname, osRelease (AWS SDK) |
  * | status/echo| Redis              | none            | none           | yes  | yes | hostname                   |
+ * | web        | Redis, its port    | none            | none           | yes  | yes | hostname                   |
  *
  * Network is not narrowed to hosts because Redis and camera addresses come from flags and the environment; run the
- * launcher or a unit file to pin `--allow-net=HOST:PORT` where the addresses are fixed. `--allow-env` is whole
+ * launcher or a unit file to pin `--allow-net=HOST:PORT` where the addresses are fixed. The web console only reads
+ * (its `--save-dir`s among other things): it has no write grant at all. `--allow-env` is whole
  * because ioredis' `debug` dependency enumerates the environment.
  *
  * @example
@@ -24,7 +26,7 @@
  */
 
 /** The nodes and tools that run with scoped permissions. */
-export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo"] as const;
+export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo", "web"] as const;
 /** One of {@linkcode NODE_NAMES}. */
 export type NodeName = typeof NODE_NAMES[number];
 
@@ -57,6 +59,7 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
       ];
     case "status":
     case "echo":
+    case "web":
       return [...BASE, "--allow-sys=hostname"];
   }
 }

@@ -200,6 +200,7 @@ Deno.test("permissions: deno.json runs every node through bin/msight-launch, and
     msight_launch_aws_video_pusher: "pusher",
     msight_status: "status",
     msight_echo: "echo",
+    msight_launch_web: "web",
   };
   for (const [name, node] of Object.entries(launchers)) {
     const text = await Deno.readTextFile(`${ROOT}bin/${name}`);
