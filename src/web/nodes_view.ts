@@ -93,7 +93,7 @@ export function figuresOf(
     dropped,
     malformed: sum(now, "msight_messages_malformed_total") ?? 0,
     outboxDepth: sum(now, "msight_outbox_depth"),
-    reconnects: sum(now, "msight_rtsp_reconnects"),
+    reconnects: sum(now, "msight_reconnects_total"),
   };
 }
 

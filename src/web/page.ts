@@ -21,8 +21,9 @@ nav a { margin-right: .75rem; text-decoration: none; padding: .25rem .5rem; bord
 nav a[aria-current="page"] { background: #8883; font-weight: 600; }
 main { padding: 1rem; }
 section[hidden] { display: none; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #8883; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { text-align: left; padding: .25rem .4rem; border-bottom: 1px solid #8883; vertical-align: top; }
+td { white-space: nowrap; }
 .status-RUNNING { color: var(--ok); font-weight: 600; }
 .status-STOPPED, .status-ERROR { color: var(--bad); font-weight: 600; }
 .muted { color: var(--muted); }
@@ -48,7 +49,7 @@ pre { max-height: 30vh; overflow: auto; background: #8881; padding: .5rem; font-
 </nav><span id="clock" class="muted"></span></header>
 <main>
 <section id="view-nodes" aria-labelledby="h-nodes"><h2 id="h-nodes">Nodes</h2>
-<table><thead><tr><th>Node</th><th>Type</th><th>Device</th><th>Status</th><th>Heartbeat</th><th>Publishes</th><th>Subscribes</th><th>Frames/s in</th><th>Frames/s out</th><th>Segments</th><th>Dropped</th><th>Malformed</th><th>Outbox</th><th>Reconnects</th></tr></thead>
+<table><thead><tr><th>Node</th><th>Type</th><th>Device</th><th>Status</th><th>Heartbeat</th><th>Topics (in → out)</th><th>In f/s</th><th>Out f/s</th><th>Segments</th><th>Dropped</th><th>Malformed</th><th>Outbox</th><th>Reconnects</th></tr></thead>
 <tbody id="nodes"></tbody></table><p id="nodes-note" class="muted"></p></section>
 <section id="view-cameras" aria-labelledby="h-cameras" hidden><h2 id="h-cameras">Cameras</h2>
 <div id="cams" class="cams"></div><p id="cams-note" class="muted"></p></section>
@@ -98,7 +99,7 @@ async function refreshNodes() {
       el("td", { textContent: n.name }), el("td", { textContent: n.type }), el("td", { textContent: n.device }),
       el("td", { textContent: n.status, className: "status-" + n.status }),
       el("td", { textContent: num(n.heartbeatAgeS) + " s ago" }),
-      el("td", { textContent: n.publishTopic ?? "–" }), el("td", { textContent: n.subscribeTopic ?? "–" }),
+      el("td", { textContent: (n.subscribeTopic ?? "–") + " → " + (n.publishTopic ?? "–") }),
       el("td", { textContent: f ? num(f.fpsIn) : "–" }), el("td", { textContent: f ? num(f.fpsOut) : "–" }),
       el("td", { textContent: f ? String(f.segments) : "–" }), el("td", { textContent: dropped }),
       el("td", { textContent: f ? String(f.malformed) : "–" }), el("td", { textContent: f ? num(f.outboxDepth, 0) : "–" }),
@@ -197,12 +198,13 @@ async function refreshTimeline() {
       const b = el("button", { type: "button", className: "span", title: "recorded " + fmtTime(s.start) + " – " + fmtTime(s.end) + " (" + s.segments.length + " segments)" });
       b.style.left = pct(Math.max(s.start, t.from)); b.style.width = pct(t.from + s.end - Math.max(s.start, t.from));
       b.dataset.start = s.start; b.dataset.end = s.end;
-      b.addEventListener("click", (ev) => {
+      b.addEventListener("click", async (ev) => {
         const rect = b.getBoundingClientRect();
         const at = s.start + (s.end - s.start) * (ev.clientX - rect.left) / Math.max(1, rect.width);
         const seg = s.segments.reduce((best, x) => (Math.abs(x.start - at) < Math.abs(best.start - at) && x.start <= at ? x : best), s.segments[0]);
-        const full = recordings.find((x) => x.id === seg.id);
         location.hash = "#recordings";
+        let full = recordings.find((x) => x.id === seg.id);
+        if (!full) await refreshRecordings(), (full = recordings.find((x) => x.id === seg.id));
         if (full) play(full);
       });
       bar.append(b);

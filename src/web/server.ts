@@ -124,7 +124,7 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
     return text(405, `${req.method} is not allowed: this console is read-only`, { allow: "GET, HEAD" });
   }
   const length = Number(req.headers.get("content-length") ?? "0");
-  if (req.body !== null && (length > 0 || req.headers.has("transfer-encoding"))) {
+  if (length > 0 || req.headers.has("transfer-encoding")) {
     return text(413, "a GET carries no body");
   }
   const url = new URL(req.url);

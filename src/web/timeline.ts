@@ -24,7 +24,7 @@ export interface Span {
 export interface TimelineRow {
   sensor: string;
   spans: Span[];
-  /** The holes between spans (and none before the first or after the last), longest first not implied. */
+  /** The holes between consecutive spans, oldest first (the window's edges are not gaps). */
   gaps: { start: number; end: number }[];
 }
 

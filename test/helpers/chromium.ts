@@ -43,6 +43,8 @@ export interface Page {
 
 /** A running browser. */
 export interface Browser {
+  /** The browser's main process (its renderers are children of it). */
+  readonly pid: number;
   newPage(width?: number, height?: number): Promise<Page>;
   close(): Promise<void>;
 }
@@ -122,6 +124,7 @@ export async function launchChromium(): Promise<Browser> {
     });
 
   return {
+    pid: child.pid,
     async newPage(width = 1280, height = 800) {
       const { targetId } = await send("Target.createTarget", { url: "about:blank" });
       const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true }) as {
@@ -197,6 +200,7 @@ export async function launchChromium(): Promise<Browser> {
         // Already exited after Browser.close.
       }
       await child.status;
+      // A renderer may still be writing its profile as it dies; a leftover temp dir is harmless.
       await Deno.remove(profile, { recursive: true }).catch(() => {});
     },
   };

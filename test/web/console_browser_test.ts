@@ -88,7 +88,7 @@ Deno.test({
     const web = startNode(
       "nodes/web.ts",
       [
-        ...["-n", "console", "--port", `${pWeb}`, "--save-dir", saveDir, "--stale-after", "3"],
+        ...["-n", "console", "--port", `${pWeb}`, "--save-dir", saveDir, "--stale-after", "3", ...beat],
         ...["--metrics-urls", [...metrics, `dumper=http://127.0.0.1:${pDump}/metrics`].join(",")],
       ],
       redis.env,
@@ -106,7 +106,7 @@ Deno.test({
         document.querySelector('#nodes tr[data-node="' + n + '"]')?.dataset.status === "RUNNING")`;
       await page.waitFor(running, 40_000, "the three nodes shown RUNNING");
       await page.waitFor(
-        `Number(document.querySelector('#nodes tr[data-node="rtsp_node"] td:nth-child(9)').textContent) > 0`,
+        `Number(document.querySelector('#nodes tr[data-node="rtsp_node"] td:nth-child(8)').textContent) > 0`,
         30_000,
         "rtsp_node's frames/s out from its /metrics",
       );

@@ -141,7 +141,7 @@ Deno.test("web png: a raw BGR frame becomes a PNG that ffmpeg decodes to the sam
 Deno.test("web metrics: Prometheus text parsed; rates between two scrapes; drops by reason", () => {
   const a = parsePrometheus(
     '# HELP x\nmsight_frames_published_total 100\nmsight_messages_received_total{topic="t"} 50\n' +
-      'msight_segments_dropped_total{reason="encoder"} 2\nmsight_outbox_depth 3\nmsight_rtsp_reconnects 1\n',
+      'msight_segments_dropped_total{reason="encoder"} 2\nmsight_outbox_depth 3\nmsight_reconnects_total 1\n',
   );
   const b = parsePrometheus(
     'msight_frames_published_total 80\nmsight_messages_received_total{topic="t"} 40\n',
