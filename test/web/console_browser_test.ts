@@ -11,6 +11,31 @@ import { freePort } from "../helpers/net.ts";
 import { hasChromium, launchChromium } from "../helpers/chromium.ts";
 import { permissionFlags } from "../../src/launcher/permissions.ts";
 
+const HEVC_STEM = "cam_hevc_20260101_000000_000000";
+
+/** A short real HEVC segment and its .json, as MSight's aggregator (HEVC by default) would leave them. */
+async function writeHevcSegment(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const frames = new URL("../fixtures/mcity-gs-ne/frames/", import.meta.url).pathname;
+  const out = await new Deno.Command("ffmpeg", {
+    args: [
+      ...["-v", "error", "-y", "-framerate", "10", "-i", `${frames}%04d.jpg`, "-frames:v", "10"],
+      ...["-vf", "scale=320:240", "-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1"],
+      ...["-pix_fmt", "yuv420p", "-movflags", "+faststart", `${dir}/${HEVC_STEM}.mp4`],
+    ],
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  await Deno.writeTextFile(
+    `${dir}/${HEVC_STEM}.json`,
+    JSON.stringify({
+      sensor_name: "cam_hevc",
+      codec: "hevc",
+      start: "2026-01-01T00:00:00.000000Z",
+      end: "2026-01-01T00:00:01.000000Z",
+    }),
+  );
+}
+
 Deno.test({
   name:
     "web console in Chromium: nodes running, a live preview, a recording plays, a gap on the timeline, a killed node stopped",
@@ -23,6 +48,7 @@ Deno.test({
     const shots = Deno.env.get("MSIGHT_SCREENSHOTS") ?? `${root}/shots`;
     await Deno.mkdir(shots, { recursive: true });
     const saveDir = `${root}/videos`;
+    await writeHevcSegment(saveDir);
     const [pRtsp, pAgg, pDump, pWeb] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const beat = ["--heartbeat-update-interval", "1"];
     const rtsp = startNode(
@@ -131,8 +157,12 @@ Deno.test({
 
       // Recordings: a segment plays (currentTime advances, no media error) and its JSON is shown.
       await page.evaluate(`location.hash = "#recordings"`);
-      await page.waitFor(`document.querySelector("#rec-list button")`, 40_000, "a segment listed");
-      await page.evaluate(`document.querySelector("#rec-list button").click()`);
+      await page.waitFor(
+        `document.querySelector('#rec-list button:not([data-id*="cam_hevc"])')`,
+        40_000,
+        "a segment listed",
+      );
+      await page.evaluate(`document.querySelector('#rec-list button:not([data-id*="cam_hevc"])').click()`);
       await page.waitFor(
         `(() => { const v = document.getElementById("player"); return !v.error && v.currentTime > 0.5; })()`,
         15_000,
@@ -144,6 +174,17 @@ Deno.test({
         /"sensor_name": "cam_ne"/,
       );
       await page.screenshot(`${shots}/recordings.png`);
+
+      // An HEVC segment (MSight's default codec): it plays, or the page says plainly that this browser cannot.
+      await page.evaluate(`document.querySelector('#rec-list button[data-id="0/${HEVC_STEM}"]').click()`);
+      const hevc = await page.waitFor<string>(
+        `(() => { const v = document.getElementById("player"); const n = document.getElementById("player-notice").textContent;
+          return n || (!v.error && v.currentTime > 0.1 ? "played" : ""); })()`,
+        15_000,
+        "the HEVC segment plays or is said to be unplayable",
+      );
+      console.log(`the HEVC segment in Chromium: ${hevc}`);
+      if (hevc !== "played") assert.match(hevc, /HEVC \(H\.265\): this browser cannot play it/);
 
       // Timeline: the camera off for 15 s shows as a gap once recording resumes.
       await cam.stop();
