@@ -1,11 +1,10 @@
 // Unit tests of the capture's pure parts: frame splitting under any chunking, stderr parsing, the capture clock,
-// backoff, the ffmpeg command line and the JPEG quality mapping.
+// the ffmpeg command line and the JPEG quality mapping.
 import assert from "node:assert/strict";
 import { JpegSplitter } from "../../src/capture/jpeg_splitter.ts";
 import { ByteQueue } from "../../src/capture/byte_queue.ts";
 import { classifyFfmpegLine, LineSplitter } from "../../src/capture/stderr.ts";
 import { FrameClock } from "../../src/capture/clock.ts";
-import { Backoff } from "../../src/capture/backoff.ts";
 import {
   buildFfmpegArgs,
   frameReportFilters,
@@ -318,19 +317,6 @@ Deno.test("FrameClock: bursts, slow camera clock, pts going back, a pause, and a
   assert.ok(Math.abs(stamp(0, 410) - 410) < 1e-9);
   // Unknown pts: stamped with the arrival.
   assert.ok(Math.abs(stamp(NaN, 411) - 411) < 1e-9);
-});
-
-Deno.test("Backoff: doubles to the cap with bounded jitter, resets", () => {
-  const b = new Backoff({ initialS: 0.5, maxS: 30, jitter: 0 });
-  assert.deepEqual(Array.from({ length: 9 }, () => b.next()), [0.5, 1, 2, 4, 8, 16, 30, 30, 30]);
-  b.reset();
-  assert.equal(b.next(), 0.5);
-  const j = new Backoff({ initialS: 1, maxS: 30, jitter: 0.2, random: rng(3) });
-  for (let i = 0; i < 12; i++) {
-    const base = Math.min(30, 2 ** i);
-    const d = j.next();
-    assert.ok(d >= base * 0.8 - 1e-9 && d <= Math.min(30, base * 1.2) + 1e-9, `${i}: ${d}`);
-  }
 });
 
 Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outputs", () => {

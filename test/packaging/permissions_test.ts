@@ -73,7 +73,7 @@ Deno.test("permissions: the pusher granted spool A but given --spool-dir B is re
   const redis = await startRedis();
   const root = await Deno.makeTempDir({ prefix: "msight-perm-" });
   // An S3 endpoint nobody listens on: unreachable S3 is not fatal, so the node goes on to open its outbox.
-  const s3 = `http://127.0.0.1:${await freePort()}`;
+  const s3 = `http://127.0.0.1:${freePort()}`;
   const node = startNode(
     "nodes/pusher.ts",
     [
