@@ -28,7 +28,7 @@ import {
   redisSettingsFromEnv,
   redisSettingsFromUrl,
 } from "../runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, FatalError, UsageError } from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
@@ -268,17 +268,15 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
 function fail(err: unknown, prog: string, log?: Logger): number {
   if (err instanceof UsageError) {
     printLine(err.message.startsWith(prog) ? err.message : `${prog}: error: ${err.message}`);
-    return 2;
-  }
-  if (err instanceof FatalError) {
+  } else if (err instanceof FatalError) {
     if (log) log.critical(err.message);
     else printLine(`${prog}: error: ${err.message}`);
-    return err.exitCode;
+  } else {
+    const msg = `unexpected error: ${errorMessage(err)}`;
+    if (log) log.critical(msg);
+    else printLine(`${prog}: ${msg}`);
   }
-  const msg = `unexpected error: ${errorMessage(err)}`;
-  if (log) log.critical(msg);
-  else printLine(`${prog}: ${msg}`);
-  return 1;
+  return exitCodeOf(err);
 }
 
 function printLine(line: string): void {
