@@ -33,13 +33,13 @@
  * @module
  */
 
+import type { FrameFormat } from "../codec/frame.ts";
 import { UsageError } from "../runtime/errors.ts";
 import { Backoff, delay } from "../runtime/async.ts";
 import { FrameClock } from "./clock.ts";
 import {
   buildFfmpegArgs,
   checkFfmpeg,
-  type FrameFormat,
   maskUrl,
   probeCuda,
   type RtspTransport,
@@ -51,7 +51,7 @@ import { DropOldestQueue } from "./frame_queue.ts";
 import { FfmpegSession, type SessionFrame } from "./session.ts";
 import type { FfmpegLogLine } from "./stderr.ts";
 
-export type { FrameFormat, RtspTransport } from "./ffmpeg_args.ts";
+export type { RtspTransport } from "./ffmpeg_args.ts";
 
 /**
  * One decoded camera frame.
