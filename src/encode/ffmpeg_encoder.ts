@@ -21,7 +21,7 @@
 import { FatalError } from "../runtime/errors.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec, EncoderConfig, EncoderFallback, EncoderInit, EncoderOptions } from "./types.ts";
-import { codecFamily, defaultPreset, outputSize } from "./config.ts";
+import { codecFamily, cropArgs, presetFor } from "./config.ts";
 import type { FrameFormat, InputFrame } from "../codec/frame.ts";
 import { EncoderFrontEnd } from "./front_end.ts";
 import { readReused } from "../runtime/pipe_reader.ts";
@@ -72,12 +72,8 @@ export function ffmpegArgs(
       "-i",
       "pipe:0",
     ];
-  const out = outputSize(config.width, config.height);
-  const filters = out.width !== config.width || out.height !== config.height
-    ? ["-vf", `crop=${out.width}:${out.height}:0:0`] // see outputSize(): odd sizes lose one edge line
-    : [];
   const q = String(config.quality);
-  const hwPreset = /^p[1-7]$/.test(config.preset);
+  const preset = presetFor(codec, config.preset);
   let codecArgs: string[];
   switch (codec) {
     case "libx264":
@@ -85,7 +81,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx264",
         "-preset",
-        hwPreset ? defaultPreset("libx264") : config.preset,
+        preset,
         "-crf",
         q,
         "-tune",
@@ -97,7 +93,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx265",
         "-preset",
-        hwPreset ? defaultPreset("libx265") : config.preset,
+        preset,
         "-crf",
         q,
         "-tune",
@@ -112,7 +108,7 @@ export function ffmpegArgs(
         "-c:v",
         codec,
         "-preset",
-        hwPreset ? config.preset : "p4",
+        preset,
         "-tune",
         "ll",
         "-rc",
@@ -134,7 +130,7 @@ export function ffmpegArgs(
     ...input,
     "-an",
     "-sn",
-    ...filters,
+    ...cropArgs(config.width, config.height), // see outputSize(): odd sizes lose one edge line
     "-pix_fmt",
     "yuv420p",
     // One picture out per picture in: the AU→timestamp mapping relies on it.

@@ -33,7 +33,7 @@ import type { FFmpeg } from "@ffmpeg/ffmpeg";
 import { FatalError } from "../runtime/errors.ts";
 import { AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec } from "./types.ts";
-import { defaultPreset, outputSize } from "./config.ts";
+import { cropArgs, presetFor } from "./config.ts";
 import type { InputFrame } from "../codec/frame.ts";
 import { EncoderFrontEnd } from "./front_end.ts";
 
@@ -175,11 +175,6 @@ export class WasmEncoder extends EncoderFrontEnd {
     const input = this.format === "jpeg"
       ? ["-f", "image2", "-c:v", "mjpeg"]
       : ["-f", "image2", "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-s", `${config.width}x${config.height}`];
-    const size = outputSize(config.width, config.height);
-    const crop = size.width !== config.width || size.height !== config.height
-      ? ["-vf", `crop=${size.width}:${size.height}:0:0`]
-      : [];
-    const preset = /^p[1-7]$/.test(config.preset) ? defaultPreset("libx264") : config.preset;
     const lines: string[] = [];
     const onLog = ({ message }: { message: string }) => {
       lines.push(message);
@@ -197,7 +192,7 @@ export class WasmEncoder extends EncoderFrontEnd {
         String(config.framerate),
         "-i",
         `f%06d.${ext}`,
-        ...crop,
+        ...cropArgs(config.width, config.height),
         "-pix_fmt",
         "yuv420p",
         "-fps_mode",
@@ -205,7 +200,7 @@ export class WasmEncoder extends EncoderFrontEnd {
         "-c:v",
         "libx264",
         "-preset",
-        preset,
+        presetFor("libx264", config.preset),
         "-crf",
         String(config.quality),
         // No lookahead/mb-tree: about twice as fast single-threaded, for a few percent of bitrate.

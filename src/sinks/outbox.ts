@@ -30,10 +30,10 @@
 
 import type { VideoData } from "../bus/message.ts";
 import { Backoff, delay } from "../runtime/async.ts";
-import { errorMessage, FatalError } from "../runtime/errors.ts";
+import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Counter, type Histogram, Metrics } from "../runtime/metrics.ts";
-import { cleanupTempFiles, syncDir, writeFileAtomic } from "./atomic_file.ts";
+import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
 import { segmentMetadataJson, sha256Hex } from "./metadata.ts";
 import { s3Keys } from "./naming.ts";
 import { classifyS3Error, type UploadJob } from "./s3_uploader.ts";
@@ -162,7 +162,7 @@ export class Outbox {
 
   /**
    * Opens (creating if missing) the spool, removes what interrupted writes left, loads the waiting entries in order
-   * and starts the upload worker. A spool directory that cannot be written is a {@linkcode FatalError}.
+   * and starts the upload worker. A spool directory that cannot be written is a `FatalError`.
    *
    * @example
    * ```ts
@@ -173,19 +173,12 @@ export class Outbox {
    */
   static async open(opts: OutboxOptions): Promise<Outbox> {
     const ob = new Outbox(opts);
-    try {
-      await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
-      const probe = `${ob.spoolDir}/.msight-write-probe`;
-      await writeFileAtomic(probe, "");
-      await Deno.remove(probe);
-    } catch (err) {
-      // As in the dumper: a sandbox refusal says which grant is missing, not Deno's generic hint.
-      throw new FatalError(
-        err instanceof Deno.errors.NotCapable
-          ? `spool directory ${ob.spoolDir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with)`
-          : `spool directory ${ob.spoolDir} is not writable: ${errorMessage(err)}`,
-      );
-    }
+    await ensureWritableDir(
+      ob.spoolDir,
+      "spool directory",
+      "bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with",
+    );
+    await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
     await cleanupTempFiles(ob.spoolDir, opts.log);
     await ob.#scan();
     if (ob.#entries.length > 0) {

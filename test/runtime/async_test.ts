@@ -1,15 +1,7 @@
 // Unit tests of the one abortable delay and the one backoff every retry loop uses.
 import assert from "node:assert/strict";
 import { Backoff, delay } from "../../src/runtime/async.ts";
-
-/** A seeded PRNG so a failing jitter draw can be replayed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
+import { seededRandom } from "../helpers/random.ts";
 
 Deno.test("delay: waits about its time; an abort ends it at once and leaves no timer", async () => {
   let t = performance.now();
@@ -54,7 +46,7 @@ Deno.test("Backoff: grows by its factor to the cap, resets", () => {
 });
 
 Deno.test("Backoff: jitter stays within ±jitter of each step and never above the cap", () => {
-  const j = new Backoff({ initial: 1, max: 30, jitter: 0.2, random: rng(3) });
+  const j = new Backoff({ initial: 1, max: 30, jitter: 0.2, random: seededRandom(3) });
   const seen: number[] = [];
   for (let i = 0; i < 12; i++) {
     const base = Math.min(30, 2 ** i);
