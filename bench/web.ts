@@ -83,7 +83,7 @@ export async function webBench(): Promise<BenchRow[]> {
         ["--no-prompt", ...permissionFlags("rtsp")],
       ));
     }
-    const port = await freePort();
+    const port = freePort();
     const web = startNode("nodes/web.ts", ["-n", "console", "--port", `${port}`], redis.env, [
       "--no-prompt",
       ...permissionFlags("web"),

@@ -44,7 +44,7 @@ if (import.meta.main) {
       };
       const previews = new Previews(ctx.bus, intakeFor);
       const views = {
-        nodes: new NodesView(ctx.bus.client, parseMetricsUrls(f.metricsUrls), f.staleAfter),
+        nodes: new NodesView(ctx.bus, parseMetricsUrls(f.metricsUrls), f.staleAfter),
         previews,
         recordings: new RecordingsIndex(splitList(f.saveDir)),
         previewFps: f.previewFps,

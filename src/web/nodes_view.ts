@@ -8,13 +8,13 @@
  * @example
  * ```ts
  * import { NodesView } from "./nodes_view.ts";
- * const view = new NodesView(bus.client, new Map([["rtsp_node", "http://127.0.0.1:9101/metrics"]]), 15);
+ * const view = new NodesView(bus, new Map([["rtsp_node", "http://127.0.0.1:9101/metrics"]]), 15);
  * const rows = await view.snapshot();
  * ```
  * @module
  */
 
-import type { Redis } from "ioredis";
+import type { RedisBus } from "../bus/redis.ts";
 import { type NodeEntry, readNodes } from "../bus/registry.ts";
 import { errorMessage } from "../runtime/errors.ts";
 
@@ -110,14 +110,14 @@ export class NodesView {
   #scrapes = new Map<string, Scrape>();
 
   constructor(
-    readonly redis: Redis,
+    readonly bus: RedisBus,
     readonly metricsUrls: ReadonlyMap<string, string>,
     readonly staleAfterS: number,
   ) {}
 
   /** The rows, by name. */
   async snapshot(): Promise<NodeRow[]> {
-    const entries = await readNodes(this.redis);
+    const entries = await readNodes(this.bus);
     const now = Date.now() / 1000;
     await Promise.all(entries.filter((e) => this.metricsUrls.has(e.name)).map((e) => this.#scrape(e.name)));
     return entries.map((e) => this.#row(e, now)).sort((a, b) => a.name.localeCompare(b.name));

@@ -68,7 +68,7 @@ export class Previews {
 
   /** Subscribes to ImageData topics not yet followed; returns how many are followed. */
   async refreshTopics(): Promise<number> {
-    const topics = await readTopics(this.bus.client);
+    const topics = await readTopics(this.bus);
     for (const t of topics) {
       if (t.data_type !== IMAGE_DATA_TYPE || this.#topics.has(t.name)) continue;
       this.#topics.add(t.name);

@@ -49,7 +49,7 @@ Deno.test({
     await Deno.mkdir(shots, { recursive: true });
     const saveDir = `${root}/videos`;
     await writeHevcSegment(saveDir);
-    const [pRtsp, pAgg, pDump, pWeb] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const [pRtsp, pAgg, pDump, pWeb] = [freePort(), freePort(), freePort(), freePort()];
     const beat = ["--heartbeat-update-interval", "1"];
     const rtsp = startNode(
       "nodes/rtsp.ts",

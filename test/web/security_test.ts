@@ -33,8 +33,8 @@ async function raw(port: number, head: string, body = ""): Promise<{ status: num
   }
 }
 
-async function startWeb(redis: TestRedis, args: string[]): Promise<{ node: NodeProcess; port: number }> {
-  const port = await freePort();
+function startWeb(redis: TestRedis, args: string[]): { node: NodeProcess; port: number } {
+  const port = freePort();
   const node = startNode("nodes/web.ts", ["-n", "console", "--port", `${port}`, ...args], redis.env, [
     "--no-prompt",
     ...permissionFlags("web"),
@@ -53,7 +53,7 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
   await Deno.writeTextFile(`${root}/secret.json`, '{"secret": true}');
   await Deno.symlink(`${root}/secret.json`, `${save}/escape.json`);
   await Deno.symlink(root, `${save}/up`);
-  const { node, port } = await startWeb(redis, ["--save-dir", save]);
+  const { node, port } = startWeb(redis, ["--save-dir", save]);
   const base = `http://127.0.0.1:${port}`;
   try {
     await node.waitForLine(/console on http:/, 20_000);
@@ -135,7 +135,7 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
 
 Deno.test("web security: off loopback it will not start without a token, and then every request needs it", async () => {
   const redis = await startRedis();
-  const bare = await startWeb(redis, ["--host", "0.0.0.0"]);
+  const bare = startWeb(redis, ["--host", "0.0.0.0"]);
   try {
     assert.equal(await bare.node.exit, 2);
     assert.equal(bare.node.stderr.length, 1, bare.node.stderr.join("\n"));
@@ -144,7 +144,7 @@ Deno.test("web security: off loopback it will not start without a token, and the
     await bare.node.stop();
   }
   const token = "s3cret-token-42";
-  const { node, port } = await startWeb(redis, ["--host", "0.0.0.0", "--auth-token", token]);
+  const { node, port } = startWeb(redis, ["--host", "0.0.0.0", "--auth-token", token]);
   const base = `http://127.0.0.1:${port}`;
   try {
     await node.waitForLine(/console on http:\/\/0\.0\.0\.0:\d+\/ \(token required\)/, 20_000);
