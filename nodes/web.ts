@@ -17,6 +17,7 @@ import { FatalError } from "../src/runtime/errors.ts";
 import { NodesView } from "../src/web/nodes_view.ts";
 import { Previews } from "../src/web/previews.ts";
 import { RecordingsIndex } from "../src/web/recordings.ts";
+import { S3Recordings } from "../src/web/s3_recordings.ts";
 import { WebServer } from "../src/web/server.ts";
 import { readToken } from "../src/web/token.ts";
 
@@ -47,6 +48,15 @@ if (import.meta.main) {
         nodes: new NodesView(ctx.bus, parseMetricsUrls(f.metricsUrls), f.staleAfter),
         previews,
         recordings: new RecordingsIndex(splitList(f.saveDir)),
+        s3: f.s3Bucket
+          ? S3Recordings.open({
+            bucket: f.s3Bucket,
+            prefix: f.prefix,
+            region: f.awsRegion,
+            endpointUrl: f.endpointUrl,
+            forcePathStyle: f.forcePathStyle,
+          })
+          : undefined,
         previewFps: f.previewFps,
       };
       let server: WebServer;
@@ -74,10 +84,12 @@ if (import.meta.main) {
       const shown = f.host.includes(":") ? `[${f.host}]` : f.host;
       ctx.log.info(`console on http://${shown}:${server.port}/${token ? " (token required)" : ""}`);
       for (const d of views.recordings.dirs) ctx.log.info(`browsing recordings in ${d} (read-only)`);
+      if (views.s3) ctx.log.info(`browsing recordings in ${views.s3.target} (read-only)`);
       await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
       clearInterval(timer);
       await server.close();
       await previews.close();
+      views.s3?.close();
     },
   });
 }

@@ -9,7 +9,7 @@
  * | dumper     | Redis              | none            | `--save-dir`   | yes  | yes | hostname, statfs (free space) |
  * | pusher     | Redis, S3          | none            | `--spool-dir`  | yes  | yes | hostname, osRelease (AWS SDK) |
  * | status/echo| Redis              | none            | none           | yes  | yes | hostname                   |
- * | web        | Redis, its port    | none            | none           | yes  | yes | hostname                   |
+ * | web        | Redis, S3, its port| none            | none           | yes  | yes | hostname, osRelease (AWS SDK) |
  *
  * Network is not narrowed to hosts because Redis and camera addresses come from flags and the environment; run the
  * launcher or a unit file to pin `--allow-net=HOST:PORT` where the addresses are fixed. The web console only reads
@@ -59,8 +59,9 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
       ];
     case "status":
     case "echo":
-    case "web":
       return [...BASE, "--allow-sys=hostname"];
+    case "web":
+      return [...BASE, "--allow-sys=hostname,osRelease"];
   }
 }
 

@@ -61,6 +61,26 @@ export const WEB_FLAGS = {
     metavar: "SECONDS",
     help: "show a node as stopped when its heartbeat is older than this (MSight's --heartbeat-tolerance)",
   },
+  s3Bucket: {
+    long: "s3-bucket",
+    type: "string",
+    help:
+      "also browse the segments the pusher uploaded to this bucket (AWS SDK credential chain, as the pusher)",
+  },
+  prefix: { long: "prefix", type: "string", default: "", help: "the pusher's --prefix in --s3-bucket" },
+  awsRegion: { long: "aws-region", type: "string", help: "AWS region of --s3-bucket (default: the SDK's)" },
+  endpointUrl: {
+    long: "endpoint-url",
+    type: "string",
+    env: "AWS_ENDPOINT_URL_S3",
+    help: "S3-compatible endpoint (MinIO, Ceph, R2) of --s3-bucket; AWS when unset",
+  },
+  forcePathStyle: {
+    long: "force-path-style",
+    type: "bool",
+    default: false,
+    help: "path-style addressing (implied by --endpoint-url)",
+  },
   metricsUrls: {
     long: "metrics-urls",
     type: "string",

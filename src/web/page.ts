@@ -143,13 +143,14 @@ let recordings = [];
 async function refreshRecordings() {
   const r = await getJson("/api/recordings");
   recordings = r.segments;
-  if (config.saveDirs === 0) { $("rec-note").textContent = "No --save-dir given: nothing to browse."; return; }
-  $("rec-note").textContent = r.total + " segment(s)" + (r.total > r.segments.length ? ", newest " + r.segments.length + " listed" : "");
+  if (config.saveDirs === 0 && !config.s3) { $("rec-note").textContent = "No --save-dir or --s3-bucket given: nothing to browse."; return; }
+  $("rec-note").textContent = r.total + " segment(s)" + (r.total > r.segments.length ? ", newest " + r.segments.length + " listed" : "") +
+    (r.s3Error ? ". " + r.s3Error : config.s3 ? " (with " + config.s3 + ")" : "");
   const list = $("rec-list");
   const items = [];
   let group = "";
   for (const s of recordings) {
-    const g = s.sensor + " · " + fmtTime(s.start).slice(0, 13) + ":00Z";
+    const g = s.sensor + " · " + fmtTime(s.start).slice(0, 13) + ":00Z" + (s.dir < 0 ? " · S3" : "");
     if (g !== group) { group = g; items.push(el("li", {}, el("h3", { textContent: g }))); }
     const label = fmtTime(s.start).slice(11) + " · " + num(s.end - s.start) + " s · " + (s.codec ?? "?") + " · " + Math.round(s.bytes / 1024) + " KiB";
     const b = el("button", { type: "button", textContent: label });
@@ -160,7 +161,6 @@ async function refreshRecordings() {
   list.replaceChildren(...items);
 }
 
-const fileUrl = (s, ext) => "/files/" + s.dir + "/" + encodeURIComponent(s.stem) + "." + ext;
 async function play(s) {
   const v = $("player");
   $("player-title").textContent = s.sensor + " · " + fmtTime(s.start);
@@ -169,12 +169,12 @@ async function play(s) {
   $("player-notice").textContent = hevc && !canHevc
     ? "This segment is HEVC (H.265): this browser cannot play it. Download it to watch it in a player that can." : "";
   v.dataset.id = s.id;
-  v.src = fileUrl(s, "mp4");
+  v.src = s.video;
   v.play().catch(() => {});
   const a = $("download");
-  a.href = fileUrl(s, "mp4") + "?download";
+  a.href = s.video + "?download";
   a.hidden = false;
-  $("meta").textContent = s.hasJson ? await (await fetch(fileUrl(s, "json"))).text() : "(no .json beside this segment)";
+  $("meta").textContent = s.meta ? await (await fetch(s.meta)).text() : "(no .json beside this segment)";
 }
 $("player").addEventListener("error", () => {
   const e = $("player").error;

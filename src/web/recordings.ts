@@ -28,6 +28,14 @@ export interface Segment {
   frameCount: number | null;
   bytes: number;
   hasJson: boolean;
+  /** Where the page fetches the `.mp4` and the `.json` (null without one). */
+  video: string;
+  meta: string | null;
+}
+
+/** The console's URL of a file under save directory `dir`. */
+export function fileUrl(dir: number, name: string): string {
+  return `/files/${dir}/${encodeURIComponent(name)}`;
 }
 
 /** Most directory entries read per directory and scan (a bound on the work one page load can cause). */
@@ -155,6 +163,8 @@ export class RecordingsIndex {
           frameCount: facts?.frameCount ?? null,
           bytes: f.mp4,
           hasJson: f.json !== undefined,
+          video: fileUrl(d, `${stem}.mp4`),
+          meta: f.json !== undefined ? fileUrl(d, `${stem}.json`) : null,
         });
       }
     }

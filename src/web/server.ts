@@ -6,7 +6,8 @@
  * logged and answered 500 without detail.
  *
  * Routes: `/` the page, `/app.js`, `/api/config`, `/api/nodes`, `/api/cameras`, `/api/preview?topic=&sensor=`,
- * `/api/recordings`, `/api/timeline?window=SECONDS`, `/files/<dir>/<stem>.(mp4|json)[?download]`.
+ * `/api/recordings`, `/api/timeline?window=SECONDS`, `/files/<dir>/<stem>.(mp4|json)[?download]`,
+ * `/s3/<key>.(mp4|json)[?download]`.
  *
  * @example
  * ```ts
@@ -22,7 +23,8 @@ import type { Counter } from "../runtime/metrics.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { NodesView } from "./nodes_view.ts";
 import type { Previews } from "./previews.ts";
-import type { RecordingsIndex } from "./recordings.ts";
+import type { RecordingsIndex, Segment } from "./recordings.ts";
+import type { S3Recordings } from "./s3_recordings.ts";
 import { buildTimeline } from "./timeline.ts";
 import { resolveUnder } from "./safe_path.ts";
 import { serveFile } from "./files.ts";
@@ -38,6 +40,8 @@ export interface Views {
   nodes: NodesView;
   previews: Previews;
   recordings: RecordingsIndex;
+  /** The pusher's bucket, when `--s3-bucket` is given. */
+  s3?: S3Recordings;
   previewFps: number;
 }
 
@@ -89,6 +93,24 @@ function cookie(req: Request, name: string): string | undefined {
     if (k === name) return decodeURIComponent(v.join("="));
   }
   return undefined;
+}
+
+let lastS3Error: string | undefined;
+
+/** Local and S3 segments, newest first; S3 trouble is reported beside the local ones, not instead of them. */
+async function allSegments(v: Views, log: Logger): Promise<{ all: Segment[]; s3Error: string | null }> {
+  const local = await v.recordings.list();
+  if (!v.s3) return { all: local, s3Error: null };
+  try {
+    const remote = await v.s3.list();
+    lastS3Error = undefined;
+    return { all: [...local, ...remote].sort((a, b) => b.start - a.start), s3Error: null };
+  } catch (err) {
+    const msg = `cannot list ${v.s3.target}: ${errorMessage(err)}`;
+    if (msg !== lastS3Error) log.warn(msg);
+    lastS3Error = msg;
+    return { all: local, s3Error: msg };
+  }
 }
 
 /** The running server. */
@@ -159,7 +181,9 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
   if (p === "/app.js") {
     return new Response(APP_JS, { headers: { "content-type": "text/javascript; charset=utf-8" } });
   }
-  if (p === "/api/config") return json({ previewFps: v.previewFps, saveDirs: v.recordings.dirs.length });
+  if (p === "/api/config") {
+    return json({ previewFps: v.previewFps, saveDirs: v.recordings.dirs.length, s3: v.s3?.target ?? null });
+  }
   if (p === "/api/nodes") return json(await v.nodes.snapshot());
   if (p === "/api/cameras") return json(v.previews.cameras());
   if (p === "/api/preview") {
@@ -178,15 +202,24 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
     return new Response(req.method === "HEAD" ? null : img.body as Uint8Array<ArrayBuffer>, { headers });
   }
   if (p === "/api/recordings") {
-    const all = await v.recordings.list();
-    return json({ total: all.length, segments: all.slice(0, MAX_LISTED) });
+    const { all, s3Error } = await allSegments(v, opts.log);
+    return json({ total: all.length, segments: all.slice(0, MAX_LISTED), s3Error });
   }
   if (p === "/api/timeline") {
     const w = Number(url.searchParams.get("window") ?? "86400");
     if (!Number.isFinite(w) || w < 60 || w > 7 * 86400) {
       return text(400, `window=${url.searchParams.get("window")} is invalid: expected 60 to 604800 seconds`);
     }
-    return json(buildTimeline(await v.recordings.list(), Date.now() / 1000, { windowS: w }));
+    return json(buildTimeline((await allSegments(v, opts.log)).all, Date.now() / 1000, { windowS: w }));
+  }
+  if (p.startsWith("/s3/") && v.s3) {
+    let key: string;
+    try {
+      key = p.slice(4).split("/").map(decodeURIComponent).join("/");
+    } catch {
+      return text(400, "bad percent-encoding in the path");
+    }
+    return await v.s3.serve(req, key, url.searchParams.has("download"));
   }
   const m = /^\/files\/(\d{1,3})\/(.+)$/.exec(p);
   if (m) {
