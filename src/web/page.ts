@@ -30,6 +30,8 @@ td { white-space: nowrap; }
 .cams { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 1rem; }
 .cams figure { margin: 0; }
 .cams img { width: 100%; aspect-ratio: 4/3; object-fit: contain; background: #0002; }
+.cams figure[data-stale="true"] img { opacity: .4; }
+.cams figure[data-stale="true"] figcaption { color: var(--bad); }
 .rec { display: grid; grid-template-columns: minmax(260px, 1fr) 2fr; gap: 1rem; }
 .rec ul { list-style: none; padding: 0; margin: 0; max-height: 70vh; overflow: auto; }
 .rec li button { width: 100%; text-align: left; }
@@ -134,8 +136,11 @@ async function refreshCameras() {
       e.img.src = "/api/preview?" + new URLSearchParams({ topic: c.topic, sensor: c.sensor, f: c.frameId });
       e.fig.dataset.frameId = c.frameId;
     }
+    const age = Date.now() / 1000 - c.captureTimestamp;
+    e.fig.dataset.stale = String(age > 5);
     e.cap.textContent = c.sensor + " (" + c.topic + ", " + c.device + "): " + fmtTime(c.captureTimestamp) + ", " +
-      num(c.fps) + " fps, " + c.width + "×" + c.height + (c.encoded ? " JPEG" : " raw");
+      num(c.fps) + " fps, " + c.width + "×" + c.height + (c.encoded ? " JPEG" : " raw") +
+      (age > 5 ? " — no new frame for " + num(age, 0) + " s" : "");
   }
 }
 

@@ -188,7 +188,15 @@ Deno.test({
 
       // Timeline: the camera off for 15 s shows as a gap once recording resumes.
       await cam.stop();
-      await new Promise((r) => setTimeout(r, 15_000));
+      const stoppedAt = Date.now();
+      // Meanwhile the preview says the camera has gone quiet.
+      await page.evaluate(`location.hash = "#cameras"`);
+      await page.waitFor(`${fig}.dataset.stale === "true"`, 12_000, "the preview marked stale");
+      assert.match(
+        await page.evaluate<string>(`${fig}.querySelector("figcaption").textContent`),
+        /no new frame for/,
+      );
+      await new Promise((r) => setTimeout(r, Math.max(0, 15_000 - (Date.now() - stoppedAt))));
       await cam.restart();
       await page.evaluate(`location.hash = "#timeline"; document.getElementById("tl-window").value = "600"`);
       const gap = await page.waitFor<number>(
