@@ -1,8 +1,8 @@
 /**
  * The recordings index: the segments (`<stem>.mp4` + `<stem>.json`) in the dumper directories the console browses,
- * newest first. A segment's facts come from its `.json` (sensor, start, end, codec, size), read once per file
- * version and cached; a `.mp4` without its `.json` (being written, or from elsewhere) is listed from its name
- * alone. Each directory is read flat, as the dumper writes it, and at most {@linkcode MAX_FILES} names per scan.
+ * newest first. A segment's facts come from its `.json` (sensor, start, end, codec, size), read once; a `.mp4`
+ * without its `.json` (its `.json` not renamed into place yet, or from elsewhere) is listed from its name alone.
+ * Each directory is read flat, as the dumper writes it, and at most {@linkcode MAX_FILES} names per scan.
  *
  * @example
  * ```ts
@@ -96,37 +96,58 @@ export function isoSeconds(iso: string): number {
   return Date.parse(m[1] + m[3]) / 1000 + (m[2] ? Number("0" + m[2]) : 0);
 }
 
-interface CacheEntry {
-  mtime: number;
-  facts: Partial<Segment> | undefined;
-}
+/** How long one scan is reused (many open pages poll it). */
+export const SCAN_TTL_MS = 2000;
 
-/** Lists the segments of some directories; keeps parsed `.json` facts between scans. */
+/**
+ * Lists the segments of some directories. The dumper's files are complete once their name appears (written under
+ * a temporary name, then renamed) and never change after, so each `.mp4` is stat'ed once and each `.json` read
+ * once; a scan is then one directory read, reused for {@linkcode SCAN_TTL_MS}.
+ */
 export class RecordingsIndex {
-  #cache = new Map<string, CacheEntry>();
+  #sizes = new Map<string, number>();
+  #facts = new Map<string, Partial<Segment> | undefined>();
+  #last?: { at: number; segments: Segment[] };
+  #scanning?: Promise<Segment[]>;
 
   constructor(readonly dirs: readonly string[]) {}
 
   /** Every segment of every directory, newest first; a missing directory has none. */
-  async list(): Promise<Segment[]> {
+  list(): Promise<Segment[]> {
+    if (this.#last && Date.now() - this.#last.at < SCAN_TTL_MS) return Promise.resolve(this.#last.segments);
+    this.#scanning ??= this.#scan().then((segments) => {
+      this.#last = { at: Date.now(), segments };
+      return segments;
+    }).finally(() => (this.#scanning = undefined));
+    return this.#scanning;
+  }
+
+  async #scan(): Promise<Segment[]> {
     const out: Segment[] = [];
-    const live = new Set<string>();
+    const liveSizes = new Map<string, number>();
+    const liveFacts = new Map<string, Partial<Segment> | undefined>();
     for (let d = 0; d < this.dirs.length; d++) {
-      const files = new Map<string, { mp4?: number; json?: number; jsonMtime?: number }>();
+      const dir = this.dirs[d];
+      const files = new Map<string, { mp4?: number; json: boolean }>();
       let n = 0;
       try {
-        for await (const e of Deno.readDir(this.dirs[d])) {
+        for await (const e of Deno.readDir(dir)) {
           if (++n > MAX_FILES) break;
           if (!e.isFile || e.name.startsWith(".")) continue;
           const m = /^(.+)\.(mp4|json)$/.exec(e.name);
           if (!m) continue;
-          const st = await Deno.stat(`${this.dirs[d]}/${e.name}`).catch(() => null);
-          if (!st) continue; // deleted by retention between readDir and stat
-          const f = files.get(m[1]) ?? {};
-          if (m[2] === "mp4") f.mp4 = st.size;
+          const f = files.get(m[1]) ?? { json: false };
+          if (m[2] === "json") f.json = true;
           else {
-            f.json = st.size;
-            f.jsonMtime = st.mtime?.getTime() ?? 0;
+            const key = `${d}/${e.name}`;
+            let size = this.#sizes.get(key);
+            if (size === undefined) {
+              // Deleted by retention between the listing and now: skip it.
+              size = (await Deno.stat(`${dir}/${e.name}`).catch(() => null))?.size;
+              if (size === undefined) continue;
+            }
+            liveSizes.set(key, size);
+            f.mp4 = size;
           }
           files.set(m[1], f);
         }
@@ -137,16 +158,17 @@ export class RecordingsIndex {
         if (f.mp4 === undefined) continue;
         const fromName = parseStem(stem);
         let facts: Partial<Segment> | undefined;
-        if (f.json !== undefined) {
+        let hasJson = f.json;
+        if (hasJson) {
           const key = `${d}/${stem}`;
-          live.add(key);
-          const cached = this.#cache.get(key);
-          if (cached && cached.mtime === f.jsonMtime) facts = cached.facts;
+          if (this.#facts.has(key)) facts = this.#facts.get(key);
           else {
-            const text = await Deno.readTextFile(`${this.dirs[d]}/${stem}.json`).catch(() => "");
-            facts = segmentFacts(text);
-            this.#cache.set(key, { mtime: f.jsonMtime ?? 0, facts });
+            const text = await Deno.readTextFile(`${dir}/${stem}.json`).catch(() => undefined);
+            // Unreadable (deleted meanwhile): listed from its name now, read again next scan.
+            if (text === undefined) hasJson = false;
+            else facts = segmentFacts(text);
           }
+          if (hasJson) liveFacts.set(key, facts);
         }
         const start = facts?.start ?? fromName?.start;
         if (start === undefined) continue; // neither a dumper name nor a readable .json: not a segment
@@ -162,13 +184,15 @@ export class RecordingsIndex {
           height: facts?.height ?? null,
           frameCount: facts?.frameCount ?? null,
           bytes: f.mp4,
-          hasJson: f.json !== undefined,
+          hasJson,
           video: fileUrl(d, `${stem}.mp4`),
-          meta: f.json !== undefined ? fileUrl(d, `${stem}.json`) : null,
+          meta: hasJson ? fileUrl(d, `${stem}.json`) : null,
         });
       }
     }
-    for (const k of this.#cache.keys()) if (!live.has(k)) this.#cache.delete(k);
+    // Forget what retention deleted.
+    this.#sizes = liveSizes;
+    this.#facts = liveFacts;
     return out.sort((a, b) => b.start - a.start);
   }
 }

@@ -96,6 +96,7 @@ function cookie(req: Request, name: string): string | undefined {
 }
 
 let lastS3Error: string | undefined;
+let lastPreviewError: string | undefined;
 
 /** Local and S3 segments, newest first; S3 trouble is reported beside the local ones, not instead of them. */
 async function allSegments(v: Views, log: Logger): Promise<{ all: Segment[]; s3Error: string | null }> {
@@ -192,7 +193,10 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
       url.searchParams.get("sensor") ?? "",
     )
       .catch((err) => {
-        opts.log.warn(`cannot show a frame: ${errorMessage(err)}`);
+        // A frame that cannot be shown (raw pixels not matching its size): logged once per kind, answered 404.
+        const msg = `cannot show a frame of ${url.searchParams.get("sensor")}: ${errorMessage(err)}`;
+        if (msg !== lastPreviewError) opts.log.warn(msg);
+        lastPreviewError = msg;
         return undefined;
       });
     if (!img) return text(404, "no frame from this camera (yet)");
