@@ -85,6 +85,7 @@ export function parseMetrics(text: string): MetricSample {
  *
  * @example
  * ```ts
+ * declare const env: Record<string, string>, perms: string[];
  * const node = new PipelineNode("dumper", "d", 9464, ["-st", "v", "--save-dir", "/tmp/v"], env, perms);
  * await node.start();
  * console.log(await node.metric("msight_dumper_segments_written_total"));

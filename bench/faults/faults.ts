@@ -643,6 +643,8 @@ export const FAULTS: Record<number, Fault> = {
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "../pipeline.ts";
+ * declare const pipeline: Pipeline;
  * const row = await runFault(3, pipeline, faultConfigFromEnv());
  * ```
  */

@@ -14,6 +14,7 @@
  * @example
  * ```ts
  * import { Segmenter } from "./segmenter.ts";
+ * declare const jpeg: Uint8Array;
  * const seg = new Segmenter({ fps: 10, bufferSize: 100, overlapSize: 0, maxIdleS: 5, gapS: 2 });
  * for (const ev of seg.push({ sensor: "cam", frameId: 1n, captureTs: 1000, width: 1280, height: 960, data: jpeg, format: "jpeg" })) {
  *   console.log(ev.kind); // "open", then "frame"

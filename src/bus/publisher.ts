@@ -290,6 +290,8 @@ async function open(settings: RedisSettings, name: string | undefined, replies: 
  *
  * @example
  * ```ts
+ * import type { RedisSettings } from "../runtime/env.ts";
+ * declare const settings: RedisSettings, bytes: Uint8Array;
  * const pub = await Publisher.connect(settings, { onEvent: (e) => console.log(e.type) });
  * await pub.publish("topic", bytes);
  * ```
@@ -355,6 +357,8 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, jpegMessage: Uint8Array;
+   * let dropped = 0;
    * if ((await pub.publish("frames", jpegMessage)) < 0) dropped++;
    * ```
    */
@@ -394,6 +398,7 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, messagePieces: Uint8Array[];
    * const id = await pub.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
    * ```
    */

@@ -11,7 +11,13 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * import type { VideoData } from "./message.ts";
  * import { readSegments } from "./segment_reader.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics, signal: AbortSignal;
+ * declare const store: { write(seg: VideoData): Promise<void> };
  * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", transport: "auto",
  *   signal }, async (seg) => { await store.write(seg); });
  * ```

@@ -13,7 +13,11 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
  * import { StreamConsumer, StreamProducer } from "./stream.ts";
+ * declare const bus: RedisBus, log: Logger, bytes: Uint8Array, signal: AbortSignal;
+ * declare function save(bytes: Uint8Array): Promise<void>;
  * const producer = new StreamProducer(bus.client, "aggregated_video", { maxLen: 100, maxAgeS: 3600 });
  * await producer.append(bytes);
  * const consumer = new StreamConsumer(bus.client, "aggregated_video", { group: "video_dumper", consumer: "video_dumper", log });

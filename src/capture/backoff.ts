@@ -61,6 +61,8 @@ export class Backoff {
    *
    * @example
    * ```ts
+   * const backoff = new Backoff();
+   * const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
    * await sleep(backoff.next() * 1000);
    * ```
    */
@@ -76,6 +78,7 @@ export class Backoff {
    *
    * @example
    * ```ts
+   * const backoff = new Backoff();
    * backoff.reset();
    * ```
    */

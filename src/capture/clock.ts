@@ -40,6 +40,7 @@ export interface FrameClockOptions {
  *
  * @example
  * ```ts
+ * declare const ptsSeconds: number;
  * const clock = new FrameClock({ maxLagS: 0.5 });
  * const captureTime = clock.stamp(ptsSeconds, Date.now() / 1000);
  * ```
@@ -67,6 +68,7 @@ export class FrameClock {
    *
    * @example
    * ```ts
+   * declare const clock: FrameClock;
    * clock.reset();
    * ```
    */
@@ -81,6 +83,7 @@ export class FrameClock {
    *
    * @example
    * ```ts
+   * declare const clock: FrameClock;
    * const t = clock.stamp(12.48, Date.now() / 1000);
    * ```
    */

@@ -58,6 +58,7 @@ export type { FrameFormat, RtspTransport } from "./ffmpeg_args.ts";
  *
  * @example
  * ```ts
+ * declare const cap: RtspCapture;
  * const f: CapturedFrame = (await cap.next())!;
  * const size = [f.height, f.width, 3]; // MSight ImageData `size`; `is_encoded` = f.format === "jpeg"
  * ```
@@ -81,6 +82,7 @@ export interface CapturedFrame {
  *
  * @example
  * ```ts
+ * declare const cap: RtspCapture;
  * const ready = cap.state === "streaming";
  * ```
  */
@@ -91,6 +93,8 @@ export type CaptureState = "idle" | "connecting" | "streaming" | "stalled" | "re
  *
  * @example
  * ```ts
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const log: Logger;
  * const onEvent = (e: CaptureEvent) =>
  *   e.type === "cuda-unavailable" || e.type === "stalled" ? log.warn(describeCaptureEvent(e)) : log.info(describeCaptureEvent(e));
  * ```
@@ -110,6 +114,8 @@ export type CaptureEvent =
  *
  * @example
  * ```ts
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * declare const metrics: Metrics, cap: RtspCapture;
  * metrics.gauge("rtsp_reconnects", "ffmpeg restarts", () => cap.stats().reconnects);
  * ```
  */
@@ -229,6 +235,7 @@ function positive(name: string, v: number | undefined, dflt: number): number {
  *
  * @example
  * ```ts
+ * const url = "rtsp://cam/live";
  * const cap = new RtspCapture({ url, format: "bgr24", resizeRatio: 0.5, stallTimeoutS: 5 });
  * await cap.start();
  * const frame = await cap.next(); // CapturedFrame, or undefined after stop()
@@ -342,6 +349,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * const { framesReceived, reconnects, stalls } = cap.stats();
    * ```
    */
@@ -367,6 +375,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * await cap.start();
    * ```
    */
@@ -397,6 +406,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * const f = await cap.next();
    * ```
    */
@@ -414,6 +424,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * Deno.addSignalListener("SIGTERM", () => cap.stop());
    * ```
    */

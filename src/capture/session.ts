@@ -11,6 +11,7 @@
  * @example
  * ```ts
  * import { FfmpegSession } from "./session.ts";
+ * declare const args: string[];
  * const s = FfmpegSession.spawn({
  *   ffmpegPath: "ffmpeg", args, format: "jpeg",
  *   onFrame: (f) => console.log(f.width, f.height, f.ptsTime),
@@ -80,6 +81,7 @@ const MAX_UNPAIRED = 32;
  *
  * @example
  * ```ts
+ * declare const opts: SessionOptions;
  * const session = FfmpegSession.spawn(opts);
  * session.kill("SIGKILL");
  * await session.done;
@@ -120,6 +122,8 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const args: string[];
+   * declare const onFrame: SessionOptions["onFrame"], onLine: SessionOptions["onLine"];
    * const session = FfmpegSession.spawn({ ffmpegPath: "ffmpeg", args, format: "bgr24", onFrame, onLine });
    * ```
    */
@@ -149,6 +153,7 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const session: FfmpegSession;
    * session.kill("SIGKILL");
    * ```
    */
@@ -167,6 +172,7 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const session: FfmpegSession;
    * setInterval(() => session.pollStderr(), 1000);
    * ```
    */

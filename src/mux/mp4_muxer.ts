@@ -19,7 +19,9 @@
  *
  * @example
  * ```ts
+ * import type { ChunkMetadata, EncodedChunk } from "../encode/types.ts";
  * import { Mp4SegmentMuxer } from "./mp4_muxer.ts";
+ * declare const chunk: EncodedChunk, metadata: ChunkMetadata;
  * const mux = new Mp4SegmentMuxer({ codec: "avc", width: 1280, height: 960, fps: 10 });
  * await mux.add(chunk, metadata); // for each encoder output, in order
  * const mp4: Uint8Array[] = await mux.finalize(); // the file's bytes in order, in pieces
@@ -200,7 +202,9 @@ export class Mp4SegmentMuxer {
  *
  * @example
  * ```ts
+ * import type { DecoderConfig, EncodedChunk } from "../encode/types.ts";
  * import type { MuxMp4Input } from "./mp4_muxer.ts";
+ * declare const chunks: EncodedChunk[], decoderConfig: DecoderConfig;
  * const input: MuxMp4Input = { codec: "avc", width: 1280, height: 960, fps: 10, chunks, decoderConfig };
  * ```
  */
@@ -215,7 +219,9 @@ export interface MuxMp4Input extends MuxerOptions {
  *
  * @example
  * ```ts
+ * import type { DecoderConfig, EncodedChunk } from "../encode/types.ts";
  * import { muxMp4 } from "./mp4_muxer.ts";
+ * declare const chunks: EncodedChunk[], decoderConfig: DecoderConfig;
  * const mp4 = await muxMp4({ codec: "avc", width: 1280, height: 960, fps: 10, chunks, decoderConfig });
  * await Deno.writeFile("segment.mp4", mp4);
  * ```

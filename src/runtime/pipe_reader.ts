@@ -23,8 +23,9 @@
  *
  * @example
  * ```ts
- * const lines = new LineSplitter();
- * for await (const chunk of readReused(child.stderr)) for (const l of lines.push(chunk)) console.log(l);
+ * declare const child: Deno.ChildProcess;
+ * const text = new TextDecoder();
+ * for await (const chunk of readReused(child.stderr)) console.log(text.decode(chunk, { stream: true }));
  * ```
  */
 export async function* readReused(
