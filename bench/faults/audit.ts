@@ -157,6 +157,7 @@ async function checkPair(client: S3Client, bucket: string, mp4: S3Object, json: 
     const probe = await probeMp4(video);
     ok = want === sha256(video) && probe.frames === frames && probe.codec === "h264";
   } catch {
+    // Missing, unreadable or unparseable: reported as corrupt by the caller.
     ok = false;
   }
   const checked = { ok, ids };
@@ -273,10 +274,11 @@ export async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   try {
     for (const p of await walk(dir)) {
-      const st = await Deno.stat(`${dir}/${p}`).catch(() => null);
+      const st = await Deno.stat(`${dir}/${p}`).catch(() => null); // removed meanwhile
       if (st?.isFile) total += st.size;
     }
   } catch {
+    // The directory does not exist (yet): it holds nothing.
     return 0;
   }
   return total;

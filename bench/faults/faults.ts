@@ -355,6 +355,7 @@ export const aggregatorKilled: Fault = async (p) => {
   const down = after[0] ? Math.round((after[0].first - killedAt) * fps) : NaN;
   let goodAfter = 0;
   for (const s of after.slice(0, 2)) {
+    // Missing or unreadable: counted as not good below.
     const probe = await probeMp4(await Deno.readFile(`${p.saveDir}/${s.stem}.mp4`)).catch(() => null);
     if (probe && probe.frames === s.frames && s.frames === 20) goodAfter++;
   }
@@ -536,11 +537,12 @@ async function mountTmpfs(dir: string, bytes: number): Promise<boolean> {
     args: ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir],
     stdout: "null",
     stderr: "null",
-  }).output().catch(() => ({ success: false }));
+  }).output().catch(() => ({ success: false })); // no mount(8) or no root: the caller says the fault was not run
   return r.success;
 }
 
 async function umount(dir: string): Promise<void> {
+  // Cleanup only: a tmpfs that is already gone (or was never mounted) needs nothing.
   await new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).output().catch(() => {});
 }
 

@@ -133,6 +133,7 @@ export class SegmentBuilder {
   /** Drops the segment (shutdown after the grace period, or an error elsewhere). */
   abort(): void {
     this.#encoder.close();
+    // The segment is being dropped (and counted by the caller): a muxer error on the way out changes nothing.
     void this.#muxer.cancel().catch(() => {});
   }
 }

@@ -222,6 +222,7 @@ class Link {
         }
         return true;
       } catch {
+        // The socket is gone: the caller sees false and counts the message; close() lets the owner reconnect.
         this.close();
         return false;
       }
@@ -449,6 +450,7 @@ export class Publisher {
         this.#adopt(link);
         this.opts.onEvent?.({ type: "restored" });
       } catch {
+        // Redis still down: the outage was reported once ("lost"); try again later.
         this.#schedule();
       }
     }, Math.min(100 * this.#attempts, 2000));

@@ -118,11 +118,13 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       }
       if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
         lastPoll = Date.now();
+        // Redis unreachable for this poll: stay on pub/sub and ask again at the next one.
         if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
         continue;
       }
       await sleep(500);
     }
+    // A connection that is down holds no subscription to drop.
     await bus.unsubscribe(topic, onMessage).catch(() => {});
     // Finish what already arrived before switching or stopping: it is in memory only.
     while (queue.length > 0) {

@@ -34,6 +34,7 @@ export function validateRtspUrl(url: string): string {
   try {
     parsed = new URL(url);
   } catch {
+    // Reported just below, with the value and what would be right.
     parsed = undefined;
   }
   if (!parsed || !/^rtsps?:$/.test(parsed.protocol) || parsed.hostname === "") {

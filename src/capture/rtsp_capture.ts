@@ -302,6 +302,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     try {
       this.#password = decodeURIComponent(new URL(opts.url).password);
     } catch {
+      // The URL was validated by the caller; an unparseable one has no password to mask.
       this.#password = "";
     }
     this.#transport = opts.transport ?? "tcp";

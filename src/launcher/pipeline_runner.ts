@@ -57,6 +57,7 @@ async function redisAnswers(port: number): Promise<boolean> {
       c.close();
     }
   } catch {
+    // Nothing listening (yet): that is the answer.
     return false;
   }
 }

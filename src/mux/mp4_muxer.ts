@@ -180,6 +180,7 @@ export class Mp4SegmentMuxer {
   /** Drops everything (an abandoned segment). */
   async cancel(): Promise<void> {
     if (this.#queue) {
+      // The segment is abandoned: an error from a pending add() was already thrown to its caller.
       await this.#queue.catch(() => {});
       await this.#output.cancel();
     }

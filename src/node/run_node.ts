@@ -190,7 +190,13 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     const client = bus.client;
     await registerTopics(client);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    client.on("ready", () => void registerTopics(client).catch(() => {}));
+    client.on(
+      "ready",
+      () =>
+        void registerTopics(client).catch((err) =>
+          log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
+        ),
+    );
     registration = new NodeRegistration(bus.client, {
       name: f.name,
       device,

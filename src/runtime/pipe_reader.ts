@@ -53,6 +53,7 @@ export async function* readReused(
       yield value;
     }
   } finally {
+    // The consumer left early; a stream that already failed has nothing left to cancel.
     if (!ended) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }

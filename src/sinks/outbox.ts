@@ -239,6 +239,7 @@ export class Outbox {
         rec = JSON.parse(text);
         videoSize = (await Deno.stat(`${this.spoolDir}/${base}.mp4`)).size;
       } catch {
+        // Unreadable or torn entry: handled as invalid just below (logged there).
         rec = null;
       }
       if (!isEntryRecord(rec) || videoSize !== rec.byteSize) {
@@ -252,6 +253,7 @@ export class Outbox {
       this.#entries.push({ ...rec, diskBytes: rec.byteSize + size });
     }
     // A video without its entry is an enqueue that never completed (and was never acknowledged): redelivered.
+    // Best effort: a file that cannot be removed now is swept again at the next start.
     for (const v of videos) await Deno.remove(`${this.spoolDir}/${v}`).catch(() => {});
     this.#entries.sort((a, b) => a.seq - b.seq);
     this.#nextSeq = this.#entries.length > 0 ? this.#entries[this.#entries.length - 1].seq + 1 : 1;
@@ -271,6 +273,7 @@ export class Outbox {
   enqueue(seg: VideoData): Promise<EnqueueResult> {
     if (this.#closing) return Promise.reject(new Error("outbox is closed"));
     const p = this.#chain.then(() => this.#enqueue(seg));
+    // The error reaches the caller through `p`; the chain only orders the next enqueue after this one.
     this.#chain = p.catch(() => {});
     return p;
   }
@@ -334,7 +337,7 @@ export class Outbox {
         spool_max_bytes: this.#opts.spoolMaxBytes,
       });
       // Deleting files is not awaited: the entry is already gone from the queue, and a leftover is swept on start.
-      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {});
+      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {}); // swept on start
     }
   }
 
@@ -418,6 +421,7 @@ export class Outbox {
       await syncDir(this.spoolDir);
     } catch (err) {
       this.#log.warn(`could not move ${base} to failed/: ${errorMessage(err)}`);
+      // Already logged above; a leftover is swept on the next start.
       await this.#removeFiles(base).catch(() => {});
     }
   }

@@ -181,6 +181,7 @@ async function resolveDefaultRegion(): Promise<string> {
   try {
     return await probe.config.region();
   } catch {
+    // No region anywhere in the SDK's chain: MSight's default, as --aws-region documents.
     return "us-east-1";
   } finally {
     probe.destroy();
