@@ -1,13 +1,7 @@
 /**
- * How a sink takes VideoData segments off a topic, durably where it can:
- *
- * - `stream`: from the topic's Redis Stream in a consumer group named after the sink (`--name`); a segment is
- *   acknowledged only once the handler resolved (it is safe), so a sink that restarts resumes where it was.
- * - `pubsub`: plain pub/sub, as MSight's Python nodes publish; what arrives while the sink is down is lost.
- * - `auto` (default): `stream` when a producer announced a stream for the topic (our aggregator does), else
- *   `pubsub`, switching to `stream` as soon as one is announced. The choice is logged.
- *
- * Handlers must be idempotent: delivery is at least once (and both paths may deliver a segment around a switch).
+ * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream, in a
+ * consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer announced one).
+ * Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
  *
  * @example
  * ```ts

@@ -1,21 +1,8 @@
 /**
  * The camera side of the RTSP source node, without the bus: pulls an RTSP stream with an `ffmpeg` subprocess and
- * yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever.
- *
- * - **Transport**: `-rtsp_transport tcp|udp`, the same on every reconnect; `-timeout` bounds socket open and reads.
- * - **GPU**: `gpu >= 0` decodes with `-hwaccel cuda -hwaccel_device N`. CUDA is probed once at start (ffmpeg
- *   `-init_hw_device`); if it cannot start, or a session's stderr later shows a CUDA failure (`Cannot load
- *   libcuda.so.1`, `Device creation failed`...), one `cuda-unavailable` event is emitted and every later session
- *   decodes on the CPU (a session that failed for that reason is restarted at once, without backoff).
- * - **Timestamps**: ffmpeg prints each output frame's stream pts and its own wall clock when the frame left the
- *   decoder (the arrival) on stderr (`frameReportFilters`); {@linkcode FrameClock} turns (pts, arrival) into a
- *   capture time that follows the stream's own spacing, is never later than the arrival, and never goes backwards
- *   (see capture_clock.ts).
- * - **Watchdog**: no frame for `stallTimeoutS` seconds (or none within `stallTimeoutS + timeoutS` of starting
- *   ffmpeg) kills ffmpeg with SIGKILL; every end of ffmpeg is followed by a reconnect after an exponential backoff
- *   with jitter (0.5 s doubling to 30 s), reset once frames have flowed for `backoffResetS`.
- * - **Backpressure**: frames are queued for the consumer up to `maxQueuedFrames`; beyond that the oldest are dropped
- *   and counted, so a slow consumer never stops the pipe (which would look like a stall to the camera).
+ * yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever with backoff; a watchdog restarts
+ * a stalled ffmpeg, CUDA falls back to the CPU, and a slow consumer loses the oldest frames (counted), never the pipe.
+ * Design notes (transport, GPU, timestamps, watchdog, backpressure): docs/design.md, "Capture".
  *
  * @example
  * ```ts

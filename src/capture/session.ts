@@ -2,11 +2,7 @@
  * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs each
  * frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It owns the
  * process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is safe at any time.
- *
- * Once frames flow, stderr is read only when a frame's bytes are waiting for their reports, when {@linkcode
- * FfmpegSession.pollStderr} asks (the capture's watchdog, about once a second), or after ffmpeg has exited. The
- * reports are written before the frame is encoded, so they are there by then, and a frame wakes the node once
- * instead of twice; the arrival time comes from ffmpeg's own clock in the report, not from when it was read.
+ * Why stderr is read lazily: docs/design.md, "Capture".
  *
  * @example
  * ```ts

@@ -1,13 +1,7 @@
 /**
- * The S3 pusher's durable outbox: a segment is first written to a spool directory on disk (atomically: the `.mp4`,
- * then an entry file that commits it), and only then acknowledged; a worker uploads entries oldest first and
- * deletes them once both objects are stored. While S3 is down or slow the worker retries with exponential backoff
- * and jitter, and the spool keeps filling. It is bounded by `spoolMaxBytes`: when full, the **oldest** waiting
- * segments are dropped (logged, counted with a reason), since the newest footage is the one still being watched.
- * A restart re-scans the spool and resumes in the same order.
- *
- * Spool layout: `<seq>.mp4` + `<seq>.entry.json` (seq zero-padded, increasing), `failed/` for segments S3
- * rejected for good (kept for an operator, not counted in the bound).
+ * The S3 pusher's durable outbox: a segment is spooled to disk atomically before it is acknowledged, uploaded
+ * oldest first with retries, and deleted once stored; bounded by `spoolMaxBytes` (when full the oldest waiting segment
+ * is dropped, logged and counted); a restart resumes in the same order. Layout and rationale: docs/design.md, "Sinks".
  *
  * @example
  * ```ts
