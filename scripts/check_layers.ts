@@ -210,7 +210,8 @@ export async function loadGraph(root: string): Promise<ProjectGraph> {
 }
 
 if (import.meta.main) {
-  const root = new URL("../", import.meta.url).pathname;
+  // The project root: this script's parent folder, or the one folder given (the test checks a made-up tree).
+  const root = Deno.args[0] ?? new URL("../", import.meta.url).pathname;
   const graph = await loadGraph(root);
   // TEMPORARY (issue 13): these three entry points are being thinned on another branch; until it is merged their
   // length is printed, not failed. Empty this list when it lands.

@@ -20,6 +20,50 @@ Deno.test("check_layers: the project's own tree passes", async () => {
   assert.match(new TextDecoder().decode(out.stdout), /^layers ok: \d+ files, \d+ imports, no cycle$/m);
 });
 
+Deno.test("check_layers: on a made-up tree, deno info's graph (type-only imports too) breaks every rule", async () => {
+  const root = await Deno.makeTempDir({ prefix: "check_layers_tree_" });
+  try {
+    const files: Record<string, string> = {
+      "deno.json": "{}\n",
+      // A cycle through a type-only import, which also takes src/runtime above itself.
+      "src/runtime/log.ts": 'import { x } from "../bus/b.ts";\nexport const y = x;\n',
+      "src/bus/b.ts": 'import type { T } from "../capture/c.ts";\nexport const x = 1;\nexport type U = T;\n',
+      "src/capture/c.ts": 'import { y } from "../runtime/log.ts";\nexport type T = typeof y;\n',
+      "src/sinks/s.ts": 'import { h } from "../../test/helpers/h.ts";\nexport const s = h;\n',
+      "test/helpers/h.ts": "export const h = 1;\n",
+      "nodes/long.ts": 'import { s } from "../src/sinks/s.ts";\n' +
+        "console.log(s);\n".repeat(MAX_NODE_LINES),
+      "nodes/short.ts": 'import { s } from "../src/sinks/s.ts";\nconsole.log(s);\n',
+    };
+    for (const [path, text] of Object.entries(files)) {
+      await Deno.mkdir(`${root}/${path.slice(0, path.lastIndexOf("/") + 1)}`, { recursive: true });
+      await Deno.writeTextFile(`${root}/${path}`, text);
+    }
+    const out = await new Deno.Command(DENO, {
+      args: ["run", "-A", "scripts/check_layers.ts", root],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
+    assert.equal(out.code, 1, lines.join("\n"));
+    assert.deepEqual(lines, [
+      `layers: node-length: nodes/long.ts has ${
+        MAX_NODE_LINES + 1
+      } lines: an entry point in nodes/ stays under ` +
+      `${MAX_NODE_LINES + 1} (move the work into src/)`,
+      "layers: runtime-bottom: src/runtime/log.ts imports src/bus/b.ts: src/runtime is the bottom layer and " +
+      "imports only src/runtime",
+      "layers: src-upward: src/sinks/s.ts imports test/helpers/h.ts: nothing under src/ may import nodes/, " +
+      "bench/, scripts/, test/",
+      "layers: cycle: import cycle: src/bus/b.ts -> src/capture/c.ts -> src/runtime/log.ts -> src/bus/b.ts",
+      "layers: 4 violation(s) in 7 files",
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("check_layers: a clean synthetic graph has no violation", () => {
   const violations = checkLayers({
     files: {
