@@ -1,14 +1,18 @@
 /**
- * `deno task check`'s layering check (after Deno std's `_tools/check_circular_package_dependencies.ts`): reads
- * the project's import graph from `deno info --json` and fails, one line per violation, when a file imports in a
- * cycle, when `src/runtime` imports anything else of the project, when `src/` imports `nodes/`, `bench/`,
- * `scripts/` or `test/`, or when an entry point in `nodes/` reaches 100 lines. Type-only imports count.
+ * `deno task check`'s layering check (after Deno std's `_tools/check_circular_package_dependencies.ts`):
+ * reads the project's import graph from `deno info --json` and fails, one line per violation, when a file
+ * imports in a cycle, when `src/runtime` imports anything else of the project, when `src/` imports `nodes/`,
+ * `bench/`, `scripts/` or `test/`, or when an entry point in `nodes/` reaches 100 lines. Type-only imports
+ * count.
  *
  * @example
  * ```ts
  * import { checkLayers } from "./check_layers.ts";
  * const violations = checkLayers({
- *   files: { "src/runtime/log.ts": { imports: ["src/bus/redis.ts"], lines: 10 }, "src/bus/redis.ts": { imports: [], lines: 5 } },
+ *   files: {
+ *     "src/runtime/log.ts": { imports: ["src/bus/redis.ts"], lines: 10 },
+ *     "src/bus/redis.ts": { imports: [], lines: 5 },
+ *   },
  * });
  * console.log(violations.map((v) => v.message)); // ["src/runtime/log.ts imports src/bus/redis.ts: ..."]
  * ```
@@ -213,8 +217,8 @@ if (import.meta.main) {
   // The project root: this script's parent folder, or the one folder given (the test checks a made-up tree).
   const root = Deno.args[0] ?? new URL("../", import.meta.url).pathname;
   const graph = await loadGraph(root);
-  // TEMPORARY (issue 13): these three entry points are being thinned on another branch; until it is merged their
-  // length is printed, not failed. Empty this list when it lands.
+  // TEMPORARY (issue 13): these three entry points are being thinned on another branch; until it is merged
+  // their length is printed, not failed. Empty this list when it lands.
   const thinning = ["nodes/aggregator.ts", "nodes/demo.ts", "nodes/rtsp.ts"];
   const pending = (v: Violation) => v.rule === "node-length" && thinning.some((f) => v.message.startsWith(f));
   for (const v of checkLayers(graph).filter(pending)) console.error(`layers: pending: ${v.message}`);

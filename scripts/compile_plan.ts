@@ -1,8 +1,8 @@
 /**
- * What `deno task compile` builds: one `deno compile` command per binary, named like MSight's launchers, each with
- * its node's permissions from `src/launcher/permissions.ts` baked in, the dumper's and pusher's write grants chosen at
- * build time (`--save-dir`, `--spool-dir`; why: docs/design.md, "Launcher and binaries"). Pure (no I/O) so a test
- * can check the plan where `denort` is missing and the commands cannot run.
+ * What `deno task compile` builds: one `deno compile` command per binary, named like MSight's launchers, each
+ * with its node's permissions from `src/launcher/permissions.ts` baked in, the dumper's and pusher's write
+ * grants chosen at build time (`--save-dir`, `--spool-dir`; why: docs/design.md, "Launcher and binaries").
+ * Pure (no I/O) so a test can check the plan where `denort` is missing and the commands cannot run.
  *
  * @example
  * ```ts

@@ -533,11 +533,12 @@ export const hostileNames: Fault = async (p) => {
 
 /** Mounts a tmpfs of `bytes` at `dir` (root only); false when it cannot. */
 async function mountTmpfs(dir: string, bytes: number): Promise<boolean> {
+  // No mount(8) or no root: false, and the caller says the fault was not run.
   const r = await new Deno.Command("mount", {
     args: ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir],
     stdout: "null",
     stderr: "null",
-  }).output().catch(() => ({ success: false })); // no mount(8) or no root: the caller says the fault was not run
+  }).output().catch(() => ({ success: false }));
   return r.success;
 }
 

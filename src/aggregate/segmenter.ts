@@ -1,8 +1,9 @@
 /**
- * Decides which frames go into which segment, per sensor, without touching pixels or codecs: thinning to a real
- * `fps` on a grid of capture times, `bufferSize`/`overlapSize`, closing on full, idle, gap, resolution change and
- * shutdown, dropping duplicates and late frames. The aggregator feeds it every frame and acts on the events it returns
- * (open a segment, encode a frame, close a segment). The rules in full: docs/design.md, "Aggregate".
+ * Decides which frames go into which segment, per sensor, without touching pixels or codecs: thinning to a
+ * real `fps` on a grid of capture times, `bufferSize`/`overlapSize`, closing on full, idle, gap, resolution
+ * change and shutdown, dropping duplicates and late frames. The aggregator feeds it every frame and acts on
+ * the events it returns (open a segment, encode a frame, close a segment). The rules in full: docs/design.md,
+ * "Aggregate".
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
- * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket, with Redis' replies off
- * by default (`countReceivers: true` keeps them). Plain TCP and unix sockets only (TLS publishes through ioredis).
- * It reconnects forever and fails fast while down: `publish` resolves -1 at once rather than queueing stale frames.
- * Why not ioredis, and what replies off costs: docs/design.md, "Bus".
+ * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket, with Redis'
+ * replies off by default (`countReceivers: true` keeps them). Plain TCP and unix sockets only (TLS publishes
+ * through ioredis). It reconnects forever and fails fast while down: `publish` resolves -1 at once rather
+ * than queueing stale frames. Why not ioredis, and what replies off costs: docs/design.md, "Bus".
  *
  * @example
  * ```ts

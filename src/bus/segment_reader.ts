@@ -1,7 +1,7 @@
 /**
- * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream, in a
- * consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer announced one).
- * Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
+ * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream,
+ * in a consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer
+ * announced one). Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
- * Durable topics on Redis Streams, beside plain pub/sub: {@linkcode StreamProducer} appends a topic's messages to
- * `MSIGHT:STREAM:<topic>` (capped by length and age) and announces it in `MSIGHT:STREAMS`; {@linkcode StreamConsumer}
- * reads them in a consumer group named after the sink and acknowledges an entry only after its handler resolved (at
- * least once). Design notes: docs/design.md, "Bus".
+ * Durable topics on Redis Streams, beside plain pub/sub: {@linkcode StreamProducer} appends a topic's
+ * messages to `MSIGHT:STREAM:<topic>` (capped by length and age) and announces it in `MSIGHT:STREAMS`;
+ * {@linkcode StreamConsumer} reads them in a consumer group named after the sink and acknowledges an entry
+ * only after its handler resolved (at least once). Design notes: docs/design.md, "Bus".
  *
  * @example
  * ```ts

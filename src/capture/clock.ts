@@ -1,7 +1,8 @@
 /**
- * Turns (stream timestamp, wall-clock arrival time) pairs into capture times that are monotonic, never later than
- * the arrival, and free of the jitter that pipes, ffmpeg's queues and the event loop add to arrival times. The method
- * (a slowly rising lower envelope of arrival − pts) and why it re-anchors slowly: docs/design.md, "Capture".
+ * Turns (stream timestamp, wall-clock arrival time) pairs into capture times that are monotonic, never later
+ * than the arrival, and free of the jitter that pipes, ffmpeg's queues and the event loop add to arrival
+ * times. The method (a slowly rising lower envelope of arrival − pts) and why it re-anchors slowly:
+ * docs/design.md, "Capture".
  *
  * @example
  * ```ts

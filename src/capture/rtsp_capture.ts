@@ -1,8 +1,9 @@
 /**
- * The camera side of the RTSP source node, without the bus: pulls an RTSP stream with an `ffmpeg` subprocess and
- * yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever with backoff; a watchdog restarts
- * a stalled ffmpeg, CUDA falls back to the CPU, and a slow consumer loses the oldest frames (counted), never the pipe.
- * Design notes (transport, GPU, timestamps, watchdog, backpressure): docs/design.md, "Capture".
+ * The camera side of the RTSP source node, without the bus: pulls an RTSP stream with an `ffmpeg` subprocess
+ * and yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever with backoff; a
+ * watchdog restarts a stalled ffmpeg, CUDA falls back to the CPU, and a slow consumer loses the oldest frames
+ * (counted), never the pipe. Design notes (transport, GPU, timestamps, watchdog, backpressure):
+ * docs/design.md, "Capture".
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
- * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs each
- * frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It owns the
- * process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is safe at any time.
- * Why stderr is read lazily: docs/design.md, "Capture".
+ * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs
+ * each frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It
+ * owns the process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is
+ * safe at any time. Why stderr is read lazily: docs/design.md, "Capture".
  *
  * @example
  * ```ts

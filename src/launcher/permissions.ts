@@ -1,7 +1,8 @@
 /**
- * The Deno permissions of each node, in one place: the `deno task` lines, the launcher and the compiled binaries
- * all take them from here (a test checks `deno.json` against this table). Each node gets only what it needs; the
- * table is in the README ("Permissions"), the reasons in docs/design.md ("Launcher and binaries").
+ * The Deno permissions of each node, in one place: the `deno task` lines, the launcher and the compiled
+ * binaries all take them from here (a test checks `deno.json` against this table). Each node gets only what
+ * it needs; the table is in the README ("Permissions"), the reasons in docs/design.md ("Launcher and
+ * binaries").
  *
  * @example
  * ```ts

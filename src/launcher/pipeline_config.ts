@@ -1,9 +1,9 @@
 /**
- * The pipeline file of `deno task up pipeline.yaml`: one YAML file describes a whole pipeline. It is read, checked
- * (each node's flags with that node's own specs and cross-flag checks) and resolved completely before anything
- * starts; a bad file gets one line naming the file, the key path and the line, e.g.
- * `pipeline.yaml: nodes[2].flags.fps: --fps 0 is invalid: expected a number > 0 (line 14)`. The schema: the README's
- * "Running a whole pipeline"; every flag with its default: examples/reference.yaml.
+ * The pipeline file of `deno task up pipeline.yaml`: one YAML file describes a whole pipeline. It is read,
+ * checked (each node's flags with that node's own specs and cross-flag checks) and resolved completely before
+ * anything starts; a bad file gets one line naming the file, the key path and the line, e.g. `pipeline.yaml:
+ * nodes[2].flags.fps: --fps 0 is invalid: expected a number > 0 (line 14)`. The schema: the README's "Running
+ * a whole pipeline"; every flag with its default: examples/reference.yaml.
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 /**
- * MP4 muxing, the one module that knows the muxer library (Mediabunny): one `avc1`/`hvc1` track timed by capture
- * time, `moov` first, parameter sets in avcC/hvcC only, written into fixed pages (paged_target.ts) and handed on as
- * them. Why each of these: docs/design.md, "Mux".
+ * MP4 muxing, the one module that knows the muxer library (Mediabunny): one `avc1`/`hvc1` track timed by
+ * capture time, `moov` first, parameter sets in avcC/hvcC only, written into fixed pages (paged_target.ts)
+ * and handed on as them. Why each of these: docs/design.md, "Mux".
  *
  * @example
  * ```ts

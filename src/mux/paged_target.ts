@@ -1,7 +1,8 @@
 /**
- * Where the muxer writes a segment: fixed-size pages in memory, so the file is held exactly once and handed on as
- * the list of its pages ({@linkcode PagedTarget.pieces}), never joined. Writes may land anywhere (the sample table is
- * written last, at the start); a write past the end fills the gap with zeros. Why pages: docs/design.md, "Mux".
+ * Where the muxer writes a segment: fixed-size pages in memory, so the file is held exactly once and handed
+ * on as the list of its pages ({@linkcode PagedTarget.pieces}), never joined. Writes may land anywhere (the
+ * sample table is written last, at the start); a write past the end fills the gap with zeros. Why pages:
+ * docs/design.md, "Mux".
  *
  * @example
  * ```ts

@@ -1,7 +1,8 @@
 /**
  * The S3 pusher's durable outbox: a segment is spooled to disk atomically before it is acknowledged, uploaded
- * oldest first with retries, and deleted once stored; bounded by `spoolMaxBytes` (when full the oldest waiting segment
- * is dropped, logged and counted); a restart resumes in the same order. Layout and rationale: docs/design.md, "Sinks".
+ * oldest first with retries, and deleted once stored; bounded by `spoolMaxBytes` (when full the oldest
+ * waiting segment is dropped, logged and counted); a restart resumes in the same order. Layout and rationale:
+ * docs/design.md, "Sinks".
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
- * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`, with
- * `Content-MD5` on every request and `x-amz-meta-sha256` on every object; large files go up in parts, and failed
- * multipart uploads never leak. Every failure is an {@linkcode UploadError} whose `kind` says whether to retry. Why
- * Content-MD5 rather than flexible checksums: docs/design.md, "Sinks".
+ * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`,
+ * with `Content-MD5` on every request and `x-amz-meta-sha256` on every object; large files go up in parts,
+ * and failed multipart uploads never leak. Every failure is an {@linkcode UploadError} whose `kind` says
+ * whether to retry. Why Content-MD5 rather than flexible checksums: docs/design.md, "Sinks".
  *
  * @example
  * ```ts

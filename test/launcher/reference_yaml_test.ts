@@ -1,8 +1,8 @@
 /**
  * `examples/reference.yaml` lists every flag of every pipeline node exactly as the flag specs define it (as
- * MediaMTX's TestDefaultConfFile keeps its reference configuration honest): each flag with a default is set to
- * that default, each required flag is set, each other flag is shown commented out, every set flag has a comment,
- * and nothing else is there; and `up` accepts the file.
+ * MediaMTX's TestDefaultConfFile keeps its reference configuration honest): each flag with a default is set
+ * to that default, each required flag is set, each other flag is shown commented out, every set flag has a
+ * comment, and nothing else is there; and `up` accepts the file.
  */
 import assert from "node:assert/strict";
 import { isMap, isScalar, LineCounter, parseDocument, type Scalar, type YAMLMap } from "yaml";
@@ -27,8 +27,8 @@ const OWN_FLAGS: Record<PipelineNodeType, FlagSpecs> = {
 const NO_ENV = (_: string) => undefined;
 
 /**
- * Checks one `flags:` mapping against its specs. `owner` is the key whose value the mapping is (`all:`, `flags:`):
- * the mapping's text runs from there, so comment lines before its first flag belong to it.
+ * Checks one `flags:` mapping against its specs. `owner` is the key whose value the mapping is (`all:`,
+ * `flags:`): the mapping's text runs from there, so comment lines before its first flag belong to it.
  */
 function checkSection(
   where: string,
