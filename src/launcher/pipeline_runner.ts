@@ -31,6 +31,8 @@ export interface RunnerOptions {
   backoffS?: [number, number];
   /** Directory the nodes run in, so relative paths in flags are relative to it (default: the current one). */
   cwd?: string;
+  /** Prefix of the launcher's own lines (`up`; the demo's are `demo`). */
+  label?: string;
 }
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -133,7 +135,7 @@ export class PipelineRunner {
     // Names are never cut: `camera_north_1` and `camera_north_2` must stay apart.
     const width = prefixWidth(pipeline);
     this.#sup = new Supervisor({ log: opts.log, backoffS: opts.backoffS, prefixWidth: width });
-    this.#say = (line) => opts.log(`${"up".padEnd(width)} | ${line}`);
+    this.#say = (line) => opts.log(`${(opts.label ?? "up").padEnd(width)} | ${line}`);
   }
 
   /**

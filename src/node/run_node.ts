@@ -171,33 +171,31 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
 
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
-    const registerTopics = async (client: RedisBus["client"]) => {
+    const registerTopics = async (bus: RedisBus) => {
       if (publishTopic && def.publishDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: publishTopic,
           description: null,
           data_type: def.publishDataType,
         });
       }
       if (subscribeTopic && def.subscribeDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: subscribeTopic,
           description: null,
           data_type: def.subscribeDataType,
         });
       }
     };
-    const client = bus.client;
-    await registerTopics(client);
+    const connected = bus;
+    await registerTopics(connected);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    client.on(
-      "ready",
-      () =>
-        void registerTopics(client).catch((err) =>
-          log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
-        ),
+    connected.onReconnect(() =>
+      void registerTopics(connected).catch((err) =>
+        log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
+      )
     );
-    registration = new NodeRegistration(bus.client, {
+    registration = new NodeRegistration(bus, {
       name: f.name,
       device,
       type: def.type,

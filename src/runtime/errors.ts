@@ -3,6 +3,7 @@
  *
  * Throw {@linkcode UsageError} for bad flags or configuration (exit 2, as argparse does), and
  * {@linkcode FatalError} for a fault that makes running impossible (unwritable directory, missing binary).
+ * {@linkcode SegmentError} is the other kind: one segment lost, counted, and the node goes on.
  *
  * @example
  * ```ts
@@ -26,6 +27,17 @@ export class FatalError extends Error {
   constructor(message: string, readonly exitCode = 1) {
     super(message);
     this.name = "FatalError";
+  }
+}
+
+/**
+ * One unit of work failed (a segment could not be encoded or delivered): the node counts it under `reason`, logs
+ * it and goes on. Unlike {@linkcode FatalError} it never ends the node.
+ */
+export class SegmentError extends Error {
+  constructor(message: string, readonly reason: string) {
+    super(message);
+    this.name = "SegmentError";
   }
 }
 
