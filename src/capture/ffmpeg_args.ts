@@ -13,6 +13,7 @@
 
 import { FatalError, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
+import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { classifyFfmpegLine, REPORT_KEYS } from "./stderr.ts";
 
 /** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
@@ -328,16 +329,16 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
 export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null" }).output();
+    out = await new Deno.Command(ffmpegPath, {
+      args: ["-hide_banner", "-version"],
+      stdin: "null",
+      ...childEnv(),
+    })
+      .output();
   } catch (err) {
     if (err instanceof Deno.errors.NotCapable) {
-      // Deno's sandbox, not the file system, refused: installing ffmpeg would not help.
-      throw new FatalError(
-        `${
-          JSON.stringify(ffmpegPath)
-        } is not allowed to run: this node's Deno run permission covers only ffmpeg`,
-        2,
-      );
+      // Deno's sandbox, not the file system, refused: installing ffmpeg would not help. Deno's reason says why.
+      throw new FatalError(spawnRefusal(ffmpegPath, err), 2);
     }
     const why = err instanceof Deno.errors.NotFound
       ? "not found"
@@ -391,6 +392,7 @@ export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15):
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    ...childEnv(),
   }).spawn();
   const timer = setTimeout(() => {
     try {

@@ -19,6 +19,7 @@
  */
 
 import { FatalError } from "../runtime/errors.ts";
+import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
 import type {
   ChunkMetadata,
@@ -169,7 +170,8 @@ interface ExitInfo {
 /** Starts ffmpeg with piped stdio, turning "not installed" and "not permitted" into one clear line. */
 function spawn(path: string, args: string[]): Deno.ChildProcess {
   try {
-    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped", ...childEnv() })
+      .spawn();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new FatalError(
@@ -177,7 +179,7 @@ function spawn(path: string, args: string[]): Deno.ChildProcess {
       );
     }
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      throw new FatalError(`not allowed to run ${path} (needs --allow-run): use --encoder wasm`);
+      throw new FatalError(`${spawnRefusal(path, e)}; or use --encoder wasm`);
     }
     throw e;
   }

@@ -32,6 +32,7 @@ import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
+import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { NodeRegistration, registerTopic } from "../bus/registry.ts";
 
@@ -122,6 +123,8 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     format: f.logFormat as LogFormat,
   });
   for (const w of earlyWarnings) log.warn(w);
+  const ldWarning = loaderVarsWarning("ffmpeg"); // a node that may run ffmpeg, where CUDA may need LD_LIBRARY_PATH
+  if (ldWarning) log.warn(ldWarning);
 
   const metrics = new Metrics();
   const started = Date.now();
