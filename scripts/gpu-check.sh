@@ -56,6 +56,7 @@ else
   unxz_to "$here/app.tar.xz" "$work/app.tar" && tar -xf "$work/app.tar" -C "$work" && rm "$work/app.tar"
   app=$work/app
   deno=$work/deno
+  export DENO_DIR=$app/denodir # the npm packages, carried (the bundle's deno.json has no node_modules folder)
   clips=$here/clips
   export PATH="$work/app/tools/bin:$PATH"
   ffmpeg=$(command -v ffmpeg || true)

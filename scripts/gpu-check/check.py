@@ -156,12 +156,16 @@ got_lock = threading.Lock()
 
 
 def subscriber(topics):
+    s = None
     for _ in range(100):
         try:
             s = socket.create_connection(("127.0.0.1", redis_port))
             break
         except OSError:
             time.sleep(0.1)
+    if s is None:
+        log(f"cannot connect to redis-server on port {redis_port} (see logs/redis.log)")
+        return
     req = [b"SUBSCRIBE"] + [t.encode() for t in topics]
     s.sendall(b"*%d\r\n" % len(req) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in req))
     f = s.makefile("rb", buffering=1 << 20)
@@ -353,3 +357,6 @@ with open(os.path.join(args.out, "gpu-check.txt"), "w") as f:
     f.write(text + "\n")
 json.dump(dict(rows=rows, nodes=res, segments=len(segs), nvsmi=samples), open(os.path.join(args.out, "summary.json"), "w"),
           indent=1)
+if not all(r["frames"] > 0 for r in res.values()):
+    log(f"a node published no frame in the window: see {os.path.join(args.out, 'logs')}")
+    sys.exit(1)
