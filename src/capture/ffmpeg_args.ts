@@ -12,12 +12,11 @@
  */
 
 import { FatalError, UsageError } from "../runtime/errors.ts";
+import type { FrameFormat } from "../codec/frame.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { classifyFfmpegLine, REPORT_KEYS } from "./stderr.ts";
 
-/** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
-export type FrameFormat = "jpeg" | "bgr24";
 /** RTSP lower transport, as ffmpeg's `-rtsp_transport`. */
 export type RtspTransport = "tcp" | "udp";
 
@@ -109,6 +108,7 @@ export interface FfmpegArgsOptions {
   transport: RtspTransport;
   /** Socket open/read timeout in seconds (ffmpeg's rtsp `-timeout`, given in µs). */
   timeoutS: number;
+  /** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
   format: FrameFormat;
   /** libjpeg-style quality 1..100 (50). */
   jpegQuality?: number;

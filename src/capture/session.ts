@@ -25,7 +25,7 @@
 import { FatalError } from "../runtime/errors.ts";
 import { childEnv } from "../runtime/spawn_env.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import type { FrameFormat } from "./ffmpeg_args.ts";
+import type { FrameFormat } from "../codec/frame.ts";
 import { JpegSplitter } from "./jpeg_splitter.ts";
 import { jpegSize } from "../codec/jpeg.ts";
 import { classifyFfmpegLine, type FfmpegLogLine, LineSplitter } from "./stderr.ts";

@@ -68,7 +68,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(args: string[], perms = ["-A"]): Promise<Rig> {
+async function rig(args: string[], perms = permissionFlags("aggregator")): Promise<Rig> {
   const redis = await startRedis();
   const pub = new Redis({ host: "127.0.0.1", port: redis.port });
   const sub = new Redis({ host: "127.0.0.1", port: redis.port });
