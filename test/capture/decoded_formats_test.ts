@@ -5,7 +5,8 @@
  * what the CPU decoder hands over for the same camera. Input: real camera frames (the Mcity fixture) as H.264.
  */
 import assert from "node:assert/strict";
-import { buildFfmpegArgs, decodedFormatFilter, type FrameFormat } from "../../src/capture/ffmpeg_args.ts";
+import { buildFfmpegArgs, decodedFormatFilter } from "../../src/capture/ffmpeg_args.ts";
+import type { FrameFormat } from "../../src/codec/frame.ts";
 import { FIXTURE_DIR, run } from "../helpers/media.ts";
 
 const FRAMES = 5;
