@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
 import { startRedis } from "../helpers/redis_server.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
-import { DENO, ROOT, startNode, startProcess } from "../helpers/process.ts";
+import { DENO, type NodeProcess, ROOT, startNode, startProcess } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
 import { descendants } from "../helpers/launcher.ts";
 import { probeMp4 } from "../helpers/ffprobe.ts";
@@ -105,26 +105,27 @@ Deno.test("loader env: rtsp node and aggregator with LD_LIBRARY_PATH and LD_PREL
   const direct = await collect<ImageData>(redis.port, "ld_direct");
   const videos = await collect<VideoData>(redis.port, "ld_video");
   const env = { ...redis.env, ...LD, DENO, XDG_RUNTIME_DIR: runtime };
+  const started: NodeProcess[] = []; // stopped in the finally, whatever failed
   const launch = (node: string, args: string[]) =>
-    startProcess(`${ROOT}bin/msight-launch`, [node, ...args], env);
-  const agg = launch(
-    "aggregator",
-    "-n ld_agg -st ld_frames -pt ld_video --fps 10 --buffer-size 10 --overlap-size 0 --codec h264_nvenc"
-      .split(" "),
-  );
-  await agg.waitForLine(/aggregating ld_frames → ld_video/, 30_000); // subscribed before the first frame
-  const rtsp = launch("rtsp", [
-    ..."-n ld_rtsp -pt ld_frames -sn ld_cam -g 0 --rtsp-transport tcp -u".split(" "),
-    cam.url,
-  ]);
-  // The same node started with its scoped permissions but without the launcher: children get the variables blank.
-  const plain = startNode(
-    "nodes/rtsp.ts",
-    [..."-n ld_plain -pt ld_direct -sn ld_cam2 --rtsp-transport tcp -u".split(" "), cam.url],
-    { ...redis.env, ...LD },
-    ["--no-prompt", ...permissionFlags("rtsp")],
-  );
+    started[started.length] = startProcess(`${ROOT}bin/msight-launch`, [node, ...args], env);
   try {
+    const agg = launch(
+      "aggregator",
+      "-n ld_agg -st ld_frames -pt ld_video --fps 10 --buffer-size 10 --overlap-size 0 --codec h264_nvenc"
+        .split(" "),
+    );
+    await agg.waitForLine(/aggregating ld_frames → ld_video/, 30_000); // subscribed before the first frame
+    const rtsp = launch("rtsp", [
+      ..."-n ld_rtsp -pt ld_frames -sn ld_cam -g 0 --rtsp-transport tcp -u".split(" "),
+      cam.url,
+    ]);
+    // The same node started with its scoped permissions but without the launcher: children get the variables blank.
+    const plain = started[started.length] = startNode(
+      "nodes/rtsp.ts",
+      [..."-n ld_plain -pt ld_direct -sn ld_cam2 --rtsp-transport tcp -u".split(" "), cam.url],
+      { ...redis.env, ...LD },
+      ["--no-prompt", ...permissionFlags("rtsp")],
+    );
     await waitFor(
       () => frames.got.length >= 15 && direct.got.length >= 5,
       40_000,
@@ -170,9 +171,9 @@ Deno.test("loader env: rtsp node and aggregator with LD_LIBRARY_PATH and LD_PREL
     assert.ok(agg.stderr.some((l) => /WARNING :: h264_nvenc cannot be used/.test(l)));
     assert.ok(!agg.stderr.some((l) => /not allowed to run|NotCapable/.test(l)));
   } finally {
-    for (const n of [rtsp, agg, plain]) n.kill("SIGTERM");
-    await Promise.all([rtsp, agg, plain].map((n) => n.exit));
-    await Promise.all([rtsp, agg, plain].map((n) => n.stop()));
+    for (const n of started) n.kill("SIGTERM");
+    await Promise.all(started.map((n) => n.exit));
+    await Promise.all(started.map((n) => n.stop()));
     frames.close();
     direct.close();
     videos.close();
