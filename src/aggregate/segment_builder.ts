@@ -99,7 +99,7 @@ export class SegmentBuilder {
         width: frame.width,
         height: frame.height,
         timestampUs: Math.round((frame.captureTs - this.#first) * 1e6),
-      }, { keyFrame: this.frameIds.length === 1 });
+      });
     } catch (err) {
       this.#error ??= err as Error;
     }

@@ -17,6 +17,8 @@
  * @module
  */
 
+import type { FrameFormat } from "../codec/frame.ts";
+
 /** One frame as the segmenter sees it; `data` is carried along untouched (JPEG or raw bytes). */
 export interface SegmentFrame {
   sensor: string;
@@ -25,7 +27,7 @@ export interface SegmentFrame {
   captureTs: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   data: Uint8Array;
 }
 
@@ -37,7 +39,7 @@ export type DropReason = "thinned" | "duplicate" | "late";
 
 /** What the aggregator must do, in order. `seq` numbers a sensor's segments from 0. */
 export type SegmentEvent =
-  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: "jpeg" | "bgr24" }
+  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: FrameFormat }
   | { kind: "frame"; sensor: string; seq: number; frame: SegmentFrame; overlap: boolean }
   | { kind: "close"; sensor: string; seq: number; reason: FlushReason; frames: number }
   | { kind: "drop"; sensor: string; frame: SegmentFrame; reason: DropReason };
@@ -61,7 +63,7 @@ interface SensorState {
   frames: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   /** Grid anchor (capture time of the first frame after a reset) and last slot used. */
   anchor: number;
   lastSlot: number;

@@ -22,8 +22,10 @@
  */
 
 import type { DemoFlags } from "../node/demo_flags.ts";
+import { delay } from "../runtime/async.ts";
 import { killAllChildren } from "../runtime/children.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
+import { freePort } from "../runtime/net.ts";
 import { parsePipeline, type Pipeline } from "./pipeline_config.ts";
 import { PipelineRunner } from "./pipeline_runner.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -31,13 +33,6 @@ import { Supervisor } from "./supervisor.ts";
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 const say = (line: string) => console.log(`demo         | ${line}`);
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -47,7 +42,7 @@ async function waitForPort(port: number, what: string, timeoutMs = 15_000): Prom
       return;
     } catch {
       // Not listening yet: try again until the deadline, which reports it.
-      await new Promise((r) => setTimeout(r, 100));
+      await delay(100);
     }
   }
   throw new FatalError(`${what} did not start listening on 127.0.0.1:${port} within ${timeoutMs / 1000} s`);

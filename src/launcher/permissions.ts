@@ -32,7 +32,7 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
     case "rtsp":
       return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "aggregator":
-      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg,ffprobe"];
+      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "dumper":
       return [
         ...BASE,

@@ -16,7 +16,9 @@
  * @module
  */
 
+import { delay } from "../runtime/async.ts";
 import { FatalError } from "../runtime/errors.ts";
+import { freePort } from "../runtime/net.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
 import { nodeScript, permissionFlags } from "./permissions.ts";
@@ -38,14 +40,6 @@ export interface RunnerOptions {
 const ROOT = new URL("../../", import.meta.url).pathname;
 /** Seconds a private Redis gets to answer PING after it was started. */
 const REDIS_START_TIMEOUT_S = 10;
-
-/** A port that was free on 127.0.0.1 a moment ago. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function redisAnswers(port: number): Promise<boolean> {
   try {
@@ -196,7 +190,7 @@ export class PipelineRunner {
             (wanted ? " (is the port taken?)" : ""),
         );
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await delay(100);
     }
     return port;
   }
