@@ -22,12 +22,12 @@ if (import.meta.main) {
     flags: WEB_FLAGS,
     validate: (f) => {
       checkWebFlags(f);
-      parseMetricsUrls(f.metricsUrls);
+      parseMetricsUrls(f.metricsUrls ?? "");
     },
     async run(ctx) {
       const f = ctx.flags;
       const token = await readToken(f.authToken, f.authTokenFile);
-      const saveDirs = splitList(f.saveDir);
+      const saveDirs = splitList(f.saveDir ?? "");
       const s3 = f.s3Bucket
         ? {
           bucket: f.s3Bucket,
@@ -46,7 +46,7 @@ if (import.meta.main) {
         token,
         saveDirs,
         s3,
-        metricsUrls: parseMetricsUrls(f.metricsUrls),
+        metricsUrls: parseMetricsUrls(f.metricsUrls ?? ""),
         staleAfterS: f.staleAfter,
         previewFps: f.previewFps,
       });

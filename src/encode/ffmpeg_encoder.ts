@@ -19,6 +19,7 @@
  */
 
 import { FatalError } from "../runtime/errors.ts";
+import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec, EncoderConfig, EncoderFallback, EncoderInit, EncoderOptions } from "./types.ts";
 import { codecFamily, cropArgs, presetFor } from "./config.ts";
@@ -156,7 +157,8 @@ interface ExitInfo {
 /** Starts ffmpeg with piped stdio, turning "not installed" and "not permitted" into one clear line. */
 function spawn(path: string, args: string[]): Deno.ChildProcess {
   try {
-    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped", ...childEnv() })
+      .spawn();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new FatalError(
@@ -164,7 +166,7 @@ function spawn(path: string, args: string[]): Deno.ChildProcess {
       );
     }
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      throw new FatalError(`not allowed to run ${path} (needs --allow-run): use --encoder wasm`);
+      throw new FatalError(`${spawnRefusal(path, e)}; or use --encoder wasm`);
     }
     throw e;
   }
@@ -237,6 +239,7 @@ class FfmpegProcess {
 
   /** Closes stdin (ffmpeg then drains and exits) and waits for the exit. */
   async finish(): Promise<ExitInfo> {
+    // A pipe that already broke means ffmpeg has exited: its exit status, awaited next, says why.
     await this.#writer.close().catch(() => {});
     return await this.exited;
   }
@@ -245,7 +248,7 @@ class FfmpegProcess {
   kill(): void {
     if (this.#killed) return;
     this.#killed = true;
-    this.#writer.abort().catch(() => {});
+    this.#writer.abort().catch(() => {}); // being killed: a pipe error on the way out changes nothing
     try {
       this.#child.kill("SIGKILL");
     } catch {

@@ -42,6 +42,7 @@ async function waitForPort(port: number, what: string, timeoutMs = 15_000): Prom
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       return;
     } catch {
+      // Not listening yet: try again until the deadline, which reports it.
       await delay(100);
     }
   }

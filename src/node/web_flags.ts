@@ -26,7 +26,6 @@ export const WEB_FLAGS = {
     long: "save-dir",
     short: "sd",
     type: "string",
-    default: "",
     metavar: "DIR[,DIR...]",
     help: "dumper directories to browse (read-only), comma-separated; none: no Recordings or Timeline",
   },
@@ -84,7 +83,6 @@ export const WEB_FLAGS = {
   metricsUrls: {
     long: "metrics-urls",
     type: "string",
-    default: "",
     metavar: "NODE=URL[,...]",
     help:
       "where our nodes serve /metrics (the registry does not say), e.g. rtsp_node=http://127.0.0.1:9101/metrics",

@@ -6,6 +6,9 @@
  * @example
  * ```ts
  * import { startConsole } from "./console.ts";
+ * declare const bus: import("../bus/redis.ts").RedisBus;
+ * declare const log: import("../runtime/log.ts").Logger;
+ * declare const metrics: import("../runtime/metrics.ts").Metrics;
  * const web = await startConsole({ bus, log, metrics, host: "127.0.0.1", port: 8080, saveDirs: ["./videos"],
  *   metricsUrls: new Map(), staleAfterS: 15, previewFps: 2 });
  * await web.close();

@@ -6,6 +6,7 @@
  * @example
  * ```ts
  * import { serveFile } from "./files.ts";
+ * declare const req: Request;
  * const res = await serveFile(req, "/data/videos/cam_20260124_162845_649586.mp4", false);
  * ```
  * @module

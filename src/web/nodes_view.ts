@@ -8,6 +8,7 @@
  * @example
  * ```ts
  * import { NodesView } from "./nodes_view.ts";
+ * declare const bus: import("../bus/redis.ts").RedisBus;
  * const view = new NodesView(bus, new Map([["rtsp_node", "http://127.0.0.1:9101/metrics"]]), 15);
  * const rows = await view.snapshot();
  * ```

@@ -7,6 +7,8 @@
  * @example
  * ```ts
  * import { Previews } from "./previews.ts";
+ * declare const bus: import("../bus/redis.ts").RedisBus;
+ * declare const intakeFor: (topic: string) => import("../bus/intake.ts").Intake;
  * const previews = new Previews(bus, intakeFor);
  * await previews.refreshTopics();
  * previews.cameras(); // CameraInfo[]

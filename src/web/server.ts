@@ -11,7 +11,9 @@
  *
  * @example
  * ```ts
- * import { WebServer } from "./server.ts";
+ * import { type Views, WebServer } from "./server.ts";
+ * declare const log: import("../runtime/log.ts").Logger;
+ * declare const views: Views;
  * const server = WebServer.start({ host: "127.0.0.1", port: 8080, log, views });
  * await server.close();
  * ```

@@ -6,6 +6,7 @@
  * @example
  * ```ts
  * import { buildTimeline } from "./timeline.ts";
+ * declare const segments: import("./recordings.ts").Segment[];
  * const t = buildTimeline(segments, Date.now() / 1000, { windowS: 86_400, joinS: 2 });
  * ```
  * @module

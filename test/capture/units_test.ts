@@ -7,6 +7,7 @@ import { classifyFfmpegLine, LineSplitter } from "../../src/capture/stderr.ts";
 import { FrameClock } from "../../src/capture/clock.ts";
 import {
   buildFfmpegArgs,
+  decodedFormatFilter,
   frameReportFilters,
   jpegQualityToQscale,
   maskUrl,
@@ -322,8 +323,11 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   const jpegReports = frameReportFilters().join(",");
   assert.equal(
     after(jpeg, "-vf"),
-    `${jpegReports},scale=w='max(2,trunc(iw*0.5/2)*2)':h='max(2,trunc(ih*0.5/2)*2)',setpts=N`,
-    "reported before scaling (the clock report is the arrival), the encoder's pts replaced last",
+    `${jpegReports},${
+      decodedFormatFilter(false)
+    },scale=w='max(2,trunc(iw*0.5/2)*2)':h='max(2,trunc(ih*0.5/2)*2)',setpts=N`,
+    "reported before scaling (the clock report is the arrival), CUDA's NV12 turned into the CPU decoder's " +
+      "format, the encoder's pts replaced last",
   );
   assert.equal(
     jpegReports,

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { launchChromium } from "./helpers/chromium.ts";
+ * import { launchChromium } from "./chromium.ts";
  * const browser = await launchChromium();
  * const page = await browser.newPage();
  * await page.goto("http://127.0.0.1:8080/");

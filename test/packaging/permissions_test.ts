@@ -82,7 +82,10 @@ Deno.test("permissions: the rtsp node may run ffmpeg only: --ffmpeg /bin/sh is r
   );
   try {
     assert.equal(await node.exit, 2);
-    assertOneFatalLine(node.stderr, /"\/bin\/sh" is not allowed to run: this node's Deno run permission/);
+    assertOneFatalLine(
+      node.stderr,
+      /"\/bin\/sh" is not allowed to run: Deno refused it: Requires run access to "\/bin\/sh"/,
+    );
   } finally {
     await node.stop();
     await redis.stop();
