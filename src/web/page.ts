@@ -116,6 +116,7 @@ async function refreshNodes() {
 
 const camEls = new Map();
 async function refreshCameras() {
+  if (view !== "cameras") return; // nobody looks: ask for nothing
   const cams = await getJson("/api/cameras");
   $("cams-note").textContent = cams.length ? "" : "No camera frames on the bus yet (ImageData topics of MSIGHT:TOPICS).";
   for (const c of cams) {
@@ -131,7 +132,7 @@ async function refreshCameras() {
       e = { img, cap, fig, frameId: "" };
       camEls.set(key, e);
     }
-    if (view === "cameras" && e.frameId !== c.frameId) {
+    if (e.frameId !== c.frameId) {
       e.frameId = c.frameId;
       e.img.src = "/api/preview?" + new URLSearchParams({ topic: c.topic, sensor: c.sensor, f: c.frameId });
       e.fig.dataset.frameId = c.frameId;
