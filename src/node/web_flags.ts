@@ -27,7 +27,9 @@ export const WEB_FLAGS = {
     short: "sd",
     type: "string",
     metavar: "DIR[,DIR...]",
-    help: "dumper directories to browse (read-only), comma-separated; none: no Recordings or Timeline",
+    repeatable: true,
+    help:
+      "dumper directories to browse (read-only); repeat the flag or separate with commas; none: no Recordings",
   },
   authToken: {
     long: "auth-token",
