@@ -1,6 +1,6 @@
 /**
  * The `web` node's own flags (the common ones are added by `run_node.ts`), shared by the node, the launcher's
- * permissions and the tests. Lists are comma-separated because the flag parser keeps the last of a repeated flag.
+ * permissions and the tests. A list flag may be repeated or comma-separated (the parser joins repeats with commas).
  * @module
  */
 
