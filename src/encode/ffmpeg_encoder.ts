@@ -18,7 +18,7 @@
  * @module
  */
 
-import { FatalError } from "../runtime/errors.ts";
+import { FatalError, SegmentError } from "../runtime/errors.ts";
 import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec, EncoderConfig, EncoderFallback, EncoderInit, EncoderOptions } from "./types.ts";
@@ -320,8 +320,9 @@ export class FfmpegEncoder extends EncoderFrontEnd {
       if (this.#timestamps.length > 0) {
         const missing = this.#timestamps.length;
         this.#timestamps = [];
-        throw new FatalError(
+        throw new SegmentError(
           `ffmpeg returned ${missing} fewer pictures than frames (${exit.stderr || "no message"})`,
+          "encoder_error",
         );
       }
     }
@@ -377,8 +378,9 @@ export class FfmpegEncoder extends EncoderFrontEnd {
       }
       return;
     }
-    throw new FatalError(
+    throw new SegmentError(
       `ffmpeg (${proc.codec}) failed with exit code ${exit.code}: ${stderrReason(exit.stderr)}`,
+      "encoder_error",
     );
   }
 }
