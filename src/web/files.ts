@@ -18,7 +18,16 @@ const CHUNK = 64 * 1024;
 
 /** The response for the regular file at `path` (already checked by `safe_path.ts`). */
 export async function serveFile(req: Request, path: string, download: boolean): Promise<Response> {
-  const file = await Deno.open(path, { read: true });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    // Deleted by the dumper's retention since it was listed: gone, not a fault of the console.
+    if (err instanceof Deno.errors.NotFound) {
+      return new Response("no such recording (deleted)\n", { status: 404 });
+    }
+    throw err;
+  }
   let owned = true;
   try {
     const size = (await file.stat()).size;

@@ -126,6 +126,16 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
 
     assert.ok(!statuses.includes(500), `a 500 among ${statuses.join(",")}`);
     assert.ok(!node.stderr.some((l) => /^\s+at /.test(l) || / ERROR :: /.test(l)), node.stderr.join("\n"));
+
+    // Redis away: the Nodes view is a 503 that says why, warned once however often the page asks.
+    await redis.stop();
+    for (let i = 0; i < 3; i++) {
+      const r = await get("/api/nodes");
+      assert.equal(r.r.status, 503);
+      assert.match(new TextDecoder().decode(r.body), /^cannot read MSIGHT:NODES: /);
+    }
+    assert.equal(node.stderr.filter((l) => /WARNING :: cannot read MSIGHT:NODES/.test(l)).length, 1);
+    assert.ok(!node.stderr.some((l) => /^\s+at /.test(l) || / ERROR :: /.test(l)), node.stderr.join("\n"));
   } finally {
     await node.stop();
     await redis.stop();
@@ -162,6 +172,8 @@ Deno.test("web security: off loopback it will not start without a token, and the
     const cookie = login.headers.get("set-cookie") ?? "";
     assert.match(cookie, /^msight_token=.*; HttpOnly; SameSite=Strict/);
     assert.equal((await status("/api/nodes", { cookie: cookie.split(";")[0] })).status, 200);
+    // A cookie that is not percent-encoding is no token (401), not a server error.
+    assert.equal((await status("/api/nodes", { cookie: "msight_token=%ZZ" })).status, 401);
     assert.ok(!node.stderr.some((l) => l.includes(token)), "the token was logged");
   } finally {
     await node.stop();
