@@ -176,7 +176,7 @@ async function play(s) {
     ? "This segment is HEVC (H.265): this browser cannot play it. Download it to watch it in a player that can." : "";
   v.dataset.id = s.id;
   v.src = s.video;
-  v.play().catch(() => {});
+  v.play().catch(() => {}); // refused or interrupted: the "error" listener below tells the user what failed
   const a = $("download");
   a.href = s.video + "?download";
   a.hidden = false;
