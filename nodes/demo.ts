@@ -18,6 +18,7 @@ import { nodeScript, permissionFlags } from "../src/launcher/permissions.ts";
 import { FatalError, UsageError } from "../src/runtime/errors.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { killAllChildren } from "../src/runtime/children.ts";
+import { onShutdownSignals, signalExitCode } from "../src/runtime/signals.ts";
 import { privateRedisArgs } from "../src/launcher/private_redis.ts";
 import { runTool } from "../src/node/run_tool.ts";
 
@@ -206,23 +207,22 @@ async function main(): Promise<number> {
   );
 
   const stop = Promise.withResolvers<string>();
-  const onSig = (s: Deno.Signal) => () => stop.resolve(s);
-  const handlers: [Deno.Signal, () => void][] = [["SIGINT", onSig("SIGINT")], ["SIGTERM", onSig("SIGTERM")]];
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  // A second Ctrl-C while stopping (a second after the first) exits at once.
+  const signals = onShutdownSignals({
+    onStop: (s) => stop.resolve(s),
+    onRepeat(s) {
+      killAllChildren("SIGKILL");
+      Deno.exit(signalExitCode(s));
+    },
+  });
   const timer = f.duration > 0
     ? setTimeout(() => stop.resolve(`--duration ${f.duration}`), f.duration * 1000)
     : undefined;
   const why = await stop.promise;
   clearTimeout(timer);
   say(`stopping (${why}): the camera side first, so the last partial segment is flushed and saved`);
-  // A second Ctrl-C while stopping exits at once.
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  const hard = () => {
-    killAllChildren("SIGKILL");
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", hard);
   await sup.stop(25);
+  signals.dispose();
   say(`stopped; segments are in ${f.saveDir}`);
   return 0;
 }

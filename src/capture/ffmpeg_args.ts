@@ -11,6 +11,7 @@
  * @module
  */
 
+import { outputChild, spawnChild } from "../runtime/children.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { classifyFfmpegLine, REPORT_KEYS } from "./stderr.ts";
@@ -287,7 +288,7 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
 export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null" }).output();
+    out = await outputChild(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null" });
   } catch (err) {
     if (err instanceof Deno.errors.NotCapable) {
       // Deno's sandbox, not the file system, refused: installing ffmpeg would not help.
@@ -331,7 +332,7 @@ export type CudaProbe = { ok: true } | { ok: false; reason: string };
  * ```
  */
 export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15): Promise<CudaProbe> {
-  const child = new Deno.Command(ffmpegPath, {
+  const child = spawnChild(ffmpegPath, {
     args: [
       "-hide_banner",
       "-nostdin",
@@ -350,7 +351,7 @@ export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15):
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-  }).spawn();
+  });
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { spawnChild } from "../runtime/children.ts";
 import { FatalError } from "../runtime/errors.ts";
 import { ByteQueue } from "./byte_queue.ts";
 import type { FrameFormat } from "./ffmpeg_args.ts";
@@ -126,12 +127,13 @@ export class FfmpegSession {
   static spawn(opts: SessionOptions): FfmpegSession {
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(opts.ffmpegPath, {
+      // Own process group, owned by the node, which stops it (see src/runtime/children.ts).
+      child = spawnChild(opts.ffmpegPath, {
         args: opts.args,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-      }).spawn();
+      });
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound ? "not found" : (err as Error).message;
       throw new FatalError(`cannot run ffmpeg ${JSON.stringify(opts.ffmpegPath)}: ${why}`, 2);
