@@ -153,6 +153,10 @@ Deno.test({
       await u.waitForLine(/^rtsp_node +\| .*Got image from rtsp_sensor/, 30_000);
       const procs = await descendants(u.child.pid);
       assert.ok(procs.length >= 5, procs.map((p) => p.cmd).join("\n")); // 3 nodes, Redis, ffmpeg
+      // A source that hangs while stopping (stopped by SIGSTOP): the graceful stop cannot end by itself.
+      const source = procs.find((p) => /nodes\/rtsp\.ts/.test(p.cmd));
+      assert.ok(source, "the rtsp node runs");
+      Deno.kill(source.pid, "SIGSTOP");
       u.kill("SIGTERM");
       await u.waitForLine(/^up +\| stopping/, 5_000);
       // A repeat within REPEAT_WINDOW_MS of the first is the same signal delivered twice (src/runtime/signals.ts).
