@@ -92,7 +92,8 @@ Deno.test("Publisher: -1 at once while Redis is down, one lost and one restored 
     await until(() => !pub.ready, 5000, "the connection to drop");
     const t0 = performance.now();
     assert.equal(await pub.publish("t", new Uint8Array([1])), -1);
-    assert.ok(performance.now() - t0 < 50, "fails fast, no queueing");
+    // Queued, it would wait for the reconnection (Redis is down 1.5 s); 1 s leaves room for a loaded machine.
+    assert.ok(performance.now() - t0 < 1000, "fails fast, no queueing");
     await restarting;
     await until(() => pub.ready, 5000, "the reconnection");
     assert.equal(await pub.publish("t", new Uint8Array([1])), 0);

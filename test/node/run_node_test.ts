@@ -219,7 +219,8 @@ Deno.test("runtime: a second SIGTERM during a graceful stop (a second after the 
     const t0 = Date.now();
     node.kill("SIGTERM");
     assert.equal(await node.exit, 143);
-    assert.ok(Date.now() - t0 < 3000, "exited at once");
+    // "At once" against the 60 s drain, with room for a loaded machine.
+    assert.ok(Date.now() - t0 < 15_000, "exited at once");
     assert.ok(node.stderr.some((l) => /received SIGTERM again: exiting now/.test(l)));
   } finally {
     r.disconnect();
