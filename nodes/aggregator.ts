@@ -31,7 +31,7 @@ import {
   type SegmentEvent,
   type SegmentFrame,
 } from "../src/aggregate/segmenter.ts";
-import { errorMessage } from "../src/runtime/errors.ts";
+import { errorMessage, isRedisPermissionError } from "../src/runtime/errors.ts";
 import { runNode } from "../src/node/run_node.ts";
 import { AGGREGATOR_FLAGS, checkAggregatorFlags } from "../src/node/aggregator_flags.ts";
 
@@ -49,7 +49,10 @@ class InProgressMarks {
 
   /** The previous run's notes (its lost segments), removed from Redis. */
   async takeLeftovers(): Promise<{ sensor: string; openedAt: number }[]> {
-    const notes = await this.bus.client.hgetall(this.key).catch(() => ({} as Record<string, string>));
+    const notes = await this.bus.client.hgetall(this.key).catch((err) => {
+      if (isRedisPermissionError(err)) throw err; // the node's ACL lacks its own key: stop with one line
+      return {} as Record<string, string>;
+    });
     await this.bus.client.del(this.key).catch(() => {});
     return Object.values(notes).flatMap((v) => {
       try {

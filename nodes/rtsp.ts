@@ -128,6 +128,7 @@ if (import.meta.main) {
         publishSeconds.observe((performance.now() - t0) / 1000);
         if (receivers < 0) {
           notPublished.inc();
+          if (ctx.signal.aborted) continue; // stopping (an ACL refusal stops the node: already said)
           if (lostWhileDown++ === 0) {
             ctx.log.warn("Redis is unreachable: frames are not published until it is back");
           }

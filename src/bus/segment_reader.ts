@@ -20,7 +20,7 @@
 
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
-import { errorMessage } from "../runtime/errors.ts";
+import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
 import { Intake } from "./intake.ts";
 import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
 import type { RedisBus } from "./redis.ts";
@@ -112,7 +112,11 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       }
       if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
         lastPoll = Date.now();
-        if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
+        const found = await hasStream(bus.client, topic).catch((err) => {
+          if (isRedisPermissionError(err)) throw err; // not transient: the node stops with it
+          return false;
+        });
+        if (found) mode = "stream";
         continue;
       }
       await sleep(500);

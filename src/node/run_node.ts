@@ -29,7 +29,7 @@ import {
   redisSettingsFromEnv,
   redisSettingsFromUrl,
 } from "../runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, FatalError, isRedisPermissionError, UsageError } from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
@@ -140,6 +140,7 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   let health: HealthServer | undefined;
   let nodeReadiness: () => Readiness = () => ({ ok: true });
   let errorExit: number | undefined;
+  let redisUser: string | undefined;
 
   const signals = onShutdownSignals({
     onStop(sig) {
@@ -162,6 +163,7 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   try {
     const redisSettings = f.redisUrl ? redisSettingsFromUrl(f.redisUrl) : redisSettingsFromEnv(env);
     log.addSecret(redisSettings.password);
+    redisUser = redisSettings.username;
     const flagsRecord = flags as Record<string, unknown>;
     const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
     bus = await RedisBus.connect(redisSettings, log, {
@@ -170,6 +172,11 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
       publisher: publishTopic !== null,
     });
     metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
+    bus.onRefused = (err) => {
+      log.critical(refusedLine(err, redisUser));
+      errorExit = 1;
+      controller.abort();
+    };
 
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
     const registerTopics = async (client: RedisBus["client"]) => {
@@ -255,6 +262,10 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     if (!controller.signal.aborted && errorExit === undefined) log.info("work finished");
     return errorExit ?? 0;
   } catch (err) {
+    if (isRedisPermissionError(err)) {
+      if (errorExit === undefined) log.critical(refusedLine(err, redisUser));
+      return 1;
+    }
     return fail(err, def.command, log);
   } finally {
     // The node's modules stop their children in order; any still running now is ended here (a leak: say so).
@@ -267,6 +278,12 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     signals.dispose();
     if (signals.received || errorExit !== undefined) log.info("stopped");
   }
+}
+
+/** One line for an ACL refusal: what Redis refused, to whom, and where the right permissions are written. */
+function refusedLine(err: unknown, user: string | undefined): string {
+  return `${errorMessage(err)} (Redis user ${user ?? "default"} lacks this permission: the README's ` +
+    `"Security" section gives each node's ACL SETUSER line)`;
 }
 
 function fail(err: unknown, prog: string, log?: Logger): number {
