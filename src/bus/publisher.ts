@@ -315,6 +315,8 @@ export class Publisher {
   readonly #heads = new Map<string, Uint8Array>();
   /** Topics whose first PUBLISH on the current connection was answered OK (see `publish`). */
   #allowed = new Set<string>();
+  /** That first PUBLISH per topic while in flight: the messages behind it wait for it, keeping their order. */
+  #checking = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly settings: RedisSettings,
@@ -369,6 +371,8 @@ export class Publisher {
    * ```
    */
   async publish(topic: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<number> {
+    const first = this.#checking.get(topic);
+    if (first && !this.#allowed.has(topic)) await first;
     const link = this.#link;
     if (!link || link.closed) return -1;
     let head = this.#heads.get(topic);
@@ -398,12 +402,20 @@ export class Publisher {
       reply = link.send(request);
       void link.write(REPLY_OFF);
     }
-    const r = await reply;
-    this.#spare = built ?? this.#spare;
-    if (!r) return -1;
-    if (!r.ok) throw new Error(refusal(["PUBLISH", topic], r.error));
-    this.#allowed.add(topic);
-    return this.#replies ? Number(r.value) : 0;
+    const settled = Promise.withResolvers<void>();
+    if (!this.#replies) this.#checking.set(topic, settled.promise);
+    try {
+      const r = await reply;
+      this.#spare = built ?? this.#spare;
+      if (!r) return -1;
+      if (!r.ok) throw new Error(refusal(["PUBLISH", topic], r.error));
+      this.#allowed.add(topic);
+      return this.#replies ? Number(r.value) : 0;
+    } finally {
+      // After `allowed` is set, so the messages waiting behind this one take the fast path, in order.
+      if (this.#checking.get(topic) === settled.promise) this.#checking.delete(topic);
+      settled.resolve();
+    }
   }
 
   /**

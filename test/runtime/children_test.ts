@@ -25,13 +25,17 @@ Deno.test("children: a child leads its own group and session; stopAllChildren en
   assert.ok(Date.now() - t0 >= 450, "waited the grace period for the stubborn one");
   assert.equal((await polite.status).signal, "SIGTERM");
   assert.equal((await stubborn.status).signal, "SIGKILL");
-  // The whole group went: bash's own child too.
-  const ps = await new Deno.Command("ps", {
-    args: ["-o", "pid=", "-g", String(stubborn.pid)],
-    stdout: "piped",
-  })
-    .output();
-  assert.equal(new TextDecoder().decode(ps.stdout).trim(), "");
+  // The whole group went: bash's own child too (a zombie awaiting its reaper counts as gone).
+  const groupLeft = async () => {
+    const ps = await new Deno.Command("ps", {
+      args: ["-o", "pid=,stat=", "-g", String(stubborn.pid)],
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(ps.stdout).split("\n").filter((l) => l.trim() && !/ Z/.test(l));
+  };
+  const deadline = Date.now() + 5000;
+  while ((await groupLeft()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await groupLeft(), []);
   assert.equal(liveChildren(), 0);
   assert.equal(await stopAllChildren(), 0);
 });
