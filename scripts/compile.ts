@@ -57,6 +57,7 @@ async function wasmCorePaths(): Promise<string[]> {
       if (e.name.startsWith("@ffmpeg+core@")) paths.push(`node_modules/.deno/${e.name}`);
     }
   } catch {
+    // No node_modules/.deno (packages not installed that way): nothing extra to include.
     return [];
   }
   return paths.length ? ["node_modules/@ffmpeg/core", ...paths] : [];

@@ -91,7 +91,7 @@ Deno.test({
         assert.ok(acl.has(user), `README: ACL SETUSER ${user}`);
         await setUser(r, acl.get(user)!, user);
       }
-      const deadS3 = await freePort();
+      const deadS3 = freePort();
       const start = (script: string, user: string, args: string[], env: Record<string, string> = {}) => {
         const p = startNode(`nodes/${script}.ts`, args, { ...asUser(redis, user), ...env });
         nodes.push(p);

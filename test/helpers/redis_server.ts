@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { startRedis } from "./helpers/redis_server.ts";
+ * import { startRedis } from "./redis_server.ts";
  * const redis = await startRedis();
  * // ... REDIS_URL=redis.url ...
  * await redis.stop();
@@ -167,7 +167,7 @@ async function launch(port: number, certs?: TestCerts): Promise<Deno.ChildProces
 
 /** Starts a private redis-server; throws a clear error when the binary is missing. */
 export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis> {
-  const port = await freePort();
+  const port = freePort();
   const certs = opts.tls ? await makeCerts() : undefined;
   let child: Deno.ChildProcess;
   try {

@@ -55,7 +55,12 @@ Deno.test("every file in examples/ loads, with the environment it needs", async 
   };
   const files: string[] = [];
   for await (const e of Deno.readDir("examples")) if (e.name.endsWith(".yaml")) files.push(e.name);
-  assert.deepEqual(files.sort(), ["multi_camera.yaml", "tutorial_dumper.yaml", "tutorial_s3.yaml"]);
+  assert.deepEqual(files.sort(), [
+    "multi_camera.yaml",
+    "reference.yaml",
+    "tutorial_dumper.yaml",
+    "tutorial_s3.yaml",
+  ]);
   const byFile = new Map<string, Pipeline>();
   for (const f of files) {
     const p = parsePipeline(

@@ -127,7 +127,7 @@ Deno.test({
           const segments: VideoData[] = [];
           sub.on("messageBuffer", (_c: Buffer, m: Buffer) => segments.push(decodeMessage(m) as VideoData));
           await sub.subscribe(`video_${tag}`);
-          const metricsPort = await freePort();
+          const metricsPort = freePort();
           // --max-idle 60: only the signal may close the segment.
           const args = ["-n", `agg_${tag}`, "-st", `frames_${tag}`, "-pt", `video_${tag}`, "--fps", "10"];
           args.push("--buffer-size", "50", "--overlap-size", "0", "--max-idle", "60");
@@ -183,7 +183,7 @@ Deno.test({
         await t.step(c.label, async () => {
           const tag = `${c.way}_${c.sig}`.toLowerCase();
           const dir = await Deno.makeTempDir({ prefix: "msight-sig-dumper-" });
-          const metricsPort = await freePort();
+          const metricsPort = freePort();
           const node = launch(c, "dumper", [
             "-n",
             `dump_${tag}`,
@@ -224,7 +224,7 @@ Deno.test({
   fn: (t) =>
     withRedis(async (redis, pub) => {
       const seg = await makeSegment("cam", 1769272125);
-      const deadS3 = await freePort(); // nothing listens: the drain can only wait out --drain-timeout
+      const deadS3 = freePort(); // nothing listens: the drain can only wait out --drain-timeout
       const env = {
         ...redis.env,
         AWS_ACCESS_KEY_ID: "k",

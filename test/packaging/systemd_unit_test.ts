@@ -80,7 +80,7 @@ Deno.test({
     const topicIn = args[args.indexOf("-st") + 1];
     const topicOut = args[args.indexOf("-pt") + 1];
     await sub.subscribe(topicOut);
-    const metricsPort = await freePort();
+    const metricsPort = freePort();
     // For the test: where to see that the frames arrived, and no idle close before the stop.
     args.push("--metrics-port", String(metricsPort), "--max-idle", "60");
     // Its own session stands for the service's cgroup.
