@@ -24,6 +24,7 @@ export const BINARIES: Readonly<Record<string, NodeName>> = {
   msight_launch_aws_video_pusher: "pusher",
   msight_status: "status",
   msight_echo: "echo",
+  msight_launch_web: "web",
 };
 
 /** The build-time choices of {@linkcode compilePlan}. */

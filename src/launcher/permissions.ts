@@ -14,7 +14,7 @@
  */
 
 /** The nodes and tools that run with scoped permissions. */
-export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo"] as const;
+export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo", "web"] as const;
 /** One of {@linkcode NODE_NAMES}. */
 export type NodeName = typeof NODE_NAMES[number];
 
@@ -48,6 +48,8 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
     case "status":
     case "echo":
       return [...BASE, "--allow-sys=hostname"];
+    case "web":
+      return [...BASE, "--allow-sys=hostname,osRelease"];
   }
 }
 

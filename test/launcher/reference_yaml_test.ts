@@ -13,6 +13,7 @@ import { COMMON_FLAGS } from "../../src/node/common_flags.ts";
 import { DUMPER_FLAGS } from "../../src/node/dumper_flags.ts";
 import { PUSHER_FLAGS } from "../../src/node/pusher_flags.ts";
 import { RTSP_FLAGS } from "../../src/node/rtsp_flags.ts";
+import { WEB_FLAGS } from "../../src/node/web_flags.ts";
 import type { FlagSpecs } from "../../src/runtime/flags.ts";
 
 const PATH = new URL("../../examples/reference.yaml", import.meta.url);
@@ -22,6 +23,7 @@ const OWN_FLAGS: Record<PipelineNodeType, FlagSpecs> = {
   aggregator: AGGREGATOR_FLAGS,
   dumper: DUMPER_FLAGS,
   pusher: PUSHER_FLAGS,
+  web: WEB_FLAGS,
 };
 /** The file's variables, unset: `${VAR:-default}` takes its default, as on a machine that sets none. */
 const NO_ENV = (_: string) => undefined;
@@ -93,7 +95,7 @@ Deno.test("reference.yaml: up accepts it, and each node runs with every default 
   const pipeline = parsePipeline(TEXT, "examples/reference.yaml", NO_ENV);
   assert.deepEqual(pipeline.warnings, []);
   assert.equal(pipeline.redis?.mode, "start");
-  assert.deepEqual(pipeline.nodes.map((n) => n.type), ["rtsp", "aggregator", "dumper", "pusher"]);
+  assert.deepEqual(pipeline.nodes.map((n) => n.type), ["rtsp", "aggregator", "dumper", "pusher", "web"]);
   for (const node of pipeline.nodes) {
     const specs: FlagSpecs = { ...COMMON_FLAGS, ...OWN_FLAGS[node.type] };
     for (const [key, spec] of Object.entries(specs)) {
