@@ -143,7 +143,7 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
   }
 });
 
-Deno.test("web security: off loopback it will not start without a token, and then every request needs it", async () => {
+Deno.test("web security: off loopback it will not start without a token, and then every request needs it; a file as --save-dir is refused", async () => {
   const redis = await startRedis();
   const bare = startWeb(redis, ["--host", "0.0.0.0"]);
   try {
@@ -152,6 +152,19 @@ Deno.test("web security: off loopback it will not start without a token, and the
     assert.match(bare.node.stderr[0], /^web: error: --host 0\.0\.0\.0 is not loopback: give --auth-token/);
   } finally {
     await bare.node.stop();
+  }
+  // A file given as --save-dir: one line and exit 2, as for any bad flag.
+  const file = await Deno.makeTempFile({ prefix: "msight-web-not-a-dir-" });
+  const notDir = startWeb(redis, ["--save-dir", file]);
+  try {
+    assert.equal(await notDir.node.exit, 2);
+    const errors = notDir.node.stderr.filter((l) => !/ - (INFO|WARNING) :: /.test(l));
+    assert.deepEqual(errors, [
+      `web: error: --save-dir ${file} is not a directory: give a dumper's --save-dir`,
+    ]);
+  } finally {
+    await notDir.node.stop();
+    await Deno.remove(file);
   }
   const token = "s3cret-token-42";
   const { node, port } = startWeb(redis, ["--host", "0.0.0.0", "--auth-token", token]);
