@@ -69,7 +69,11 @@ export const WEB_FLAGS = {
       "also browse the segments the pusher uploaded to this bucket (AWS SDK credential chain, as the pusher)",
   },
   prefix: { long: "prefix", type: "string", default: "", help: "the pusher's --prefix in --s3-bucket" },
-  awsRegion: { long: "aws-region", type: "string", help: "AWS region of --s3-bucket (default: the SDK's)" },
+  awsRegion: {
+    long: "aws-region",
+    type: "string",
+    help: "AWS region of --s3-bucket (default: the SDK's, else us-east-1, as the pusher)",
+  },
   endpointUrl: {
     long: "endpoint-url",
     type: "string",

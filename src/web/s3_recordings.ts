@@ -18,6 +18,7 @@
 
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { normalizePrefix } from "../sinks/naming.ts";
+import { resolveDefaultRegion } from "../sinks/s3_uploader.ts";
 import { rangedReply } from "./range.ts";
 import { parseStem, type Segment, segmentFacts } from "./recordings.ts";
 import { isPlainRelativePath } from "./safe_path.ts";
@@ -69,7 +70,8 @@ export class S3Recordings {
       responseChecksumValidation: "WHEN_REQUIRED",
       requestHandler: { connectionTimeout: 5000, requestTimeout: 30_000 },
     };
-    if (loc.region) config.region = loc.region;
+    // As the pusher: the SDK's chain, else MSight's us-east-1, so the console finds what the pusher uploaded.
+    config.region = loc.region ?? resolveDefaultRegion;
     if (loc.endpointUrl) config.endpoint = loc.endpointUrl;
     return new S3Recordings(new S3Client(config), loc.bucket, loc.prefix);
   }
