@@ -3,8 +3,8 @@
  * author points to (mp4-muxer is deprecated). Swapping the library means rewriting this file only.
  *
  * What the file gets: one video track, H.264 tagged `avc1` or HEVC tagged `hvc1` (Apple players refuse `hev1`);
- * samples timed by the chunks' timestamps, i.e. by capture time, so irregular intervals survive (each sample lasts
- * until the next one; the last lasts 1/fps); the first sample at time 0; the `moov` box before `mdat` (fast start),
+ * samples timed by the chunks' timestamps, which must strictly increase (the segment builder puts them on the 1/fps
+ * grid by capture time; each sample lasts until the next one, the last 1/fps); the first sample at time 0; the `moov` box before `mdat` (fast start),
  * so players start without reading the whole file. Chunks are Annex B; this module builds avcC/hvcC from the first
  * key frame's parameter sets (annexb.ts) and hands Mediabunny length-prefixed samples without parameter sets or AUDs,
  * as ffmpeg writes a file whose encoder has global headers. Left to itself, Mediabunny would keep the parameter sets
