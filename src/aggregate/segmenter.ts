@@ -2,14 +2,17 @@
  * Decides which frames go into which segment, per sensor, without touching pixels or codecs. The aggregator feeds
  * it every frame it receives and acts on the events it returns (open a segment, encode a frame, close a segment).
  *
- * - `fps` is a real target rate: each frame is placed on a 1/fps grid anchored at the sensor's first frame by its
- *   capture time, and only the first frame of each grid slot is kept. A faster camera is thinned; a slower one
- *   keeps its own timing (its frames land in distinct slots).
+ * - `fps` is a real target rate, enforced by a frame budget per sensor (see {@linkcode FrameBudget}): the budget
+ *   grows by `fps` × 1.005 frames per second of capture time, up to one second's worth, and each kept frame spends
+ *   one. A source at or below `fps` (up to 0.5% faster: camera clocks drift) keeps every frame however its timestamps
+ *   jitter; a faster one is thinned to `fps`. To tell a jittery source from a fast one at the start, each frame is
+ *   decided once the sensor's capture times have moved {@linkcode LOOKAHEAD_S} past it (or at a flush).
  * - A segment holds `bufferSize` frames; its last `overlapSize` frames also open the next one.
  * - A segment is closed (never lost) when full, after `maxIdleS` without frames ({@linkcode Segmenter.tick}), when
  *   capture times jump by more than `gapS` (a segment never spans an outage), when the resolution changes, and on
  *   shutdown ({@linkcode Segmenter.closeAll}).
- * - A frame whose `frame_id` was already seen, or captured before the last accepted frame, is dropped and reported.
+ * - A frame whose `frame_id` was already seen, or captured before the newest frame of its sensor, is dropped and
+ *   reported.
  *
  * @example
  * ```ts
@@ -60,6 +63,64 @@ export interface SegmenterOptions {
   dedupWindow?: number;
 }
 
+/** How far (capture seconds) the segmenter looks past a frame before deciding it (see {@linkcode FrameBudget}). */
+export const LOOKAHEAD_S = 1;
+/** A source this much faster than `fps` still keeps every frame (camera and host clocks drift apart). */
+const RATE_TOLERANCE = 0.005;
+/** Frames a jittery source may run ahead of the budget (a first frame that came late, a burst after a stall). */
+const JITTER_LOAN = 2;
+
+/**
+ * Which frames of one sensor to keep for a target `fps`: a budget of frames that grows by fps × 1.005 per second of
+ * capture time, up to max(2, fps) (one second's worth), and of which each kept frame spends one. A frame is kept
+ * when a whole frame is in the budget, or, when the frames seen in the next {@linkcode LOOKAHEAD_S} are no more
+ * than fps × that span + 1 (the source is not running fast, the frame only came early), when the budget is above
+ * −{@linkcode JITTER_LOAN}. So a source at or below fps keeps every frame while its timestamps stray less than
+ * about a second from its own rate; a faster one keeps fps × 1.005 frames per second, spread by its own timing.
+ *
+ * @example
+ * ```ts
+ * import { FrameBudget } from "./segmenter.ts";
+ * const b = new FrameBudget(10);
+ * b.take(0, 10, 1); // => true
+ * b.take(0.04, 25, 1); // => false: 0.4 frame in the budget and the source runs at 25 fps
+ * ```
+ */
+export class FrameBudget {
+  #credit = 1;
+  #last: number | undefined;
+  readonly cap: number;
+
+  constructor(readonly fps: number) {
+    this.cap = Math.max(2, fps);
+  }
+
+  /**
+   * Decides the frame captured at `t` (epoch s); `ahead` frames of the sensor were captured in the `windowS`
+   * seconds after it.
+   */
+  take(t: number, ahead: number, windowS: number): boolean {
+    if (this.#last !== undefined) {
+      this.#credit = Math.min(
+        this.cap,
+        this.#credit + Math.max(0, t - this.#last) * this.fps * (1 + RATE_TOLERANCE),
+      );
+    }
+    this.#last = t;
+    const loan = ahead <= this.fps * windowS + 1 ? JITTER_LOAN : 0;
+    // 1e-9: budgets built from float sums of exact 1/fps steps must still count as whole frames.
+    if (this.#credit < 1 - loan - 1e-9) return false;
+    this.#credit -= 1;
+    return true;
+  }
+
+  /** Starts over (after an outage): the next frame is kept. */
+  reset(): void {
+    this.#credit = 1;
+    this.#last = undefined;
+  }
+}
+
 interface SensorState {
   seq: number;
   open: boolean;
@@ -67,11 +128,12 @@ interface SensorState {
   width: number;
   height: number;
   format: "jpeg" | "bgr24";
-  /** Grid anchor (capture time of the first frame after a reset) and last slot used. */
-  anchor: number;
-  lastSlot: number;
+  budget: FrameBudget;
+  /** Frames received but not decided yet (capture times within LOOKAHEAD_S of the newest), in order. */
+  pending: SegmentFrame[];
+  /** Capture time of the newest frame received. */
   lastTs: number;
-  /** Wall-clock time (ms) of the last accepted frame, for idle flushes. */
+  /** Wall-clock time (ms) of the last frame received, for idle flushes. */
   lastArrival: number;
   /** The last `overlapSize` accepted frames of the open segment. */
   tail: SegmentFrame[];
@@ -92,9 +154,9 @@ export class Segmenter {
     this.#window = opts.dedupWindow ?? Math.max(64, opts.bufferSize * 2);
   }
 
-  /** Sensors with an open segment. */
+  /** Sensors with an open segment or frames not decided yet. */
   get openSensors(): string[] {
-    return [...this.#sensors.entries()].filter(([, s]) => s.open).map(([k]) => k);
+    return [...this.#sensors.entries()].filter(([, s]) => s.open || s.pending.length > 0).map(([k]) => k);
   }
 
   /** Takes one frame; `nowMs` is the arrival wall-clock time (for idle flushes). */
@@ -109,8 +171,8 @@ export class Segmenter {
         width: frame.width,
         height: frame.height,
         format: frame.format,
-        anchor: frame.captureTs,
-        lastSlot: -1,
+        budget: new FrameBudget(this.opts.fps),
+        pending: [],
         lastTs: -Infinity,
         lastArrival: nowMs,
         tail: [],
@@ -125,62 +187,93 @@ export class Segmenter {
     }
     this.#remember(s, frame.frameId);
 
-    // A jump in capture time is an outage: the segment ends before it, and the grid restarts after it.
+    // A jump in capture time is an outage: the segment ends before it, and the budget restarts after it.
     if (s.lastTs !== -Infinity && frame.captureTs - s.lastTs > this.opts.gapS) {
+      this.#flushPending(frame.sensor, s, out);
       if (s.open) out.push(this.#close(frame.sensor, s, "gap", false));
-      s.anchor = frame.captureTs;
-      s.lastSlot = -1;
+      s.budget.reset();
       s.tail = [];
-    } else if (frame.captureTs <= s.lastTs) {
+    } else if (frame.captureTs < s.lastTs) {
       out.push({ kind: "drop", sensor: frame.sensor, frame, reason: "late" });
       return out;
     }
-
-    const slot = Math.round((frame.captureTs - s.anchor) * this.opts.fps);
-    if (slot <= s.lastSlot) {
-      out.push({ kind: "drop", sensor: frame.sensor, frame, reason: "thinned" });
-      return out;
-    }
-
-    if (s.open && (frame.width !== s.width || frame.height !== s.height || frame.format !== s.format)) {
-      // Overlap frames of another size cannot open the new segment: it starts clean.
-      out.push(this.#close(frame.sensor, s, "resolution", false));
-    }
-    s.lastSlot = slot;
     s.lastTs = frame.captureTs;
     s.lastArrival = nowMs;
-    s.width = frame.width;
-    s.height = frame.height;
-    s.format = frame.format;
-
-    if (!s.open) this.#open(frame.sensor, s, out);
-    out.push({ kind: "frame", sensor: frame.sensor, seq: s.seq, frame, overlap: false });
-    s.frames++;
-    if (this.opts.overlapSize > 0) {
-      s.tail.push(frame);
-      if (s.tail.length > this.opts.overlapSize) s.tail.shift();
+    s.pending.push(frame);
+    while (s.pending.length > 0 && s.pending[0].captureTs <= frame.captureTs - LOOKAHEAD_S) {
+      const f = s.pending.shift()!;
+      this.#decide(frame.sensor, s, f, this.#ahead(s, f, LOOKAHEAD_S), LOOKAHEAD_S, out);
     }
-    if (s.frames >= this.opts.bufferSize) out.push(this.#close(frame.sensor, s, "full", true));
     return out;
   }
 
-  /** Closes segments idle for longer than `maxIdleS`; call it about once a second. */
+  /** Closes segments idle for longer than `maxIdleS` (deciding their pending frames first); call it about once a second. */
   tick(nowMs = Date.now()): SegmentEvent[] {
     const out: SegmentEvent[] = [];
     for (const [sensor, s] of this.#sensors) {
-      if (s.open && nowMs - s.lastArrival > this.opts.maxIdleS * 1000) {
-        out.push(this.#close(sensor, s, "idle", false));
+      if ((s.open || s.pending.length > 0) && nowMs - s.lastArrival > this.opts.maxIdleS * 1000) {
+        this.#flushPending(sensor, s, out);
+        if (s.open) out.push(this.#close(sensor, s, "idle", false));
         s.tail = [];
       }
     }
     return out;
   }
 
-  /** Closes every open segment (shutdown). */
+  /** Decides every pending frame and closes every open segment (shutdown). */
   closeAll(reason: FlushReason = "shutdown"): SegmentEvent[] {
     const out: SegmentEvent[] = [];
-    for (const [sensor, s] of this.#sensors) if (s.open) out.push(this.#close(sensor, s, reason, false));
+    for (const [sensor, s] of this.#sensors) {
+      this.#flushPending(sensor, s, out);
+      if (s.open) out.push(this.#close(sensor, s, reason, false));
+    }
     return out;
+  }
+
+  /** Frames pending after `f` and captured within `windowS` of it. */
+  #ahead(s: SensorState, f: SegmentFrame, windowS: number): number {
+    let n = 0;
+    for (const p of s.pending) if (p.captureTs > f.captureTs && p.captureTs <= f.captureTs + windowS) n++;
+    return n;
+  }
+
+  /** Decides the pending frames with what is known (a flush: the look-ahead is as long as the frames go). */
+  #flushPending(sensor: string, s: SensorState, out: SegmentEvent[]): void {
+    while (s.pending.length > 0) {
+      const f = s.pending.shift()!;
+      const window = Math.min(LOOKAHEAD_S, s.lastTs - f.captureTs);
+      this.#decide(sensor, s, f, this.#ahead(s, f, window), window, out);
+    }
+  }
+
+  #decide(
+    sensor: string,
+    s: SensorState,
+    frame: SegmentFrame,
+    ahead: number,
+    windowS: number,
+    out: SegmentEvent[],
+  ) {
+    if (!s.budget.take(frame.captureTs, ahead, windowS)) {
+      out.push({ kind: "drop", sensor, frame, reason: "thinned" });
+      return;
+    }
+    if (s.open && (frame.width !== s.width || frame.height !== s.height || frame.format !== s.format)) {
+      // Overlap frames of another size cannot open the new segment: it starts clean.
+      out.push(this.#close(sensor, s, "resolution", false));
+    }
+    s.width = frame.width;
+    s.height = frame.height;
+    s.format = frame.format;
+
+    if (!s.open) this.#open(sensor, s, out);
+    out.push({ kind: "frame", sensor, seq: s.seq, frame, overlap: false });
+    s.frames++;
+    if (this.opts.overlapSize > 0) {
+      s.tail.push(frame);
+      if (s.tail.length > this.opts.overlapSize) s.tail.shift();
+    }
+    if (s.frames >= this.opts.bufferSize) out.push(this.#close(sensor, s, "full", true));
   }
 
   #open(sensor: string, s: SensorState, out: SegmentEvent[]): void {
