@@ -12,7 +12,7 @@ import { type NodeEntry, NODES_KEY, TOPICS_KEY } from "../../src/bus/registry.ts
 import type { ImageData, VideoData } from "../../src/bus/message.ts";
 
 const fixture = (name: string) =>
-  Deno.readFile(new URL(`./fixtures/msight-wire/${name}.msgpack`, import.meta.url));
+  Deno.readFile(new URL(`../fixtures/msight-wire/${name}.msgpack`, import.meta.url));
 const quietLog = () => new Logger({ device: "t", node: "t", level: "CRITICAL" });
 
 Deno.test("bus: ImageData and VideoData go through a real Redis byte-exact, frame_id intact", async () => {
