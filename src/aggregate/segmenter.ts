@@ -2,11 +2,10 @@
  * Decides which frames go into which segment, per sensor, without touching pixels or codecs. The aggregator feeds
  * it every frame it receives and acts on the events it returns (open a segment, encode a frame, close a segment).
  *
- * - `fps` is a real target rate, enforced by a frame budget per sensor (see {@linkcode FrameBudget}): the budget
- *   grows by `fps` × 1.005 frames per second of capture time, up to one second's worth, and each kept frame spends
- *   one. A source at or below `fps` (up to 0.5% faster: camera clocks drift) keeps every frame however its timestamps
- *   jitter; a faster one is thinned to `fps`. To tell a jittery source from a fast one at the start, each frame is
- *   decided once the sensor's capture times have moved {@linkcode LOOKAHEAD_S} past it (or at a flush).
+ * - `fps` is a real target rate ({@linkcode FrameBudget}): a source that does not run faster than `fps` (judged
+ *   on the {@linkcode LOOKAHEAD_S} seconds of capture time after each frame) keeps every frame however its
+ *   timestamps jitter or bunch; a faster one is thinned to `fps` by a frame budget over capture time. Each frame is
+ *   therefore decided once its sensor's capture times have moved {@linkcode LOOKAHEAD_S} past it (or at a flush).
  * - A segment holds `bufferSize` frames; its last `overlapSize` frames also open the next one.
  * - A segment is closed (never lost) when full, after `maxIdleS` without frames ({@linkcode Segmenter.tick}), when
  *   capture times jump by more than `gapS` (a segment never spans an outage), when the resolution changes, and on
@@ -64,26 +63,45 @@ export interface SegmenterOptions {
 }
 
 /** How far (capture seconds) the segmenter looks past a frame before deciding it (see {@linkcode FrameBudget}). */
-export const LOOKAHEAD_S = 1;
-/** A source this much faster than `fps` still keeps every frame (camera and host clocks drift apart). */
+export const LOOKAHEAD_S = 6;
+/** A source this much faster than `fps` still counts as not faster (camera and host clocks drift apart). */
 const RATE_TOLERANCE = 0.005;
-/** Frames a jittery source may run ahead of the budget (a first frame that came late, a burst after a stall). */
-const JITTER_LOAN = 2;
+/** Frames a steady source may show above `fps` × span in a look-ahead half (timestamp jitter). */
+const JITTER_FRAMES = 2;
 
 /**
- * Which frames of one sensor to keep for a target `fps`: a budget of frames that grows by fps × 1.005 per second of
- * capture time, up to max(2, fps) (one second's worth), and of which each kept frame spends one. A frame is kept
- * when a whole frame is in the budget, or, when the frames seen in the next {@linkcode LOOKAHEAD_S} are no more
- * than fps × that span + 1 (the source is not running fast, the frame only came early), when the budget is above
- * −{@linkcode JITTER_LOAN}. So a source at or below fps keeps every frame while its timestamps stray less than
- * about a second from its own rate; a faster one keeps fps × 1.005 frames per second, spread by its own timing.
+ * Whether a source runs faster than `fps`, judged on the later half of the look-ahead after a frame: more than
+ * fps × 1.005 × that span + 2 frames there. The later half, so that a burst at the frame itself (MSight's RTSP node
+ * hands over ~3 s of frames buffered while PyAV probed the stream in half a second, stamped as they come out)
+ * does not count: only a source that keeps running fast does.
+ *
+ * @example
+ * ```ts
+ * import { runsFast } from "./segmenter.ts";
+ * runsFast([2.1, 2.2, 2.3], 0, 4, 10); // => false
+ * ```
+ */
+export function runsFast(aheadTimes: number[], t: number, windowS: number, fps: number): boolean {
+  const from = t + windowS / 2, to = t + windowS;
+  const n = aheadTimes.filter((x) => x > from && x <= to).length;
+  return n > fps * (1 + RATE_TOLERANCE) * (windowS / 2) + JITTER_FRAMES;
+}
+
+/**
+ * Which frames of one sensor to keep for a target `fps`. While the source does not run faster than fps
+ * ({@linkcode runsFast}, judged on the look-ahead), every frame is kept, however its timestamps jitter or bunch.
+ * While it does, a budget decides: it grows by fps × 1.005 frames per second of capture time, up to max(2, fps),
+ * each kept frame spends one, and a frame is kept when a whole frame is there; so a faster source keeps fps frames a
+ * second, spread by its own timing. Frames kept as not-fast spend from the budget too but never leave it in debt,
+ * so thinning starts cleanly when a source speeds up.
  *
  * @example
  * ```ts
  * import { FrameBudget } from "./segmenter.ts";
  * const b = new FrameBudget(10);
- * b.take(0, 10, 1); // => true
- * b.take(0.04, 25, 1); // => false: 0.4 frame in the budget and the source runs at 25 fps
+ * b.take(0, true); // => true (the first frame)
+ * b.take(0.04, true); // => false: 0.4 frame in the budget and the source runs fast
+ * b.take(0.05, false); // => true: not a fast source, the frame only came early
  * ```
  */
 export class FrameBudget {
@@ -95,11 +113,8 @@ export class FrameBudget {
     this.cap = Math.max(2, fps);
   }
 
-  /**
-   * Decides the frame captured at `t` (epoch s); `ahead` frames of the sensor were captured in the `windowS`
-   * seconds after it.
-   */
-  take(t: number, ahead: number, windowS: number): boolean {
+  /** Decides the frame captured at `t` (epoch s); `fast`: whether the source runs faster than fps there. */
+  take(t: number, fast: boolean): boolean {
     if (this.#last !== undefined) {
       this.#credit = Math.min(
         this.cap,
@@ -107,10 +122,13 @@ export class FrameBudget {
       );
     }
     this.#last = t;
-    const loan = ahead <= this.fps * windowS + 1 ? JITTER_LOAN : 0;
     // 1e-9: budgets built from float sums of exact 1/fps steps must still count as whole frames.
-    if (this.#credit < 1 - loan - 1e-9) return false;
-    this.#credit -= 1;
+    if (this.#credit >= 1 - 1e-9) {
+      this.#credit -= 1;
+      return true;
+    }
+    if (fast) return false;
+    this.#credit = 0;
     return true;
   }
 
@@ -131,6 +149,8 @@ interface SensorState {
   budget: FrameBudget;
   /** Frames received but not decided yet (capture times within LOOKAHEAD_S of the newest), in order. */
   pending: SegmentFrame[];
+  /** The last look-ahead verdict (does the source run faster than fps?), for flushes with too short a look-ahead. */
+  fast: boolean;
   /** Capture time of the newest frame received. */
   lastTs: number;
   /** Wall-clock time (ms) of the last frame received, for idle flushes. */
@@ -173,6 +193,7 @@ export class Segmenter {
         format: frame.format,
         budget: new FrameBudget(this.opts.fps),
         pending: [],
+        fast: false,
         lastTs: -Infinity,
         lastArrival: nowMs,
         tail: [],
@@ -202,7 +223,8 @@ export class Segmenter {
     s.pending.push(frame);
     while (s.pending.length > 0 && s.pending[0].captureTs <= frame.captureTs - LOOKAHEAD_S) {
       const f = s.pending.shift()!;
-      this.#decide(frame.sensor, s, f, this.#ahead(s, f, LOOKAHEAD_S), LOOKAHEAD_S, out);
+      s.fast = runsFast(s.pending.map((p) => p.captureTs), f.captureTs, LOOKAHEAD_S, this.opts.fps);
+      this.#decide(frame.sensor, s, f, out);
     }
     return out;
   }
@@ -230,31 +252,23 @@ export class Segmenter {
     return out;
   }
 
-  /** Frames pending after `f` and captured within `windowS` of it. */
-  #ahead(s: SensorState, f: SegmentFrame, windowS: number): number {
-    let n = 0;
-    for (const p of s.pending) if (p.captureTs > f.captureTs && p.captureTs <= f.captureTs + windowS) n++;
-    return n;
-  }
-
-  /** Decides the pending frames with what is known (a flush: the look-ahead is as long as the frames go). */
+  /**
+   * Decides the pending frames with what is known (a flush): judged on the look-ahead there is when it spans a
+   * second or more, else by the sensor's last verdict.
+   */
   #flushPending(sensor: string, s: SensorState, out: SegmentEvent[]): void {
     while (s.pending.length > 0) {
       const f = s.pending.shift()!;
       const window = Math.min(LOOKAHEAD_S, s.lastTs - f.captureTs);
-      this.#decide(sensor, s, f, this.#ahead(s, f, window), window, out);
+      if (window >= 1) {
+        s.fast = runsFast(s.pending.map((p) => p.captureTs), f.captureTs, window, this.opts.fps);
+      }
+      this.#decide(sensor, s, f, out);
     }
   }
 
-  #decide(
-    sensor: string,
-    s: SensorState,
-    frame: SegmentFrame,
-    ahead: number,
-    windowS: number,
-    out: SegmentEvent[],
-  ) {
-    if (!s.budget.take(frame.captureTs, ahead, windowS)) {
+  #decide(sensor: string, s: SensorState, frame: SegmentFrame, out: SegmentEvent[]): void {
+    if (!s.budget.take(frame.captureTs, s.fast)) {
       out.push({ kind: "drop", sensor, frame, reason: "thinned" });
       return;
     }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   FrameBudget,
+  runsFast,
   Segmenter,
   type SegmentEvent,
   type SegmentFrame,
@@ -132,15 +133,32 @@ Deno.test("segmenter: faster cameras (25 and 12.5 fps, steady or jittery) are th
   }
 });
 
-Deno.test("segmenter: a frame budget keeps whole frames, lends a jittery source two, and none to a fast one", () => {
+Deno.test("segmenter: MSight's start-up burst (3 s of frames stamped within 0.5 s, then 10 fps) loses no frame", () => {
+  // PyAV probes the stream before it decodes: MSight's RTSP node then hands over the buffered frames at once, and
+  // time.time() stamps them ~17 ms apart (measured: 31 frames in 0.5 s at the interop test's camera).
+  const burst = Array.from({ length: 31 }, (_, i) => 1764547200 + i * 0.017);
+  const times = [...burst, ...msightTimes(200, 10, 9).map((t) => t - 1764547200 + burst.at(-1)! + 0.1)];
+  const seg = new Segmenter({ fps: 10, bufferSize: 50, overlapSize: 0, maxIdleS: 5, gapS: 2 });
+  const ev = run(seg, "burst", times);
+  assert.equal(ev.filter((e) => e.kind === "drop").length, 0);
+  assert.deepEqual(segments(ev).flatMap((s) => s.times), times);
+});
+
+Deno.test("segmenter: the budget keeps whole frames; a fast source's early frames are thinned, a steady one's kept", () => {
   const b = new FrameBudget(10);
-  assert.equal(b.take(0, 10, 1), true);
-  assert.equal(b.take(0.04, 25, 1), false); // 0.4 frame, and the next second holds 25 frames: a fast source
-  assert.equal(b.take(0.05, 10, 1), true); // 0.5 frame, but the next second is at 10 fps: jitter, borrowed
-  assert.equal(b.take(0.06, 10, 1), true); // borrowed again (budget now about -1.4)
-  assert.equal(b.take(0.07, 10, 1), false); // no more than two
+  assert.equal(b.take(0, true), true);
+  assert.equal(b.take(0.04, true), false); // 0.4 frame, and the source runs fast
+  assert.equal(b.take(0.05, false), true); // 0.5 frame, but the source is not fast: the frame only came early
+  assert.equal(b.take(0.06, true), false); // no debt was left: the budget holds 0.1 frame
+  assert.equal(b.take(0.16, true), true); // 1.1 frames
   b.reset();
-  assert.equal(b.take(100, 0, 0), true);
+  assert.equal(b.take(100, true), true);
+  // The later half of the look-ahead decides: a burst at the frame itself does not make a source fast.
+  const steady = Array.from({ length: 40 }, (_, i) => 0.1 * (i + 1));
+  assert.equal(runsFast([...Array.from({ length: 30 }, (_, i) => i * 0.017), ...steady], 0, 4, 10), false);
+  assert.equal(runsFast(Array.from({ length: 100 }, (_, i) => 0.04 * (i + 1)), 0, 4, 10), true);
+  assert.equal(runsFast(Array.from({ length: 50 }, (_, i) => 0.08 * (i + 1)), 0, 4, 10), true); // 12.5 fps
+  assert.equal(runsFast(Array.from({ length: 41 }, (_, i) => 0.0998 * (i + 1)), 0, 4, 10), false); // 10.02 fps
 });
 
 Deno.test("segmenter: a slower camera keeps its own timing; irregular 10 fps frames are all kept", () => {
