@@ -237,7 +237,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       args: string[],
       perms: string[],
     ) => {
-      const node = new PipelineNode(kind, name, await freePort(), args, env, perms);
+      const node = new PipelineNode(kind, name, freePort(), args, env, perms);
       nodes.push(node);
       await node.start();
       return node;

@@ -282,7 +282,7 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
       const node = new PipelineNode(
         kind,
         name,
-        await freePort(),
+        freePort(),
         args,
         o.env ?? env,
         o.permissions ?? permissionFlags(kind),

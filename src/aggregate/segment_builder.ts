@@ -104,7 +104,7 @@ export class SegmentBuilder {
         width: frame.width,
         height: frame.height,
         timestampUs: Math.round(this.#lastSlot * 1e6 / fps),
-      }, { keyFrame: this.frameIds.length === 1 });
+      });
     } catch (err) {
       this.#error ??= err as Error;
     }

@@ -24,6 +24,8 @@
  * @module
  */
 
+import type { FrameFormat } from "../codec/frame.ts";
+
 /** One frame as the segmenter sees it; `data` is carried along untouched (JPEG or raw bytes). */
 export interface SegmentFrame {
   sensor: string;
@@ -32,7 +34,7 @@ export interface SegmentFrame {
   captureTs: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   data: Uint8Array;
 }
 
@@ -44,7 +46,7 @@ export type DropReason = "thinned" | "duplicate" | "late";
 
 /** What the aggregator must do, in order. `seq` numbers a sensor's segments from 0. */
 export type SegmentEvent =
-  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: "jpeg" | "bgr24" }
+  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: FrameFormat }
   | { kind: "frame"; sensor: string; seq: number; frame: SegmentFrame; overlap: boolean }
   | { kind: "close"; sensor: string; seq: number; reason: FlushReason; frames: number }
   | { kind: "drop"; sensor: string; frame: SegmentFrame; reason: DropReason };
@@ -145,7 +147,7 @@ interface SensorState {
   frames: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   budget: FrameBudget;
   /** Frames received but not decided yet (capture times within LOOKAHEAD_S of the newest), in order. */
   pending: SegmentFrame[];

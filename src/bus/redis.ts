@@ -81,7 +81,10 @@ export class RedisBus {
   #closed = false;
 
   private constructor(
-    /** The command connection, for callers that need more than publish (registry, streams). */
+    /**
+     * The command connection, for the modules of `src/bus` that need more than the methods below (registry,
+     * streams). The rest of the project goes through those methods: the bus module owns Redis.
+     */
     readonly client: Redis,
     readonly settings: RedisSettings,
     readonly log: Logger,
@@ -200,6 +203,35 @@ export class RedisBus {
     });
     const reply = await this.client.call(String(name), ...rest);
     return reply === null ? null : String(reply);
+  }
+
+  /**
+   * Calls `fn` each time the command connection is ready again after an outage: a Redis restart may have emptied
+   * what the node wrote (registrations, announcements). Returns the function that stops calling it.
+   */
+  onReconnect(fn: () => void): () => void {
+    this.client.on("ready", fn);
+    return () => void this.client.off("ready", fn);
+  }
+
+  /** Every field of the hash at `key` (empty when there is none). */
+  async readHash(key: string): Promise<Record<string, string>> {
+    return await this.client.hgetall(key);
+  }
+
+  /** Sets one field of the hash at `key`. */
+  async setField(key: string, field: string, value: string): Promise<void> {
+    await this.client.hset(key, field, value);
+  }
+
+  /** Removes one field of the hash at `key`. */
+  async deleteField(key: string, field: string): Promise<void> {
+    await this.client.hdel(key, field);
+  }
+
+  /** Removes `key`. */
+  async deleteKey(key: string): Promise<void> {
+    await this.client.del(key);
   }
 
   /** Subscribes to a topic; `handler` gets every message's bytes. Resubscribes by itself after reconnects. */

@@ -20,6 +20,7 @@
 
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
+import { delay } from "../runtime/async.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import { Intake } from "./intake.ts";
 import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
@@ -69,7 +70,9 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
 
   // --- pub/sub: a bounded queue drained by one loop, so segments are handled one at a time, in order ---
   const queue: VideoData[] = [];
-  let wake: (() => void) | undefined;
+  // The idle wait ends early when a segment arrives (or the reader stops); renewed once used.
+  let nap = new AbortController();
+  const stopNap = () => nap.abort();
   const onMessage = (bytes: Uint8Array) => {
     const msg = intake.decode(bytes);
     if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return;
@@ -81,17 +84,12 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
         `dropped segment ${lost.sensorName} frame_id ${lost.frameId}: the sink fell behind (pub/sub queue full)`,
       );
     }
-    wake?.();
+    nap.abort();
   };
-  const sleep = (ms: number) =>
-    new Promise<void>((r) => {
-      const t = setTimeout(r, ms);
-      wake = () => (clearTimeout(t), r());
-      signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-    });
 
   if (mode === "pubsub") {
     await bus.subscribe(topic, onMessage);
+    signal.addEventListener("abort", stopNap, { once: true });
     log.info(
       `reading ${topic} over plain pub/sub${
         opts.transport === "auto" ? " (no durable stream announced yet)" : ""
@@ -115,8 +113,10 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
         if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
         continue;
       }
-      await sleep(500);
+      if (nap.signal.aborted) nap = new AbortController();
+      await delay(500, nap.signal);
     }
+    signal.removeEventListener("abort", stopNap);
     await bus.unsubscribe(topic, onMessage).catch(() => {});
     // Finish what already arrived before switching or stopping: it is in memory only.
     while (queue.length > 0) {

@@ -24,6 +24,7 @@
 
 import type { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
+import { delay } from "../runtime/async.ts";
 import { joinBytes } from "../runtime/bytes.ts";
 import type { CommandArg } from "./publisher.ts";
 import { errorMessage } from "../runtime/errors.ts";
@@ -235,11 +236,6 @@ export class StreamConsumer {
     retryMs = 2000,
   ): Promise<void> {
     let backlog = true;
-    const pause = (ms: number) =>
-      new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
     while (!signal.aborted) {
       try {
         await this.#ensureGroup();
@@ -262,7 +258,7 @@ export class StreamConsumer {
         if (/NOGROUP/.test(msg)) this.#groupReady = false;
         backlog = true;
         onError(err);
-        await pause(retryMs);
+        await delay(retryMs, signal);
       }
     }
   }

@@ -33,13 +33,13 @@
  * @module
  */
 
+import type { FrameFormat } from "../codec/frame.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff, delay } from "../runtime/async.ts";
 import { FrameClock } from "./clock.ts";
 import {
   buildFfmpegArgs,
   checkFfmpeg,
-  type FrameFormat,
   maskUrl,
   probeCuda,
   type RtspTransport,
@@ -51,7 +51,7 @@ import { DropOldestQueue } from "./frame_queue.ts";
 import { FfmpegSession, type SessionFrame } from "./session.ts";
 import type { FfmpegLogLine } from "./stderr.ts";
 
-export type { FrameFormat, RtspTransport } from "./ffmpeg_args.ts";
+export type { RtspTransport } from "./ffmpeg_args.ts";
 
 /**
  * One decoded camera frame.
@@ -275,8 +275,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   /** This session's frames would get the wrong colours: it is being restarted and they are dropped. */
   #sessionWrongRange = false;
   #watchdog: ReturnType<typeof setInterval> | undefined;
-  #sleepTimer: ReturnType<typeof setTimeout> | undefined;
-  #wake: (() => void) | undefined;
+  /** Aborted by stop(): ends a reconnect wait at once. */
+  readonly #stop = new AbortController();
 
   #frames = 0;
   #reconnects = 0;
@@ -322,8 +322,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     this.#timeoutS = positive("timeout", opts.timeoutS, 5);
     this.#resetS = positive("backoff reset", opts.backoffResetS, 10);
     this.#backoff = new Backoff({
-      initialS: positive("backoff initial delay", opts.backoffInitialS, 0.5),
-      maxS: positive("backoff maximum delay", opts.backoffMaxS, 30),
+      initial: positive("backoff initial delay", opts.backoffInitialS, 0.5),
+      max: positive("backoff maximum delay", opts.backoffMaxS, 30),
     });
     this.#ffmpeg = opts.ffmpegPath ?? "ffmpeg";
     this.#onEvent = opts.onEvent ?? (() => {});
@@ -425,7 +425,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     this.#stopping = true;
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
-    this.#wake?.();
+    this.#stop.abort();
     const session = this.#session;
     if (session) {
       session.kill("SIGTERM");
@@ -503,7 +503,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       this.#reconnects++;
       this.#setState("retrying");
       this.#onEvent({ type: "retrying", delayS, attempt: attempt + 1, reason });
-      await this.#sleep(delayS);
+      await delay(delayS * 1000, this.#stop.signal);
     }
   }
 
@@ -582,18 +582,5 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
 
   #setState(s: CaptureState): void {
     this.#state = s;
-  }
-
-  #sleep(seconds: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(this.#sleepTimer);
-        this.#sleepTimer = undefined;
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#wake = done;
-      this.#sleepTimer = setTimeout(done, seconds * 1000);
-    });
   }
 }

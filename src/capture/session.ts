@@ -23,8 +23,9 @@
  */
 
 import { FatalError } from "../runtime/errors.ts";
+import { childEnv } from "../runtime/spawn_env.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import type { FrameFormat } from "./ffmpeg_args.ts";
+import type { FrameFormat } from "../codec/frame.ts";
 import { JpegSplitter } from "./jpeg_splitter.ts";
 import { jpegSize } from "../codec/jpeg.ts";
 import { classifyFfmpegLine, type FfmpegLogLine, LineSplitter } from "./stderr.ts";
@@ -131,6 +132,7 @@ export class FfmpegSession {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
+        ...childEnv(),
       }).spawn();
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound ? "not found" : (err as Error).message;

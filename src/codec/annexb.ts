@@ -16,6 +16,8 @@
  * @module
  */
 
+import { joinBytes } from "../runtime/bytes.ts";
+
 /**
  * The two bitstream families: `avc` is H.264, `hevc` is H.265.
  *
@@ -507,9 +509,9 @@ export function hevcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
   ];
   const arrays = ([[32, ps.vps], [33, ps.sps], [34, ps.pps]] as const).map(([type, nal]) =>
     // array_completeness = 1, reserved 0, NAL_unit_type; numNalus = 1; nalUnitLength; the NAL unit.
-    concat([new Uint8Array([0x80 | type, 0, 1, nal.byteLength >> 8, nal.byteLength & 0xff]), nal])
+    joinBytes([new Uint8Array([0x80 | type, 0, 1, nal.byteLength >> 8, nal.byteLength & 0xff]), nal])
   );
-  return concat([new Uint8Array(header), ...arrays]);
+  return joinBytes([new Uint8Array(header), ...arrays]);
 }
 
 /** H.264 profiles whose SPS carries chroma_format_idc and bit depths (H.264 7.3.2.1.1). */
@@ -560,7 +562,7 @@ export function avcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
     const chromaDepth = r.ue();
     parts.push(new Uint8Array([0xfc | chroma, 0xf8 | luma, 0xf8 | chromaDepth, 0])); // numOfSequenceParameterSetExt
   }
-  return concat(parts);
+  return joinBytes(parts);
 }
 
 /**
@@ -611,14 +613,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
 }

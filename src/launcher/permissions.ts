@@ -5,7 +5,7 @@
  * | node       | network            | run             | write          | read | env | sys                        |
  * |------------|--------------------|-----------------|----------------|------|-----|----------------------------|
  * | rtsp       | Redis, camera      | ffmpeg          | none           | yes  | yes | hostname                   |
- * | aggregator | Redis              | ffmpeg, ffprobe | none           | yes  | yes | hostname                   |
+ * | aggregator | Redis              | ffmpeg          | none           | yes  | yes | hostname                   |
  * | dumper     | Redis              | none            | `--save-dir`   | yes  | yes | hostname, statfs (free space) |
  * | pusher     | Redis, S3          | none            | `--spool-dir`  | yes  | yes | hostname, osRelease (AWS SDK) |
  * | status/echo| Redis              | none            | none           | yes  | yes | hostname                   |
@@ -42,7 +42,7 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
     case "rtsp":
       return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "aggregator":
-      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg,ffprobe"];
+      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "dumper":
       return [
         ...BASE,

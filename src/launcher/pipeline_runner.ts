@@ -16,7 +16,9 @@
  * @module
  */
 
+import { delay } from "../runtime/async.ts";
 import { FatalError } from "../runtime/errors.ts";
+import { freePort } from "../runtime/net.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
 import { nodeScript, permissionFlags } from "./permissions.ts";
@@ -31,19 +33,13 @@ export interface RunnerOptions {
   backoffS?: [number, number];
   /** Directory the nodes run in, so relative paths in flags are relative to it (default: the current one). */
   cwd?: string;
+  /** Prefix of the launcher's own lines (`up`; the demo's are `demo`). */
+  label?: string;
 }
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 /** Seconds a private Redis gets to answer PING after it was started. */
 const REDIS_START_TIMEOUT_S = 10;
-
-/** A port that was free on 127.0.0.1 a moment ago. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function redisAnswers(port: number): Promise<boolean> {
   try {
@@ -128,7 +124,7 @@ export class PipelineRunner {
     // Names are never cut: `camera_north_1` and `camera_north_2` must stay apart.
     const width = prefixWidth(pipeline);
     this.#sup = new Supervisor({ log: opts.log, backoffS: opts.backoffS, prefixWidth: width });
-    this.#say = (line) => opts.log(`${"up".padEnd(width)} | ${line}`);
+    this.#say = (line) => opts.log(`${(opts.label ?? "up").padEnd(width)} | ${line}`);
   }
 
   /**
@@ -187,7 +183,7 @@ export class PipelineRunner {
             (wanted ? " (is the port taken?)" : ""),
         );
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await delay(100);
     }
     return port;
   }

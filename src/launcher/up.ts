@@ -16,7 +16,7 @@
  */
 
 import { killAllChildren } from "../runtime/children.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
 import { nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
@@ -92,7 +92,7 @@ if (import.meta.main) {
     code = await main(Deno.args);
   } catch (err) {
     console.error(err instanceof UsageError ? errorMessage(err) : `up: error: ${errorMessage(err)}`);
-    code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
+    code = exitCodeOf(err);
     killAllChildren("SIGKILL");
   }
   Deno.exit(code);

@@ -28,10 +28,11 @@ import {
   redisSettingsFromEnv,
   redisSettingsFromUrl,
 } from "../runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, FatalError, UsageError } from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
+import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { NodeRegistration, registerTopic } from "../bus/registry.ts";
 
@@ -122,6 +123,8 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     format: f.logFormat as LogFormat,
   });
   for (const w of earlyWarnings) log.warn(w);
+  const ldWarning = loaderVarsWarning("ffmpeg"); // a node that may run ffmpeg, where CUDA may need LD_LIBRARY_PATH
+  if (ldWarning) log.warn(ldWarning);
 
   const metrics = new Metrics();
   const started = Date.now();
@@ -171,27 +174,27 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
 
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
-    const registerTopics = async (client: RedisBus["client"]) => {
+    const registerTopics = async (bus: RedisBus) => {
       if (publishTopic && def.publishDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: publishTopic,
           description: null,
           data_type: def.publishDataType,
         });
       }
       if (subscribeTopic && def.subscribeDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: subscribeTopic,
           description: null,
           data_type: def.subscribeDataType,
         });
       }
     };
-    const client = bus.client;
-    await registerTopics(client);
+    const connected = bus;
+    await registerTopics(connected);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    client.on("ready", () => void registerTopics(client).catch(() => {}));
-    registration = new NodeRegistration(bus.client, {
+    connected.onReconnect(() => void registerTopics(connected).catch(() => {}));
+    registration = new NodeRegistration(bus, {
       name: f.name,
       device,
       type: def.type,
@@ -269,17 +272,15 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
 function fail(err: unknown, prog: string, log?: Logger): number {
   if (err instanceof UsageError) {
     printLine(err.message.startsWith(prog) ? err.message : `${prog}: error: ${err.message}`);
-    return 2;
-  }
-  if (err instanceof FatalError) {
+  } else if (err instanceof FatalError) {
     if (log) log.critical(err.message);
     else printLine(`${prog}: error: ${err.message}`);
-    return err.exitCode;
+  } else {
+    const msg = `unexpected error: ${errorMessage(err)}`;
+    if (log) log.critical(msg);
+    else printLine(`${prog}: ${msg}`);
   }
-  const msg = `unexpected error: ${errorMessage(err)}`;
-  if (log) log.critical(msg);
-  else printLine(`${prog}: ${msg}`);
-  return 1;
+  return exitCodeOf(err);
 }
 
 function printLine(line: string): void {

@@ -3,6 +3,7 @@
  *
  * Throw {@linkcode UsageError} for bad flags or configuration (exit 2, as argparse does), and
  * {@linkcode FatalError} for a fault that makes running impossible (unwritable directory, missing binary).
+ * {@linkcode SegmentError} is the other kind: one segment lost, counted, and the node goes on.
  *
  * @example
  * ```ts
@@ -27,6 +28,31 @@ export class FatalError extends Error {
     super(message);
     this.name = "FatalError";
   }
+}
+
+/**
+ * One unit of work failed (a segment could not be encoded or delivered): the node counts it under `reason`, logs
+ * it and goes on. Unlike {@linkcode FatalError} it never ends the node.
+ */
+export class SegmentError extends Error {
+  constructor(message: string, readonly reason: string) {
+    super(message);
+    this.name = "SegmentError";
+  }
+}
+
+/**
+ * The exit code a process ends with for a thrown value: a {@linkcode UsageError}'s 2, a {@linkcode FatalError}'s
+ * own code, 1 for anything else (a bug: the message says "unexpected").
+ *
+ * @example
+ * ```ts
+ * import { exitCodeOf, UsageError } from "./errors.ts";
+ * exitCodeOf(new UsageError("--fps 0 is invalid")); // 2
+ * ```
+ */
+export function exitCodeOf(err: unknown): number {
+  return err instanceof UsageError || err instanceof FatalError ? err.exitCode : 1;
 }
 
 /** Returns the one-line text of any thrown value, without a stack. */

@@ -29,10 +29,11 @@
  */
 
 import type { VideoData } from "../bus/message.ts";
-import { errorMessage, FatalError } from "../runtime/errors.ts";
+import { Backoff, delay } from "../runtime/async.ts";
+import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Counter, type Histogram, Metrics } from "../runtime/metrics.ts";
-import { cleanupTempFiles, syncDir, writeFileAtomic } from "./atomic_file.ts";
+import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
 import { mediaFacts, segmentMetadataJson, sha256Hex } from "./metadata.ts";
 import { s3Keys } from "./naming.ts";
 import { classifyS3Error, type UploadJob } from "./s3_uploader.ts";
@@ -53,7 +54,7 @@ export interface OutboxOptions {
   uploader: SegmentUploader;
   log: Logger;
   metrics?: Metrics;
-  /** First retry delay (default 1 s); doubles per failure, with jitter. */
+  /** First retry delay (default 1 s); doubles per failure, ±20 % jitter so many pushers do not retry in step. */
   initialBackoffMs?: number;
   /** Longest retry delay (default 60 s). */
   maxBackoffMs?: number;
@@ -161,7 +162,7 @@ export class Outbox {
 
   /**
    * Opens (creating if missing) the spool, removes what interrupted writes left, loads the waiting entries in order
-   * and starts the upload worker. A spool directory that cannot be written is a {@linkcode FatalError}.
+   * and starts the upload worker. A spool directory that cannot be written is a `FatalError`.
    *
    * @example
    * ```ts
@@ -172,19 +173,12 @@ export class Outbox {
    */
   static async open(opts: OutboxOptions): Promise<Outbox> {
     const ob = new Outbox(opts);
-    try {
-      await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
-      const probe = `${ob.spoolDir}/.msight-write-probe`;
-      await writeFileAtomic(probe, "");
-      await Deno.remove(probe);
-    } catch (err) {
-      // As in the dumper: a sandbox refusal says which grant is missing, not Deno's generic hint.
-      throw new FatalError(
-        err instanceof Deno.errors.NotCapable
-          ? `spool directory ${ob.spoolDir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with)`
-          : `spool directory ${ob.spoolDir} is not writable: ${errorMessage(err)}`,
-      );
-    }
+    await ensureWritableDir(
+      ob.spoolDir,
+      "spool directory",
+      "bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with",
+    );
+    await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
     await cleanupTempFiles(ob.spoolDir, opts.log);
     await ob.#scan();
     if (ob.#entries.length > 0) {
@@ -358,7 +352,10 @@ export class Outbox {
   }
 
   async #run(): Promise<void> {
-    let failures = 0;
+    const backoff = new Backoff({
+      initial: this.#opts.initialBackoffMs ?? 1000,
+      max: this.#opts.maxBackoffMs ?? 60000,
+    });
     while (!this.#closed) {
       const e = this.#entries[0];
       if (!e) {
@@ -382,8 +379,10 @@ export class Outbox {
         this.#uploadSeconds.observe((performance.now() - started) / 1000);
         this.#deliverySeconds.observe((Date.now() - e.enqueuedAtMs) / 1000);
         this.#uploaded.inc();
-        if (failures > 0) this.#log.info(`uploads resumed after ${failures} failed attempt(s)`);
-        failures = 0;
+        if (backoff.failures > 0) {
+          this.#log.info(`uploads resumed after ${backoff.failures} failed attempt(s)`);
+        }
+        backoff.reset();
         this.#forget(e);
         await this.#removeFiles(base).catch((err) =>
           this.#log.warn(`could not remove uploaded ${base}.mp4: ${errorMessage(err)}`)
@@ -397,16 +396,16 @@ export class Outbox {
           await this.#quarantine(e, base, errorMessage(err));
           continue;
         }
-        failures++;
         this.#retried.inc();
-        const delay = this.#backoff(failures, c.kind === "config");
+        // A misconfiguration will not clear soon: wait the longest delay at once.
+        const wait = c.kind === "config" ? backoff.atCap() : backoff.next();
         const log = c.kind === "config" ? this.#log.error.bind(this.#log) : this.#log.warn.bind(this.#log);
-        log(`upload of ${e.videoKey} failed; retrying in ${(delay / 1000).toFixed(1)} s`, {
-          attempt: failures,
+        log(`upload of ${e.videoKey} failed; retrying in ${(wait / 1000).toFixed(1)} s`, {
+          attempt: backoff.failures,
           depth: this.depth,
           error: errorMessage(err),
         });
-        await this.#sleep(delay);
+        await delay(wait, this.#abort.signal);
       }
     }
   }
@@ -424,28 +423,6 @@ export class Outbox {
       this.#log.warn(`could not move ${base} to failed/: ${errorMessage(err)}`);
       await this.#removeFiles(base).catch(() => {});
     }
-  }
-
-  /** Exponential backoff with "equal jitter": half fixed, half random, so many pushers do not retry in step. */
-  #backoff(failures: number, slow: boolean): number {
-    const initial = this.#opts.initialBackoffMs ?? 1000;
-    const max = this.#opts.maxBackoffMs ?? 60000;
-    const d = slow ? max : Math.min(max, initial * 2 ** (failures - 1));
-    return d / 2 + Math.random() * (d / 2);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    const signal = this.#abort.signal;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
   }
 
   #notifyIdle(): void {

@@ -35,6 +35,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
+import { Backoff, delay } from "../runtime/async.ts";
 import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
@@ -189,19 +190,6 @@ async function resolveDefaultRegion(): Promise<string> {
 
 function md5Base64(bytes: Uint8Array): string {
   return createHash("md5").update(bytes).digest("base64");
-}
-
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** An S3 client bound to one bucket. Call {@linkcode S3Uploader.close} when done (it owns sockets). */
@@ -487,6 +475,7 @@ export class S3Uploader {
     signal?: AbortSignal,
   ): Promise<string> {
     const md5 = md5Base64(body);
+    const backoff = new Backoff({ initial: 400, max: 5000 });
     for (let attempt = 1;; attempt++) {
       try {
         const out = await this.client.send(
@@ -506,7 +495,7 @@ export class S3Uploader {
         const e = toUploadError(err, `part ${n} of ${key}`);
         if (e.kind !== "retryable" || attempt >= attempts || signal?.aborted) throw e;
         this.#log.warn(`retrying part ${n} of ${key}`, { attempt, error: e.message });
-        await abortableSleep(Math.min(5000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2), signal);
+        await delay(backoff.next(), signal);
       }
     }
   }

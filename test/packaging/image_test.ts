@@ -116,6 +116,8 @@ for (const file of ["Dockerfile", "Dockerfile.cuda"]) {
         rt.some((l) => /^ENV NVIDIA_DRIVER_CAPABILITIES=\S*\bvideo\b/.test(l)),
         "NVDEC needs the video capability",
       );
+      // The base image's LD_LIBRARY_PATH would make Deno refuse every ffmpeg spawn under scoped --allow-run.
+      assert.ok(rt.includes("ENV LD_LIBRARY_PATH="), "LD_LIBRARY_PATH emptied");
     }
   });
 }

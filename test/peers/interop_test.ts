@@ -20,7 +20,7 @@ import { Redis } from "ioredis";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { decodeMessage } from "../../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE } from "../../src/bus/message.ts";
-import { isoMicros } from "../../src/sinks/metadata.ts";
+import { isoMicros } from "../../src/bus/describe.ts";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../helpers/rtsp_server.ts";
 import { DENO, type NodeProcess, startNode, startProcess } from "../helpers/process.ts";
