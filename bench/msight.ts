@@ -246,7 +246,7 @@ async function aggregatorSideBySide(buffer: number): Promise<BenchRow[]> {
         metric: "ours: last frame → VideoData",
         value: latency("v_ours"),
         unit: "s",
-        note: "includes the 6 s look-ahead",
+        note: "after the first 6 s of a sensor, frames are decided as they come",
       },
       { bench: b, metric: "MSight: last frame → VideoData", value: latency("v_msight"), unit: "s" },
     ];

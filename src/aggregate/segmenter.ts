@@ -2,10 +2,11 @@
  * Decides which frames go into which segment, per sensor, without touching pixels or codecs. The aggregator feeds
  * it every frame it receives and acts on the events it returns (open a segment, encode a frame, close a segment).
  *
- * - `fps` is a real target rate ({@linkcode FrameBudget}): a source that does not run faster than `fps` (judged
- *   on the {@linkcode LOOKAHEAD_S} seconds of capture time after each frame) keeps every frame however its
- *   timestamps jitter or bunch; a faster one is thinned to `fps` by a frame budget over capture time. Each frame is
- *   therefore decided once its sensor's capture times have moved {@linkcode LOOKAHEAD_S} past it (or at a flush).
+ * - `fps` is a real target rate ({@linkcode FrameBudget}): a source that does not run faster than `fps` keeps every
+ *   frame however its timestamps jitter or bunch; a faster one is thinned to `fps` by a frame budget over capture
+ *   time. Whether a source runs faster ({@linkcode runsFast}) is judged first on its first {@linkcode LOOKAHEAD_S}
+ *   seconds (the probe: those frames wait until it ends, or a flush), then on the last half of that before each
+ *   frame, which is then decided at once.
  * - A segment holds `bufferSize` frames; its last `overlapSize` frames also open the next one.
  * - A segment is closed (never lost) when full, after `maxIdleS` without frames ({@linkcode Segmenter.tick}), when
  *   capture times jump by more than `gapS` (a segment never spans an outage), when the resolution changes, and on
@@ -64,7 +65,7 @@ export interface SegmenterOptions {
   dedupWindow?: number;
 }
 
-/** How far (capture seconds) the segmenter looks past a frame before deciding it (see {@linkcode FrameBudget}). */
+/** The probe at a sensor's start (capture seconds): its frames wait for one verdict on the whole span. */
 export const LOOKAHEAD_S = 6;
 /** A source this much faster than `fps` still counts as not faster (camera and host clocks drift apart). */
 const RATE_TOLERANCE = 0.005;
@@ -72,10 +73,10 @@ const RATE_TOLERANCE = 0.005;
 const JITTER_FRAMES = 2;
 
 /**
- * Whether a source runs faster than `fps`, judged on the later half of the look-ahead after a frame: more than
- * fps × 1.005 × that span + 2 frames there. The later half, so that a burst at the frame itself (MSight's RTSP node
- * hands over ~3 s of frames buffered while PyAV probed the stream in half a second, stamped as they come out)
- * does not count: only a source that keeps running fast does.
+ * Whether a source runs faster than `fps`, judged on the later half of the `windowS` after `t`: more than
+ * fps × 1.005 × that half + 2 frames there. The later half of the probe, so that a burst at the start (MSight's RTSP
+ * node hands over ~3 s of frames buffered while PyAV probed the stream within half a second, stamped as they come
+ * out) does not count: only a source that keeps running fast does.
  *
  * @example
  * ```ts
@@ -149,10 +150,13 @@ interface SensorState {
   height: number;
   format: FrameFormat;
   budget: FrameBudget;
-  /** Frames received but not decided yet (capture times within LOOKAHEAD_S of the newest), in order. */
+  /** While probing (a new sensor, or after an outage): the frames received, not decided yet, in order. */
   pending: SegmentFrame[];
-  /** The last look-ahead verdict (does the source run faster than fps?), for flushes with too short a look-ahead. */
+  probing: boolean;
+  /** Does the source run faster than fps (the last verdict)? */
   fast: boolean;
+  /** Capture times of the frames received in the last LOOKAHEAD_S / 2 (the verdict once probing is over). */
+  recent: number[];
   /** Capture time of the newest frame received. */
   lastTs: number;
   /** Wall-clock time (ms) of the last frame received, for idle flushes. */
@@ -176,7 +180,7 @@ export class Segmenter {
     this.#window = opts.dedupWindow ?? Math.max(64, opts.bufferSize * 2);
   }
 
-  /** Sensors with an open segment or frames not decided yet. */
+  /** Sensors with an open segment or frames not decided yet (probing). */
   get openSensors(): string[] {
     return [...this.#sensors.entries()].filter(([, s]) => s.open || s.pending.length > 0).map(([k]) => k);
   }
@@ -195,7 +199,9 @@ export class Segmenter {
         format: frame.format,
         budget: new FrameBudget(this.opts.fps),
         pending: [],
+        probing: true,
         fast: false,
+        recent: [],
         lastTs: -Infinity,
         lastArrival: nowMs,
         tail: [],
@@ -216,17 +222,25 @@ export class Segmenter {
       if (s.open) out.push(this.#close(frame.sensor, s, "gap", false));
       s.budget.reset();
       s.tail = [];
+      s.probing = true;
+      s.recent = [];
     } else if (frame.captureTs < s.lastTs) {
       out.push({ kind: "drop", sensor: frame.sensor, frame, reason: "late" });
       return out;
     }
     s.lastTs = frame.captureTs;
     s.lastArrival = nowMs;
-    s.pending.push(frame);
-    while (s.pending.length > 0 && s.pending[0].captureTs <= frame.captureTs - LOOKAHEAD_S) {
-      const f = s.pending.shift()!;
-      s.fast = runsFast(s.pending.map((p) => p.captureTs), f.captureTs, LOOKAHEAD_S, this.opts.fps);
-      this.#decide(frame.sensor, s, f, out);
+    const half = LOOKAHEAD_S / 2;
+    s.recent.push(frame.captureTs);
+    while (s.recent.length > 0 && s.recent[0] <= frame.captureTs - half) s.recent.shift();
+    if (s.probing) {
+      s.pending.push(frame);
+      if (frame.captureTs - s.pending[0].captureTs >= LOOKAHEAD_S) this.#flushPending(frame.sensor, s, out);
+    } else {
+      // Past the probe, the last LOOKAHEAD_S / 2 of frames received judge: a burst that only makes up for a stall
+      // leaves the count there at the source's own rate.
+      s.fast = runsFast(s.recent, frame.captureTs - LOOKAHEAD_S, LOOKAHEAD_S, this.opts.fps);
+      this.#decide(frame.sensor, s, frame, out);
     }
     return out;
   }
@@ -255,18 +269,18 @@ export class Segmenter {
   }
 
   /**
-   * Decides the pending frames with what is known (a flush): judged on the look-ahead there is when it spans a
-   * second or more, else by the sensor's last verdict.
+   * Ends the probe: one verdict on the probe's frames (the later half of its span, when it spans a second or more;
+   * else not fast), then each frame decided in order.
    */
   #flushPending(sensor: string, s: SensorState, out: SegmentEvent[]): void {
-    while (s.pending.length > 0) {
-      const f = s.pending.shift()!;
-      const window = Math.min(LOOKAHEAD_S, s.lastTs - f.captureTs);
-      if (window >= 1) {
-        s.fast = runsFast(s.pending.map((p) => p.captureTs), f.captureTs, window, this.opts.fps);
-      }
-      this.#decide(sensor, s, f, out);
-    }
+    s.probing = false;
+    if (s.pending.length === 0) return;
+    const first = s.pending[0].captureTs;
+    const span = Math.min(LOOKAHEAD_S, s.lastTs - first);
+    s.fast = span >= 1 && runsFast(s.pending.slice(1).map((p) => p.captureTs), first, span, this.opts.fps);
+    const frames = s.pending;
+    s.pending = [];
+    for (const f of frames) this.#decide(sensor, s, f, out);
   }
 
   #decide(sensor: string, s: SensorState, frame: SegmentFrame, out: SegmentEvent[]): void {

@@ -111,10 +111,8 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
   const r = await rig(["--fps", "10", "--buffer-size", "50", "--overlap-size", "5", "--max-idle", "60"]);
   try {
     for (const f of frames) await r.send(image("gs-ne", f.t, f.jpeg, [960, 1280, 3]));
-    // Frames are decided once capture times move LOOKAHEAD_S (6 s) past them: of 17 s of frames, the first ~11 s
-    // make two full segments now; SIGTERM decides the rest (a third full one, then the partial last).
-    await waitFor(() => r.segments.length >= 2, 30_000, "two full segments");
-    r.node.kill("SIGTERM"); // the pending frames and the partial last segment are flushed, not lost
+    await waitFor(() => r.segments.length >= 3, 30_000, "three full segments");
+    r.node.kill("SIGTERM"); // the partial last segment is flushed, not lost
     assert.equal(await r.node.exit, 0);
     await waitFor(() => r.segments.length >= 4, 5000, "the flushed partial segment");
     const segs = r.segments;
