@@ -15,6 +15,7 @@ import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { msightBench } from "./msight.ts";
+import { webBench } from "./web.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
@@ -22,6 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   faults: () => faultsBench(),
   // Ours beside MSight_Core 2.0.2's Python nodes (test/peers/msight_core), same input, same time.
   msight: () => msightBench(),
+  web: () => webBench(),
   capacity: () => capacityBench(),
   // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then
   // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.

@@ -11,7 +11,8 @@
 #   scripts/image-install.sh --list PROFILE...      print the package names, one per line
 #
 # Profiles: runtime (the nodes: ffmpeg with ffprobe, CA certificates, tini as PID 1, curl for the HEALTHCHECK),
-#           redis, camera (the GStreamer RTSP server of tools/rtsp_demo_server.py), s3 (Ceph radosgw, tests).
+#           redis, camera (the GStreamer RTSP server of tools/rtsp_demo_server.py), s3 (Ceph radosgw, tests),
+#           browser (Debian's Chromium, which the web console's tests drive headless; tests only, never in an image).
 set -euo pipefail
 
 say() { printf '[image-install] %s\n' "$*" >&2; }
@@ -24,6 +25,7 @@ packages_of() { # prints the packages of profile $1, or nothing for an unknown p
     camera) echo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad ;;
     s3) echo radosgw ceph-mon ceph-osd ceph-mgr ceph-common ;;
+    browser) echo chromium ;;
     # MSight_Core's Python nodes, run beside ours by the interop tests (test/peers/; its other imports are stand-ins).
     msight) echo python3-av python3-opencv python3-numpy python3-msgpack python3-redis python3-yaml python3-imageio \
       python3-tabulate python3-boto3 python3-websockets python3-zstandard ;;
@@ -46,7 +48,7 @@ done
 pkgs=()
 for p in "${profiles[@]}"; do
   read -r -a more <<<"$(packages_of "$p")"
-  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3 or msight"
+  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3, browser or msight"
   pkgs+=("${more[@]}")
 done
 

@@ -51,6 +51,7 @@ if [ "$purpose" = test ]; then
   for b in radosgw radosgw-admin ceph-mon ceph-osd ceph; do
     command -v "$b" >/dev/null || { need+=(s3); break; }
   done
+  [ -x /usr/bin/chromium ] || need+=(browser)
   /usr/bin/python3 -c 'import av, cv2, numpy, msgpack, redis, yaml, imageio, tabulate, boto3, websockets, zstandard' \
     2>/dev/null || need+=(msight)
 fi

@@ -1,22 +1,15 @@
 /**
- * Decides which frames go into which segment, per sensor, without touching pixels or codecs. The aggregator feeds
- * it every frame it receives and acts on the events it returns (open a segment, encode a frame, close a segment).
- *
- * - `fps` is a real target rate ({@linkcode FrameBudget}): a source that does not run faster than `fps` keeps every
- *   frame however its timestamps jitter or bunch; a faster one is thinned to `fps` by a frame budget over capture
- *   time. Whether a source runs faster ({@linkcode runsFast}) is judged first on its first {@linkcode LOOKAHEAD_S}
- *   seconds (the probe: those frames wait until it ends, or a flush), then on the last half of that before each
- *   frame, which is then decided at once.
- * - A segment holds `bufferSize` frames; its last `overlapSize` frames also open the next one.
- * - A segment is closed (never lost) when full, after `maxIdleS` without frames ({@linkcode Segmenter.tick}), when
- *   capture times jump by more than `gapS` (a segment never spans an outage), when the resolution changes, and on
- *   shutdown ({@linkcode Segmenter.closeAll}).
- * - A frame whose `frame_id` was already seen, or captured before the newest frame of its sensor, is dropped and
- *   reported.
+ * Decides which frames go into which segment, per sensor, without touching pixels or codecs: thinning a source
+ * faster than `fps` to it while keeping every frame of one that is not (a probe of a sensor's first seconds, then
+ * a frame budget; {@linkcode FrameBudget}), `bufferSize`/`overlapSize`, closing on full, idle, gap, resolution
+ * change and shutdown, dropping duplicates and late frames. The aggregator feeds it every frame and acts on
+ * the events it returns (open a segment, encode a frame, close a segment). The rules in full: docs/design.md,
+ * "Aggregate".
  *
  * @example
  * ```ts
  * import { Segmenter } from "./segmenter.ts";
+ * declare const jpeg: Uint8Array;
  * const seg = new Segmenter({ fps: 10, bufferSize: 100, overlapSize: 0, maxIdleS: 5, gapS: 2 });
  * for (const ev of seg.push({ sensor: "cam", frameId: 1n, captureTs: 1000, width: 1280, height: 960, data: jpeg, format: "jpeg" })) {
  *   console.log(ev.kind); // "open", then "frame"

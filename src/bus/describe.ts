@@ -3,7 +3,9 @@
  *
  * @example
  * ```ts
+ * import type { BusMessage } from "./message.ts";
  * import { describeMessage } from "./describe.ts";
+ * declare const msg: BusMessage;
  * console.log(describeMessage(msg, 82586));
  * // ImageData sensor=test_camera time=2026-01-24T16:28:45.649586Z size=82586 frame_id=7421057263124512769 jpeg 960x1280x3
  * ```

@@ -1,17 +1,17 @@
 /**
- * How a sink takes VideoData segments off a topic, durably where it can:
- *
- * - `stream`: from the topic's Redis Stream in a consumer group named after the sink (`--name`); a segment is
- *   acknowledged only once the handler resolved (it is safe), so a sink that restarts resumes where it was.
- * - `pubsub`: plain pub/sub, as MSight's Python nodes publish; what arrives while the sink is down is lost.
- * - `auto` (default): `stream` when a producer announced a stream for the topic (our aggregator does), else
- *   `pubsub`, switching to `stream` as soon as one is announced. The choice is logged.
- *
- * Handlers must be idempotent: delivery is at least once (and both paths may deliver a segment around a switch).
+ * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream,
+ * in a consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer
+ * announced one). Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * import type { VideoData } from "./message.ts";
  * import { readSegments } from "./segment_reader.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics, signal: AbortSignal;
+ * declare const store: { write(seg: VideoData): Promise<void> };
  * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", transport: "auto",
  *   signal }, async (seg) => { await store.write(seg); });
  * ```
@@ -110,6 +110,7 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       }
       if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
         lastPoll = Date.now();
+        // Redis unreachable for this poll: stay on pub/sub and ask again at the next one.
         if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
         continue;
       }
@@ -117,6 +118,7 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       await delay(500, nap.signal);
     }
     signal.removeEventListener("abort", stopNap);
+    // A connection that is down holds no subscription to drop.
     await bus.unsubscribe(topic, onMessage).catch(() => {});
     // Finish what already arrived before switching or stopping: it is in memory only.
     while (queue.length > 0) {

@@ -7,7 +7,11 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { OutgoingMessage } from "./wire.ts";
  * import { SegmentWriter } from "./segment_writer.ts";
+ * declare const bus: RedisBus, log: Logger, videoData: OutgoingMessage;
  * const writer = new SegmentWriter({ bus, log, topic: "aggregated_video", stream: { maxLen: 100, maxAgeS: 3600 } });
  * await writer.start();
  * await writer.write(videoData);

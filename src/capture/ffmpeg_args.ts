@@ -34,6 +34,7 @@ export function validateRtspUrl(url: string): string {
   try {
     parsed = new URL(url);
   } catch {
+    // Reported just below, with the value and what would be right.
     parsed = undefined;
   }
   if (!parsed || !/^rtsps?:$/.test(parsed.protocol) || parsed.hostname === "") {
@@ -243,6 +244,7 @@ export function usesRangeTable(
  *
  * @example
  * ```ts
+ * const url = "rtsp://cam/live";
  * const args = buildFfmpegArgs({ url, transport: "udp", timeoutS: 5, format: "bgr24", resizeRatio: 0.5 });
  * new Deno.Command("ffmpeg", { args, stdout: "piped", stderr: "piped" }).spawn();
  * ```
@@ -368,6 +370,8 @@ export type CudaProbe = { ok: true } | { ok: false; reason: string };
  *
  * @example
  * ```ts
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const log: Logger;
  * const cuda = await probeCuda("ffmpeg", 0);
  * if (!cuda.ok) log.warn(`CUDA unavailable (${cuda.reason}); decoding on the CPU`);
  * ```

@@ -423,6 +423,7 @@ export interface HevcSpsInfo {
  * @example
  * ```ts
  * import { hevcSpsInfo } from "./annexb.ts";
+ * declare const sps: Uint8Array;
  * const info = hevcSpsInfo(sps); // { profileIdc: 1, chromaFormatIdc: 1, bitDepthLumaMinus8: 0, ... }
  * ```
  */
@@ -483,6 +484,7 @@ function vpsMaxSubLayersMinus1(vps: Uint8Array): number {
  * @example
  * ```ts
  * import { hevcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const hvcC = hevcDecoderConfigurationRecord(parameterSets("hevc", firstKeyFrameNals));
  * ```
  */
@@ -529,6 +531,7 @@ const AVCC_PLAIN_PROFILES = new Set([66, 77, 88]);
  * @example
  * ```ts
  * import { avcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const avcC = avcDecoderConfigurationRecord(parameterSets("avc", firstKeyFrameNals));
  * ```
  */
@@ -571,6 +574,7 @@ export function avcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
  * @example
  * ```ts
  * import { decoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const record = decoderConfigurationRecord("avc", parameterSets("avc", firstKeyFrameNals));
  * ```
  */
@@ -587,6 +591,7 @@ export function decoderConfigurationRecord(codec: NalCodec, ps: ParameterSets): 
  * @example
  * ```ts
  * import { mp4Sample, parameterSets, splitNals } from "./annexb.ts";
+ * declare const accessUnit: Uint8Array;
  * const nals = splitNals(accessUnit);
  * const sample = mp4Sample("hevc", nals, parameterSets("hevc", nals)); // slices and SEI only
  * ```

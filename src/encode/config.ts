@@ -146,7 +146,9 @@ export function normalizeConfig(config: EncoderConfig): Required<EncoderConfig> 
  *
  * @example
  * ```ts
+ * import type { AccessUnit } from "../codec/annexb.ts";
  * import { decoderConfigFor } from "./config.ts";
+ * declare const firstAccessUnit: AccessUnit;
  * const cfg = decoderConfigFor("libx264", firstAccessUnit, 641, 481); // { codec: "avc1.64001e", codedWidth: 640, ... }
  * ```
  */

@@ -239,6 +239,7 @@ class FfmpegProcess {
 
   /** Closes stdin (ffmpeg then drains and exits) and waits for the exit. */
   async finish(): Promise<ExitInfo> {
+    // A pipe that already broke means ffmpeg has exited: its exit status, awaited next, says why.
     await this.#writer.close().catch(() => {});
     return await this.exited;
   }
@@ -247,7 +248,7 @@ class FfmpegProcess {
   kill(): void {
     if (this.#killed) return;
     this.#killed = true;
-    this.#writer.abort().catch(() => {});
+    this.#writer.abort().catch(() => {}); // being killed: a pipe error on the way out changes nothing
     try {
       this.#child.kill("SIGKILL");
     } catch {

@@ -1,21 +1,9 @@
 /**
- * The ffmpeg.wasm backend of {@linkcode FrameEncoder}: the same interface, in process, needing only `--allow-read`
- * (to load the wasm core), so the aggregator can run without `--allow-run`.
- *
- * ffmpeg.wasm cannot read a pipe, so each frame's bytes are handed, as they arrive, to the ffmpeg.wasm worker's
- * in-memory file system and the whole segment is encoded at `flush()`. Memory trade-off: a segment's input lives in
- * the wasm heap until its flush (JPEG: its compressed size, about 0.1-0.2 MB per 1280×960 frame; BGR24: W×H×3, 3.7
- * MB per such frame, so prefer JPEG input), and a wasm heap never shrinks, so the worker keeps its high-water mark
- * until `close()`. Flush latency is the whole segment's encode (several seconds for 100 frames at 1280×960) instead
- * of one frame's, and the encode runs on the worker thread, not the event loop.
- *
- * Codecs: libx264 only. NVENC does not exist in wasm, and libx265 hangs in the single-thread @ffmpeg/core 0.12, so
- * those fall back to libx264, reported through `init.fallback`.
- *
- * Locating the core: `import.meta.resolve` of the import map's `@ffmpeg/core` and `@ffmpeg/core/wasm` (file URLs
- * under `node_modules/.deno/…` or Deno's npm cache), and `@ffmpeg/ffmpeg`'s `dist/esm/index.js` next to the
- * `empty.mjs` that its `node` export condition gives Deno; failing that, a scan of `node_modules/.deno` from the
- * working directory. See {@linkcode locateFfmpegWasm}.
+ * The ffmpeg.wasm backend of {@linkcode FrameEncoder}: the same interface, in process, needing only
+ * `--allow-read` (to load the wasm core), so the aggregator can run without `--allow-run`. The whole segment
+ * is encoded at `flush()` (ffmpeg.wasm cannot read a pipe); libx264 only (other codecs fall back to it,
+ * reported through `init.fallback`); the core is found by {@linkcode locateFfmpegWasm}. Its memory and
+ * latency trade-offs: docs/design.md, "Encode".
  *
  * @example
  * ```ts
@@ -94,6 +82,7 @@ function scanNodeModules(dir: string): FfmpegWasmLocation | undefined {
       if (e.name.startsWith("@ffmpeg+core@")) coreDir = `${dir}/${e.name}/node_modules/@ffmpeg/core`;
     }
   } catch {
+    // No such node_modules folder: not found, and the caller stops with one line saying so.
     return undefined;
   }
   if (!ffmpegDir || !coreDir) return undefined;

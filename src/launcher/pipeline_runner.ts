@@ -53,6 +53,7 @@ async function redisAnswers(port: number): Promise<boolean> {
       c.close();
     }
   } catch {
+    // Nothing listening (yet): that is the answer.
     return false;
   }
 }
@@ -75,6 +76,8 @@ async function requireRedisServer(): Promise<void> {
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "./pipeline_config.ts";
+ * declare const pipeline: Pipeline;
  * const spec = nodeProcess(pipeline.nodes[0], { REDIS_URL: "redis://127.0.0.1:6379/0" }, Deno.cwd());
  * ```
  */
@@ -105,6 +108,8 @@ export function nodeProcess(
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "./pipeline_config.ts";
+ * declare const pipeline: Pipeline;
  * const say = (l: string) => console.log(`${"up".padEnd(prefixWidth(pipeline))} | ${l}`);
  * ```
  */
@@ -133,6 +138,8 @@ export class PipelineRunner {
    *
    * @example
    * ```ts
+   * import type { Pipeline } from "./pipeline_config.ts";
+   * declare const pipeline: Pipeline;
    * const runner = await PipelineRunner.start(pipeline, { log: (l) => console.log(l), backoffS: [0.5, 10] });
    * ```
    */
@@ -198,6 +205,7 @@ export class PipelineRunner {
    *
    * @example
    * ```ts
+   * declare const runner: PipelineRunner;
    * await runner.stop("SIGTERM");
    * ```
    */

@@ -172,6 +172,7 @@ export class Supervisor {
     try {
       child.kill("SIGTERM");
     } catch {
+      // Already exited: nothing to wait for.
       return;
     }
     let timer: ReturnType<typeof setTimeout> | undefined;

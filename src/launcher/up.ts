@@ -1,9 +1,10 @@
 /**
- * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema in `pipeline_config.ts`). The file is
- * checked completely first; a bad one gets one line with the key path and exit 2, before anything starts. Then each
- * node runs as its own process with its own permissions, its lines prefixed with its name, restarted with backoff
- * when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully in pipeline order (sources first, so the last
- * partial segment is flushed and saved), then any Redis it started, and exits 0; a second signal kills them at once.
+ * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema: README, "Running a whole
+ * pipeline"). The file is checked completely first; a bad one gets one line with the key path and exit 2,
+ * before anything starts. Then each node runs as its own process with its own permissions, its lines prefixed
+ * with its name, restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
+ * in pipeline order (sources first, so the last partial segment is flushed and saved), then any Redis it
+ * started, and exits 0; a second signal kills them at once.
  *
  * `--check` only checks the file and prints each node's command line.
  *

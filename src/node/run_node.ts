@@ -193,7 +193,11 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     const connected = bus;
     await registerTopics(connected);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    connected.onReconnect(() => void registerTopics(connected).catch(() => {}));
+    connected.onReconnect(() =>
+      void registerTopics(connected).catch((err) =>
+        log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
+      )
+    );
     registration = new NodeRegistration(bus, {
       name: f.name,
       device,

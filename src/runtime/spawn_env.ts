@@ -54,6 +54,7 @@ export function blankedLoaderVars(env?: Record<string, string>): string[] {
  *
  * @example
  * ```ts
+ * const args = ["-version"];
  * new Deno.Command("ffmpeg", { args, stdout: "piped", ...childEnv() });
  * ```
  */
@@ -69,6 +70,7 @@ export function childEnv(): { env?: Record<string, string> } {
  *
  * @example
  * ```ts
+ * declare const err: Deno.errors.NotCapable;
  * spawnRefusal("/bin/sh", err);
  * // '"/bin/sh" is not allowed to run: Deno refused it: Requires run access to "/bin/sh", run again with ...'
  * ```
@@ -84,6 +86,8 @@ export function spawnRefusal(program: string, err: unknown): string {
  *
  * @example
  * ```ts
+ * import type { Logger } from "./log.ts";
+ * declare const log: Logger;
  * const w = loaderVarsWarning("ffmpeg");
  * if (w) log.warn(w);
  * ```

@@ -95,6 +95,7 @@ export async function writeFileAtomic(
     }
     await Deno.rename(tmp, path);
   } catch (err) {
+    // The temporary file may never have been created; the original error is what matters.
     await Deno.remove(tmp).catch(() => {});
     throw err;
   }

@@ -79,6 +79,7 @@ export async function freeBytes(dir: string): Promise<number | null> {
     const s = await statfs(dir);
     return Number(s.bavail) * Number(s.bsize);
   } catch {
+    // No statfs here (or no permission): the caller warns once that --min-free-bytes is ignored.
     return null;
   }
 }
@@ -235,6 +236,7 @@ export class LocalStore {
   ): Promise<{ frameId: bigint | null; sha256: string | null; videoSize: number }> {
     try {
       const text = await Deno.readTextFile(`${this.saveDir}/${stem}.json`);
+      // A metadata file without its video reads as size -1, which never matches a redelivered segment.
       const st = await Deno.stat(`${this.saveDir}/${stem}.mp4`).catch(() => null);
       const sha = /"sha256"\s*:\s*"([0-9a-f]{64})"/.exec(text);
       return { frameId: readFrameId(text), sha256: sha ? sha[1] : null, videoSize: st?.size ?? -1 };

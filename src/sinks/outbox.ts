@@ -1,13 +1,8 @@
 /**
- * The S3 pusher's durable outbox: a segment is first written to a spool directory on disk (atomically: the `.mp4`,
- * then an entry file that commits it), and only then acknowledged; a worker uploads entries oldest first and
- * deletes them once both objects are stored. While S3 is down or slow the worker retries with exponential backoff
- * and jitter, and the spool keeps filling. It is bounded by `spoolMaxBytes`: when full, the **oldest** waiting
- * segments are dropped (logged, counted with a reason), since the newest footage is the one still being watched.
- * A restart re-scans the spool and resumes in the same order.
- *
- * Spool layout: `<seq>.mp4` + `<seq>.entry.json` (seq zero-padded, increasing), `failed/` for segments S3
- * rejected for good (kept for an operator, not counted in the bound).
+ * The S3 pusher's durable outbox: a segment is spooled to disk atomically before it is acknowledged, uploaded
+ * oldest first with retries, and deleted once stored; bounded by `spoolMaxBytes` (when full the oldest
+ * waiting segment is dropped, logged and counted); a restart resumes in the same order. Layout and rationale:
+ * docs/design.md, "Sinks".
  *
  * @example
  * ```ts
@@ -233,6 +228,7 @@ export class Outbox {
         rec = JSON.parse(text);
         videoSize = (await Deno.stat(`${this.spoolDir}/${base}.mp4`)).size;
       } catch {
+        // Unreadable or torn entry: handled as invalid just below (logged there).
         rec = null;
       }
       if (!isEntryRecord(rec) || videoSize !== rec.byteSize) {
@@ -246,6 +242,7 @@ export class Outbox {
       this.#entries.push({ ...rec, diskBytes: rec.byteSize + size });
     }
     // A video without its entry is an enqueue that never completed (and was never acknowledged): redelivered.
+    // Best effort: a file that cannot be removed now is swept again at the next start.
     for (const v of videos) await Deno.remove(`${this.spoolDir}/${v}`).catch(() => {});
     this.#entries.sort((a, b) => a.seq - b.seq);
     this.#nextSeq = this.#entries.length > 0 ? this.#entries[this.#entries.length - 1].seq + 1 : 1;
@@ -265,6 +262,7 @@ export class Outbox {
   enqueue(seg: VideoData): Promise<EnqueueResult> {
     if (this.#closing) return Promise.reject(new Error("outbox is closed"));
     const p = this.#chain.then(() => this.#enqueue(seg));
+    // The error reaches the caller through `p`; the chain only orders the next enqueue after this one.
     this.#chain = p.catch(() => {});
     return p;
   }
@@ -332,7 +330,7 @@ export class Outbox {
         spool_max_bytes: this.#opts.spoolMaxBytes,
       });
       // Deleting files is not awaited: the entry is already gone from the queue, and a leftover is swept on start.
-      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {});
+      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {}); // swept on start
     }
   }
 
@@ -421,6 +419,7 @@ export class Outbox {
       await syncDir(this.spoolDir);
     } catch (err) {
       this.#log.warn(`could not move ${base} to failed/: ${errorMessage(err)}`);
+      // Already logged above; a leftover is swept on the next start.
       await this.#removeFiles(base).catch(() => {});
     }
   }

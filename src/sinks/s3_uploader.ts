@@ -1,15 +1,8 @@
 /**
- * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`.
- *
- * Integrity: every request carries `Content-MD5` (the server rejects a body that does not match it with
- * `BadDigest`), and each object gets `x-amz-meta-sha256` with the SHA-256 of the whole file for end-to-end checks.
- * Content-MD5 rather than the SDK's newer flexible checksums (`x-amz-checksum-*`, aws-chunked trailers) because
- * S3-compatible stores such as Ceph radosgw before Reef reject or ignore those; the SDK's automatic checksums are
- * therefore limited to operations that require them.
- *
- * Files above the multipart threshold go up in parts, each part retried on its own; a failed multipart upload is
- * aborted, and leftovers of earlier attempts on the same key are aborted before a new one starts, so none leak.
- * Every failure is an {@linkcode UploadError} whose `kind` says whether to retry.
+ * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`,
+ * with `Content-MD5` on every request and `x-amz-meta-sha256` on every object; large files go up in parts,
+ * and failed multipart uploads never leak. Every failure is an {@linkcode UploadError} whose `kind` says
+ * whether to retry. Why Content-MD5 rather than flexible checksums: docs/design.md, "Sinks".
  *
  * @example
  * ```ts
@@ -182,6 +175,7 @@ async function resolveDefaultRegion(): Promise<string> {
   try {
     return await probe.config.region();
   } catch {
+    // No region anywhere in the SDK's chain: MSight's default, as --aws-region documents.
     return "us-east-1";
   } finally {
     probe.destroy();

@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { startRedis } from "./helpers/redis_server.ts";
+ * import { startRedis } from "./redis_server.ts";
  * const redis = await startRedis();
  * // ... REDIS_URL=redis.url ...
  * await redis.stop();

@@ -49,11 +49,14 @@ Deno.test({
 Deno.test("image: image-install.sh lists profiles, refuses an unknown one in one line; setup.sh installs through it", async () => {
   const list = await run("scripts/image-install.sh", ["--list", "runtime"]);
   assert.deepEqual(list.stdout.split("\n"), ["ffmpeg", "ca-certificates", "tini", "curl"]);
+  assert.deepEqual((await run("scripts/image-install.sh", ["--list", "browser"])).stdout.split("\n"), [
+    "chromium",
+  ]);
   const bad = await run("scripts/image-install.sh", ["--check", "nope"]);
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr,
-    "image-install: error: unknown profile nope: expected runtime, redis, camera, s3 or msight",
+    "image-install: error: unknown profile nope: expected runtime, redis, camera, s3, browser or msight",
   );
   const setup = await read("scripts/setup.sh");
   assert.match(setup, /^\s+scripts\/image-install\.sh "\$\{need\[@\]\}"/m);

@@ -19,6 +19,11 @@ function assertOneFatalLine(stderr: string[], re: RegExp): string {
 }
 
 Deno.test("permissions: each node may run exactly the programs it starts (ffmpeg for rtsp and aggregator, else none)", () => {
+  assert.deepEqual(
+    permissionFlags("web").filter((f) => f.startsWith("--allow-write")),
+    [],
+    "the web console writes nothing",
+  );
   const runs = Object.fromEntries(
     NODE_NAMES.map((n) => [n, permissionFlags(n).filter((f) => f.startsWith("--allow-run"))]),
   );
@@ -29,6 +34,7 @@ Deno.test("permissions: each node may run exactly the programs it starts (ffmpeg
     pusher: [],
     status: [],
     echo: [],
+    web: [],
   });
 });
 
@@ -217,6 +223,7 @@ Deno.test("permissions: deno.json runs every node through bin/msight-launch, and
     msight_launch_aws_video_pusher: "pusher",
     msight_status: "status",
     msight_echo: "echo",
+    msight_launch_web: "web",
   };
   for (const [name, node] of Object.entries(launchers)) {
     const text = await Deno.readTextFile(`${ROOT}bin/${name}`);
