@@ -50,7 +50,12 @@ failed=0
 for ((r = 1; r <= runs; r++)); do
   log="$work/run$r.log"
   t0=$(date +%s)
-  (cd "$work/clone" && bash scripts/test.sh "$@") >"$log" 2>&1
+  # In the background and waited for, so a SIGTERM to this script alone runs the cleanup at once (bash defers a
+  # trap until a foreground command ends); the suite leads its own group so the cleanup can end it too.
+  (cd "$work/clone" && exec setsid bash scripts/test.sh "$@") >"$log" 2>&1 &
+  suite=$!
+  load_pids+=("$suite")
+  wait "$suite"
   rc=$?
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
   line="run $r: ${summary:-no summary} (exit $rc, $(($(date +%s) - t0)) s)"
