@@ -185,6 +185,25 @@ export class RedisBus {
   }
 
   /**
+   * Publishes on pub/sub and appends the same message to a durable stream (`XADD key MAXLEN ~ maxLen`), in one write
+   * on the publishing connection. Resolves as {@linkcode publish}: -1 when Redis is not connected (the message is
+   * on neither).
+   */
+  async publishAndAppend(
+    topic: string,
+    stream: { key: string; maxLen: number },
+    message: Uint8Array | readonly Uint8Array[],
+  ): Promise<number> {
+    if (this.#pub) return await this.#pub.publishAndAppend(topic, stream, message);
+    if (this.client.status !== "ready") return -1;
+    const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const [[, n]] = (await this.client.multi().publish(topic, buf)
+      .xadd(stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", buf).exec()) ?? [[null, -1]];
+    return Number(n);
+  }
+
+  /**
    * Sends one command whose binary arguments may be in pieces, on the publishing connection where there is one, so
    * a large message (a segment) is written where it lies instead of joined; resolves with its string/integer/nil
    * reply. Without that connection (TLS, or a node that does not publish) the pieces are joined for ioredis.

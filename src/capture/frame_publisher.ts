@@ -18,6 +18,7 @@ import { IMAGE_DATA_TYPE, type ImageData } from "../bus/message.ts";
 import type { RedisBus } from "../bus/redis.ts";
 import type { Snowflake } from "../bus/snowflake.ts";
 import { encodeMessagePieces } from "../bus/wire.ts";
+import { type FrameStreamCaps, FrameStreamProducer } from "../bus/frame_stream.ts";
 import type { Readiness } from "../runtime/health_server.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Counter, Histogram, Metrics } from "../runtime/metrics.ts";
@@ -38,6 +39,8 @@ export interface FramePublisherOptions {
   gap: number;
   /** Log one line every this many published frames (0: never). */
   frameLogEvery: number;
+  /** Caps of the topic's durable frame stream (see `frame_stream.ts`); absent: pub/sub only. */
+  frameStream?: FrameStreamCaps;
   /** The camera; its events and ffmpeg's lines go to `log`. */
   capture: Omit<CaptureOptions, "onEvent" | "onFfmpegLine">;
 }
@@ -115,6 +118,16 @@ export class FramePublisher {
     const o = this.#o;
     const { published, notPublished, skipped, publishSeconds } = this.#m;
     const capture = this.#capture;
+    const stream = o.frameStream
+      ? new FrameStreamProducer(o.bus, o.topic, o.sensorName, o.frameStream, o.log)
+      : undefined;
+    if (stream) {
+      await stream.start();
+      o.log.info(
+        `frames also go to the durable stream ${stream.key} (kept ${o.frameStream!.maxAgeS} s, ` +
+          `≤ ${(o.frameStream!.maxBytes / 2 ** 20).toFixed(0)} MiB)`,
+      );
+    }
     await capture.start();
     signal.addEventListener("abort", () => void capture.stop(), { once: true });
     let n = 0;
@@ -141,7 +154,8 @@ export class FramePublisher {
       let receivers: number;
       try {
         // In pieces around the JPEG: the publisher copies them once, into a request buffer it reuses.
-        receivers = await o.bus.publish(o.topic, encodeMessagePieces(msg));
+        const pieces = encodeMessagePieces(msg);
+        receivers = stream ? await stream.publish(pieces) : await o.bus.publish(o.topic, pieces);
       } catch {
         receivers = -1; // counted and reported below, as for a Redis that is down
       }
@@ -167,5 +181,6 @@ export class FramePublisher {
       }
     }
     await capture.stop();
+    stream?.close();
   }
 }
