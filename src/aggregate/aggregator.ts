@@ -147,6 +147,10 @@ export class Aggregator {
   readonly #entryOf = new WeakMap<SegmentFrame, string>();
   /** Sensors whose frames come on the stream: their pub/sub copies are ignored. */
   readonly #streamed = new Set<string>();
+  /** Sensors known to publish on pub/sub only (MSight's sources), while the stream is read. */
+  readonly #pubsubOnly = new Set<string>();
+  /** Pub/sub messages of a sensor not yet known either way, held (in order) while Redis is asked. */
+  readonly #held = new Map<string, Uint8Array[]>();
   /** Each sensor's open segment. */
   readonly #openOf = new Map<string, string>();
   /** Entries to acknowledge at once (frames that no segment will hold). */
@@ -262,6 +266,7 @@ export class Aggregator {
   async #refreshStreamed(): Promise<void> {
     for (const s of await this.#o.bus.client.smembers(streamSensorsKey(this.#o.subscribeTopic))) {
       this.#streamed.add(s);
+      this.#pubsubOnly.delete(s);
     }
   }
 
@@ -285,19 +290,51 @@ export class Aggregator {
 
   #onMessage = (bytes: Uint8Array): void => {
     if (this.#stopping) return;
-    if (this.#streamed.size > 0 && this.#isStreamedCopy(bytes)) return;
+    if (this.#reader) {
+      let sensor: string | undefined;
+      try {
+        sensor = decodeMessage(bytes).sensorName;
+      } catch {
+        sensor = undefined; // malformed: the intake counts and reports it below
+      }
+      if (sensor !== undefined && !this.#pubsubOnly.has(sensor)) {
+        // A copy of a frame read from the stream; or a sensor not known yet, asked about first.
+        if (!this.#streamed.has(sensor)) this.#hold(sensor, bytes);
+        return;
+      }
+    }
+    this.#takePubSub(bytes);
+  };
+
+  #takePubSub(bytes: Uint8Array): void {
     const msg = this.#intake.decode(bytes);
     if (!msg || msg.dataType !== IMAGE_DATA_TYPE) return;
     this.#take(msg);
-  };
+  }
 
-  /** True when a pub/sub message is a frame whose sensor's frames are read from the stream (a copy). */
-  #isStreamedCopy(bytes: Uint8Array): boolean {
-    try {
-      return this.#streamed.has(decodeMessage(bytes).sensorName);
-    } catch {
-      return false; // malformed: the intake counts and reports it
-    }
+  /**
+   * Holds a pub/sub message of a sensor not known to be streamed or not, until Redis says: a source of ours names its
+   * sensor in the stream's sensor set before its first frame, so a copy is never taken twice.
+   */
+  #hold(sensor: string, bytes: Uint8Array): void {
+    const held = this.#held.get(sensor);
+    if (held) return void held.push(bytes);
+    this.#held.set(sensor, [bytes]);
+    this.#o.bus.client.sismember(streamSensorsKey(this.#o.subscribeTopic), sensor).catch((err) => {
+      this.#o.log.warn(
+        `cannot tell whether ${sensor} has a frame stream: ${errorMessage(err)} (taking pub/sub)`,
+      );
+      return 0;
+    }).then((member) => {
+      const list = this.#held.get(sensor) ?? [];
+      this.#held.delete(sensor);
+      if (member === 1) return void this.#streamed.add(sensor);
+      this.#pubsubOnly.add(sensor);
+      this.#o.log.info(
+        `sensor ${sensor} publishes no frame stream on ${this.#o.subscribeTopic}: taking it from pub/sub`,
+      );
+      for (const b of list) if (!this.#stopping) this.#takePubSub(b);
+    });
   }
 
   /** Frames read from the stream, in order. */

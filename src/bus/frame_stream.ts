@@ -122,6 +122,12 @@ export interface FrameEntry {
 
 type XEntry = [Buffer, Buffer[] | null];
 
+/** Orders stream ids (`ms-seq`) as Redis does. */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(BigInt), [bm, bs] = b.split("-").map(BigInt);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
 /** Reads a topic's frame stream in a consumer group; see the module doc. Owns its blocking connection. */
 export class FrameStreamReader {
   readonly key: string;
@@ -208,6 +214,10 @@ export class FrameStreamReader {
             pending.push(...page);
             from = page.at(-1)!.id;
           }
+          // Entries trimmed while pending are not read back (Redis 7.0 skips them) but stay in the list: found here.
+          const read = new Set(pending.map((e) => e.id));
+          for (const id of await this.#pendingIds()) if (!read.has(id)) pending.push({ id });
+          pending.sort((a, b) => compareIds(a.id, b.id));
           backlog = false;
           if (pending.length > 0) await onEntries(pending, true);
           continue;
@@ -230,6 +240,22 @@ export class FrameStreamReader {
           signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
         });
       }
+    }
+  }
+
+  /** Ids of this consumer's pending entries (all of them: a crashed run holds a few segments' worth). */
+  async #pendingIds(): Promise<string[]> {
+    const out: string[] = [];
+    for (let from = "-";;) {
+      const page = await this.#conn.xpending(this.key, this.#o.group, from, "+", 1000, this.#o.group) as [
+        string,
+        string,
+        number,
+        number,
+      ][];
+      out.push(...page.map((p) => p[0]));
+      if (page.length < 1000) return out;
+      from = `(${page.at(-1)![0]}`;
     }
   }
 

@@ -2,6 +2,8 @@
  * The RTSP node's loop: camera → ffmpeg (decode, scale, JPEG) → {@linkcode RtspCapture} (frames + capture times) →
  * ImageData → bus. Frames are published one at a time, in order; if Redis is slower than the camera the capture
  * queue drops the oldest frames and counts them. While Redis is unreachable frames are counted as not published.
+ * With `frameStream` (the default between our nodes) each frame also goes, in the same write, to the topic's
+ * durable stream (`frame_stream.ts`), from which our aggregator rebuilds what a crash interrupted.
  *
  * @example
  * ```ts
