@@ -8,7 +8,7 @@
  *   (segment, thinned, duplicate, late, unsupported, crash, or why a segment was lost)
  *
  * and the frames in the dumper's segment files match the `segment` outcome. Every 10 s it samples the RSS of every
- * process tree (each node with its ffmpeg), its open file descriptors and Redis' `used_memory`; it fails on an
+ * process tree (each node with its ffmpeg), each process' open file descriptors and Redis' `used_memory`; it fails on an
  * unexplained frame or on growth: a least-squares slope over the run after its warm-up (the first quarter, at least
  * 60 s: the frame stream fills up to its age cap, the segment stream to its 8 entries) that would add more than 10% (and more than a floor: 8 MiB, 4
  * fds) over that window.
@@ -34,7 +34,6 @@ import { permissionFlags } from "../src/launcher/permissions.ts";
 import { captureSpan, dumperSegments, frameIdsOf } from "./faults/audit.ts";
 import { makeClip, redisPid, startCameras, treeRss } from "./capacity.ts";
 import { PipelineNode } from "./pipeline.ts";
-import { treePids } from "./proc.ts";
 import { streamKey } from "../src/bus/stream.ts";
 import type { BenchRow } from "./table.ts";
 
@@ -87,15 +86,16 @@ export function growth(s: Series, warmupS: number): { slope: number; over: numbe
   return { slope, over: slope * (pts.at(-1)!.t - pts[0].t), mean: mv };
 }
 
-/** Open file descriptors of a process tree. */
+/**
+ * Open file descriptors of a process alone: its children (the aggregator's encoders, one per open segment) come and
+ * go with segment boundaries, and each leaves nothing open behind in its parent if the parent closes its pipes.
+ */
 function openFds(pid: number): number {
   let n = 0;
-  for (const p of treePids(pid)) {
-    try {
-      for (const _ of Deno.readDirSync(`/proc/${p}/fd`)) n++;
-    } catch {
-      // Gone meanwhile.
-    }
+  try {
+    for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) n++;
+  } catch {
+    // Gone meanwhile.
   }
   return n;
 }
