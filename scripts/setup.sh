@@ -51,6 +51,7 @@ if [ "$purpose" = test ]; then
   for b in radosgw radosgw-admin ceph-mon ceph-osd ceph; do
     command -v "$b" >/dev/null || { need+=(s3); break; }
   done
+  [ -x /usr/bin/chromium ] || need+=(browser)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -12,7 +12,12 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "../bus/redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * import type { Snowflake } from "../bus/snowflake.ts";
  * import { Aggregator } from "./aggregator.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics, ids: Snowflake;
  * const agg = new Aggregator({ bus, log, metrics, ids, device: "edge-1", name: "image-aggregator",
  *   subscribeTopic: "rtsp_topic", publishTopic: "aggregated_video", fps: 10, bufferSize: 100, overlapSize: 0,
  *   maxIdleS: 5, gapS: 3, gap: 0, encoder: { kind: "ffmpeg", codec: "libx264" }, onError: console.error });

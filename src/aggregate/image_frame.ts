@@ -4,7 +4,9 @@
  *
  * @example
  * ```ts
+ * import type { ImageData } from "../bus/message.ts";
  * import { segmentFrameOf } from "./image_frame.ts";
+ * declare const msg: ImageData;
  * const frame = segmentFrameOf(msg); // undefined: unsupported
  * ```
  * @module

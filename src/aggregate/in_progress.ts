@@ -7,7 +7,9 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "../bus/redis.ts";
  * import { InProgressMarks } from "./in_progress.ts";
+ * declare const bus: RedisBus;
  * const marks = new InProgressMarks(bus, "image-aggregator");
  * for (const lost of await marks.takeLeftovers()) console.log(lost.sensor, lost.openedAt);
  * marks.opened("cam\u00000", "cam");

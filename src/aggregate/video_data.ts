@@ -4,7 +4,10 @@
  *
  * @example
  * ```ts
+ * import type { BuiltSegment } from "./segment_builder.ts";
+ * import type { Snowflake } from "../bus/snowflake.ts";
  * import { videoDataOf } from "./video_data.ts";
+ * declare const built: BuiltSegment, ids: Snowflake;
  * const msg = videoDataOf(built, { sensor: "cam", fps: 10, reason: "full", overlapFrames: 0, frameId: ids.next(),
  *   device: "edge-1" });
  * ```

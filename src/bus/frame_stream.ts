@@ -12,11 +12,14 @@
  * @example
  * ```ts
  * import { FrameStreamProducer, FrameStreamReader } from "./frame_stream.ts";
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const bus: RedisBus, log: Logger, messagePieces: Uint8Array[], signal: AbortSignal;
  * const producer = new FrameStreamProducer(bus, "rtsp_topic", "cam1", { maxAgeS: 30, maxBytes: 64 << 20 }, log);
  * await producer.start();
  * await producer.publish(messagePieces);
  * const reader = new FrameStreamReader(bus, { topic: "rtsp_topic", group: "image-aggregator", log });
- * await reader.run((entries, replay) => entries.forEach((e) => reader.ack([e.id])), signal);
+ * await reader.run(async (entries) => await reader.ack(entries.map((e) => e.id)), signal);
  * ```
  * @module
  */

@@ -1,20 +1,8 @@
 /**
- * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket.
- *
- * Why not ioredis for this one command: a frame source publishes 10-25 messages of 50-150 KB a second, and
- * through ioredis each one goes through a command object, a promise, Node's stream layer emulated by Deno and a
- * Buffer conversion. Measured on the RTSP node (10 fps 1280×960 JPEG), publishing cost ~0.6 ms of the Deno
- * process' ~1.9 ms CPU per frame through ioredis. Here a message is one header, one copy and one socket write.
- *
- * By default the connection also turns Redis' replies off (`CLIENT REPLY OFF`, Redis ≥ 3.2), because on this
- * machine every turn of Deno's event loop costs ~0.2 ms of CPU and reading each PUBLISH's reply is one more turn
- * per frame. The price: the number of subscribers is not known (`publish` resolves 0), and a message written
- * just as Redis dies is counted as sent, which pub/sub never guaranteed anyway. `countReceivers: true` keeps the
- * replies.
- *
- * Plain TCP and unix sockets only; with TLS the node keeps publishing through ioredis (see {@linkcode RedisBus}).
- * Like the ioredis connection it reconnects forever (backing off to 2 s) and fails fast while down: `publish`
- * resolves -1 at once rather than queueing stale frames.
+ * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket, with Redis'
+ * replies off by default (`countReceivers: true` keeps them). Plain TCP and unix sockets only (TLS publishes
+ * through ioredis). It reconnects forever and fails fast while down: `publish` resolves -1 at once rather
+ * than queueing stale frames. Why not ioredis, and what replies off costs: docs/design.md, "Bus".
  *
  * @example
  * ```ts
@@ -251,6 +239,7 @@ class Link {
         }
         return true;
       } catch {
+        // The socket is gone: the caller sees false and counts the message; close() lets the owner reconnect.
         this.close();
         return false;
       }
@@ -319,6 +308,8 @@ async function open(settings: RedisSettings, name: string | undefined, replies: 
  *
  * @example
  * ```ts
+ * import type { RedisSettings } from "../runtime/env.ts";
+ * declare const settings: RedisSettings, bytes: Uint8Array;
  * const pub = await Publisher.connect(settings, { onEvent: (e) => console.log(e.type) });
  * await pub.publish("topic", bytes);
  * ```
@@ -384,6 +375,8 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, jpegMessage: Uint8Array;
+   * let dropped = 0;
    * if ((await pub.publish("frames", jpegMessage)) < 0) dropped++;
    * ```
    */
@@ -423,6 +416,7 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, frameMessage: Uint8Array;
    * await pub.publishAndAppend("rtsp_topic", { key: "MSIGHT:STREAM:rtsp_topic", maxLen: 600 }, frameMessage);
    * ```
    */
@@ -468,6 +462,7 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, messagePieces: Uint8Array[];
    * const id = await pub.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
    * ```
    */
@@ -518,6 +513,7 @@ export class Publisher {
         this.#adopt(link);
         this.opts.onEvent?.({ type: "restored" });
       } catch {
+        // Redis still down: the outage was reported once ("lost"); try again later.
         this.#schedule();
       }
     }, Math.min(100 * this.#attempts, 2000));

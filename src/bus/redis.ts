@@ -210,6 +210,7 @@ export class RedisBus {
    *
    * @example
    * ```ts
+   * declare const bus: RedisBus, messagePieces: Uint8Array[];
    * const id = await bus.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
    * ```
    */

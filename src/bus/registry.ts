@@ -8,7 +8,10 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
  * import { NodeRegistration } from "./registry.ts";
+ * declare const bus: RedisBus, log: Logger;
  * const reg = new NodeRegistration(bus, { name: "rtsp_node", device: "edge-1", type: "RTSPSourceNode",
  *   publishTopic: "rtsp_topic", subscribeTopic: null }, log);
  * await reg.register();

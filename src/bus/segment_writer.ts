@@ -7,7 +7,11 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { OutgoingMessage } from "./wire.ts";
  * import { SegmentWriter } from "./segment_writer.ts";
+ * declare const bus: RedisBus, log: Logger, videoData: OutgoingMessage;
  * const writer = new SegmentWriter({ bus, log, topic: "aggregated_video", stream: { maxLen: 100, maxAgeS: 3600 } });
  * await writer.start();
  * await writer.write(videoData);
@@ -16,6 +20,7 @@
  * @module
  */
 
+import { delay } from "../runtime/async.ts";
 import { errorMessage, SegmentError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { RedisBus } from "./redis.ts";
@@ -71,7 +76,7 @@ export class SegmentWriter {
     // In pieces around the MP4's own pages: a segment of 1000 frames is ~30 MB, held once.
     const pieces = encodeMessagePieces(seg);
     const deadline = Date.now() + (this.#opts.outageWaitMs ?? 15_000);
-    while (!bus.ready && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (!bus.ready && Date.now() < deadline) await delay(200);
     let delivered = false, stored = !this.#stream;
     try {
       delivered = (await bus.publish(topic, pieces)) >= 0;

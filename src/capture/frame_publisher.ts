@@ -7,7 +7,12 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "../bus/redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * import type { Snowflake } from "../bus/snowflake.ts";
  * import { FramePublisher } from "./frame_publisher.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics, ids: Snowflake, signal: AbortSignal;
  * const pub = new FramePublisher({ bus, log, metrics, ids, device: "edge-1", topic: "rtsp_topic",
  *   sensorName: "rtsp_sensor", gap: 0, frameLogEvery: 0, capture: { url: "rtsp://127.0.0.1:8554/live.stream" } });
  * await pub.run(signal); // until signal aborts

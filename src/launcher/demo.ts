@@ -8,6 +8,7 @@
  * rtsp → rtsp_topic → image-to-video aggregator → aggregated_video → video local dumper → ./received_videos
  * ```
  *
+ * and the web console on http://127.0.0.1:8080/ (`--web-port`) showing them, their camera and their recordings.
  * Ctrl-C (or SIGTERM) stops the camera side first, so the aggregator flushes its partial segment and the dumper
  * writes it, then Redis and the camera. `--duration N` stops by itself after N seconds.
  *
@@ -22,8 +23,10 @@
  */
 
 import type { DemoFlags } from "../node/demo_flags.ts";
+import { delay } from "../runtime/async.ts";
 import { killAllChildren } from "../runtime/children.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
+import { freePort } from "../runtime/net.ts";
 import { parsePipeline, type Pipeline } from "./pipeline_config.ts";
 import { PipelineRunner } from "./pipeline_runner.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -32,13 +35,6 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 const say = (line: string) => console.log(`demo         | ${line}`);
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -46,7 +42,8 @@ async function waitForPort(port: number, what: string, timeoutMs = 15_000): Prom
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       return;
     } catch {
-      await new Promise((r) => setTimeout(r, 100));
+      // Not listening yet: try again until the deadline, which reports it.
+      await delay(100);
     }
   }
   throw new FatalError(`${what} did not start listening on 127.0.0.1:${port} within ${timeoutMs / 1000} s`);
@@ -62,16 +59,27 @@ async function requireBinary(cmd: string, args: string[], hint: string): Promise
 }
 
 /**
- * The built-in pipeline: the tutorial's three commands (but for the camera URL) on a private Redis.
+ * The built-in pipeline: the tutorial's three commands (but for the camera URL) on a private Redis, and the web
+ * console browsing the dumper's directory with the three nodes' /metrics.
  *
  * @example
  * ```ts
  * const p = demoPipeline({ cameraUrl: "rtsp://127.0.0.1:8554/live.stream", fps: 10, bufferSize: 100,
- *   saveDir: "./received_videos", device: "demo-edge" });
+ *   saveDir: "./received_videos", device: "demo-edge", webPort: 8080,
+ *   metricsPorts: { rtsp: 9101, aggregator: 9102, dumper: 9103 } });
  * ```
  */
 export function demoPipeline(
-  o: { cameraUrl: string; fps: number; bufferSize: number; saveDir: string; device: string },
+  o: {
+    cameraUrl: string;
+    fps: number;
+    bufferSize: number;
+    saveDir: string;
+    device: string;
+    /** The console's port, and the /metrics ports of the three nodes whose figures it shows. */
+    webPort: number;
+    metricsPorts: { rtsp: number; aggregator: number; dumper: number };
+  },
 ): Pipeline {
   // `$${` is a literal `${` in a pipeline's values: a path or URL is taken as it is.
   const lit = (s: string) => s.replaceAll("${", "$${");
@@ -90,6 +98,7 @@ export function demoPipeline(
           gap: 0,
           "rtsp-transport": "tcp",
           "frame-log-every": 50,
+          "metrics-port": o.metricsPorts.rtsp,
         },
       },
       {
@@ -102,12 +111,28 @@ export function demoPipeline(
           fps: o.fps,
           "buffer-size": o.bufferSize,
           "overlap-size": 0,
+          "metrics-port": o.metricsPorts.aggregator,
         },
       },
       {
         name: "dumper",
         node: "dumper",
-        flags: { name: "video_dumper", "subscribe-topic": "aggregated_video", "save-dir": lit(o.saveDir) },
+        flags: {
+          name: "video_dumper",
+          "subscribe-topic": "aggregated_video",
+          "save-dir": lit(o.saveDir),
+          "metrics-port": o.metricsPorts.dumper,
+        },
+      },
+      {
+        name: "web",
+        node: "web",
+        flags: {
+          name: "console",
+          port: o.webPort,
+          "save-dir": lit(o.saveDir),
+          "heartbeat-update-interval": 5,
+        },
       },
     ],
   };
@@ -147,6 +172,8 @@ export async function runDemo(f: DemoFlags): Promise<number> {
     bufferSize: f.bufferSize,
     saveDir: f.saveDir,
     device: Deno.env.get("MSIGHT_EDGE_DEVICE_NAME") ?? "demo-edge",
+    webPort: f.webPort,
+    metricsPorts: { rtsp: freePort(), aggregator: freePort(), dumper: freePort() },
   });
 
   // The camera is not a node of the pipeline: it runs beside it, up before the rtsp node and down after it.
@@ -179,6 +206,7 @@ export async function runDemo(f: DemoFlags): Promise<number> {
   say(
     `pipeline running: segments of ${f.bufferSize} frames at ${f.fps} fps go to ${f.saveDir}. Ctrl-C to stop.`,
   );
+  say(`web console: http://127.0.0.1:${f.webPort}/`);
 
   const stop = Promise.withResolvers<string>();
   const onSig = (s: Deno.Signal) => () => stop.resolve(s);

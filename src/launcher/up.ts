@@ -1,9 +1,10 @@
 /**
- * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema in `pipeline_config.ts`). The file is
- * checked completely first; a bad one gets one line with the key path and exit 2, before anything starts. Then each
- * node runs as its own process with its own permissions, its lines prefixed with its name, restarted with backoff
- * when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully in pipeline order (sources first, so the last
- * partial segment is flushed and saved), then any Redis it started, and exits 0; a second signal kills them at once.
+ * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema: README, "Running a whole
+ * pipeline"). The file is checked completely first; a bad one gets one line with the key path and exit 2,
+ * before anything starts. Then each node runs as its own process with its own permissions, its lines prefixed
+ * with its name, restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
+ * in pipeline order (sources first, so the last partial segment is flushed and saved), then any Redis it
+ * started, and exits 0; a second signal kills them at once.
  *
  * `--check` only checks the file and prints each node's command line.
  *
@@ -16,7 +17,7 @@
  */
 
 import { killAllChildren } from "../runtime/children.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
 import { nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
@@ -92,7 +93,7 @@ if (import.meta.main) {
     code = await main(Deno.args);
   } catch (err) {
     console.error(err instanceof UsageError ? errorMessage(err) : `up: error: ${errorMessage(err)}`);
-    code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
+    code = exitCodeOf(err);
     killAllChildren("SIGKILL");
   }
   Deno.exit(code);

@@ -35,6 +35,14 @@ export const DEMO_FLAGS = {
     metavar: "SECONDS",
     help: "stop after this long (0: until Ctrl-C)",
   },
+  webPort: {
+    long: "web-port",
+    type: "int",
+    default: 8080,
+    min: 1,
+    max: 65535,
+    help: "port of the web console (on 127.0.0.1)",
+  },
   quiet: {
     long: "quiet",
     type: "bool",

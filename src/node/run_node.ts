@@ -28,10 +28,11 @@ import {
   redisSettingsFromEnv,
   redisSettingsFromUrl,
 } from "../runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, FatalError, UsageError } from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
+import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { NodeRegistration, registerTopic } from "../bus/registry.ts";
 
@@ -122,6 +123,8 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     format: f.logFormat as LogFormat,
   });
   for (const w of earlyWarnings) log.warn(w);
+  const ldWarning = loaderVarsWarning("ffmpeg"); // a node that may run ffmpeg, where CUDA may need LD_LIBRARY_PATH
+  if (ldWarning) log.warn(ldWarning);
 
   const metrics = new Metrics();
   const started = Date.now();
@@ -190,7 +193,11 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     const connected = bus;
     await registerTopics(connected);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    connected.onReconnect(() => void registerTopics(connected).catch(() => {}));
+    connected.onReconnect(() =>
+      void registerTopics(connected).catch((err) =>
+        log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
+      )
+    );
     registration = new NodeRegistration(bus, {
       name: f.name,
       device,
@@ -268,17 +275,15 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
 function fail(err: unknown, prog: string, log?: Logger): number {
   if (err instanceof UsageError) {
     printLine(err.message.startsWith(prog) ? err.message : `${prog}: error: ${err.message}`);
-    return 2;
-  }
-  if (err instanceof FatalError) {
+  } else if (err instanceof FatalError) {
     if (log) log.critical(err.message);
     else printLine(`${prog}: error: ${err.message}`);
-    return err.exitCode;
+  } else {
+    const msg = `unexpected error: ${errorMessage(err)}`;
+    if (log) log.critical(msg);
+    else printLine(`${prog}: ${msg}`);
   }
-  const msg = `unexpected error: ${errorMessage(err)}`;
-  if (log) log.critical(msg);
-  else printLine(`${prog}: ${msg}`);
-  return 1;
+  return exitCodeOf(err);
 }
 
 function printLine(line: string): void {

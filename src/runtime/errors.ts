@@ -41,6 +41,20 @@ export class SegmentError extends Error {
   }
 }
 
+/**
+ * The exit code a process ends with for a thrown value: a {@linkcode UsageError}'s 2, a {@linkcode FatalError}'s
+ * own code, 1 for anything else (a bug: the message says "unexpected").
+ *
+ * @example
+ * ```ts
+ * import { exitCodeOf, UsageError } from "./errors.ts";
+ * exitCodeOf(new UsageError("--fps 0 is invalid")); // 2
+ * ```
+ */
+export function exitCodeOf(err: unknown): number {
+  return err instanceof UsageError || err instanceof FatalError ? err.exitCode : 1;
+}
+
 /** Returns the one-line text of any thrown value, without a stack. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split("\n")[0] || err.name;

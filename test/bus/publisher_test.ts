@@ -146,7 +146,7 @@ Deno.test("Publisher: frames published one after another (the request buffer reu
 });
 
 Deno.test("Publisher: connect() to a port nobody listens on rejects with the reason", async () => {
-  const port = await freePort();
+  const port = freePort();
   await assert.rejects(
     Publisher.connect(redisSettingsFromUrl(`redis://127.0.0.1:${port}/0`), { connectTimeoutMs: 2000 }),
     /refused/i,

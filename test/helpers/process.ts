@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { startNode } from "./helpers/process.ts";
+ * import { startNode } from "./process.ts";
  * const p = startNode("nodes/echo.ts", ["-st", "t"], { REDIS_URL: "redis://127.0.0.1:6379" });
  * await p.waitForLine(/listening on t/);
  * p.kill("SIGTERM");

@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { startRedis } from "./helpers/redis_server.ts";
+ * import { startRedis } from "./redis_server.ts";
  * const redis = await startRedis();
  * // ... REDIS_URL=redis.url ...
  * await redis.stop();
@@ -53,7 +53,7 @@ async function launch(port: number): Promise<Deno.ChildProcess> {
 
 /** Starts a private redis-server; throws a clear error when the binary is missing. */
 export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+  const port = freePort();
   let child: Deno.ChildProcess;
   try {
     child = await launch(port);

@@ -40,7 +40,7 @@ Deno.test("bus: ImageData and VideoData go through a real Redis byte-exact, fram
 
 Deno.test("runtime: a real node registers as MSight does, serves /metrics and /readyz, survives a Redis restart, stops on SIGTERM", async () => {
   const redis = await startRedis();
-  const port = await freePort();
+  const port = freePort();
   const node = startNode("nodes/echo.ts", [
     "-n",
     "echo_t",
@@ -167,7 +167,7 @@ Deno.test("runtime: bad flags exit 2 and unreachable Redis exits 1, each with on
     "echo: unrecognized argument --rtae (did you mean --rate?)",
   ]);
 
-  const port = await freePort();
+  const port = freePort();
   const down = startNode("nodes/echo.ts", ["-st", "t", "--redis-connect-timeout", "1"], {
     REDIS_URL: `redis://127.0.0.1:${port}/0`,
     MSIGHT_EDGE_DEVICE_NAME: "d",
@@ -188,7 +188,7 @@ Deno.test("runtime: bad flags exit 2 and unreachable Redis exits 1, each with on
 Deno.test("runtime: a second SIGTERM during a graceful stop exits at once", async () => {
   const redis = await startRedis();
   const spool = await Deno.makeTempDir();
-  const deadS3 = await freePort(); // nothing listens: uploads can only wait
+  const deadS3 = freePort(); // nothing listens: uploads can only wait
   const node = startNode("nodes/pusher.ts", [
     "-n",
     "p2",

@@ -56,7 +56,7 @@ Deno.test("rtsp node: the tutorial command verbatim publishes the real camera's 
   const redis = await startRedis();
   const cam = await startRtspServer({ source: "mcity", path: "/live.stream" });
   const sink = await collect(redis.port, "rtsp_topic");
-  const metricsPort = await freePort();
+  const metricsPort = freePort();
   // The tutorial's line, with our URL; -g 0 on this GPU-less machine must fall back to the CPU with one warning.
   const node = startNode(
     "nodes/rtsp.ts",
@@ -177,7 +177,7 @@ Deno.test("rtsp node: a stalled camera is detected and the node reconnects when 
     protocols: "tcp",
   });
   const sink = await collect(redis.port, "t");
-  const port = await freePort();
+  const port = freePort();
   const readyz = () =>
     fetch(`http://127.0.0.1:${port}/readyz`).then(async (r) => ({ status: r.status, text: await r.text() }));
   const node = startNode(
