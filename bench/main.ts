@@ -16,6 +16,7 @@ import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { soakBench, soakConfigFromEnv } from "./soak.ts";
+import { streamCostBench } from "./stream_cost.ts";
 import { webBench } from "./web.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
@@ -31,6 +32,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   "capacity-hold": () =>
     capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
   // Every frame accounted for, and no growth, over SOAK_DURATION_S (30 min by default); soak-5m is the CI-sized run.
+  // The durable frame stream's extra CPU per frame, alone (CPU time: tolerable on a busy machine).
+  "stream-cost": () => streamCostBench(),
   soak: () => soakBench(),
   "soak-5m": () => soakBench({ ...soakConfigFromEnv(), durationS: 300 }),
 };
