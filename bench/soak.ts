@@ -62,6 +62,8 @@ export function soakConfigFromEnv(): SoakConfig {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SAMPLE_MS = 10_000;
+/** The outcomes of `frames_accounted_total` named in the balance (any other is a segment lost for that reason). */
+const OUTCOMES = ["segment", "thinned", "duplicate", "late", "skipped", "unsupported", "crash"];
 const MiB = 2 ** 20;
 
 /** One value over time: seconds since the start, and the value. */
@@ -255,13 +257,8 @@ export async function soakBench(cfg = soakConfigFromEnv()): Promise<BenchRow[]> 
         "unexplained",
         "0, and files = segment",
         unexplained === 0 && inFiles === by("segment"),
-        `published ${pub} = in segments ${by("segment")} + thinned ${by("thinned")} + duplicate ${
-          by("duplicate")
-        } + late ${by("late")} + unsupported ${by("unsupported")} + crash ${
-          by("crash")
-        } + lost with a segment ${
-          total - by("segment") - by("thinned") - by("duplicate") - by("late") - by("unsupported") -
-          by("crash")
+        `published ${pub} = ${OUTCOMES.map((o) => `${o} ${by(o)}`).join(" + ")} + lost with a segment ${
+          total - OUTCOMES.reduce((x, o) => x + by(o), 0)
         }; ${inFiles} frames in the dumper's files`,
       );
     }

@@ -120,7 +120,8 @@ function aggregatorMetrics(m: Metrics) {
     accounted: m.counter(
       "frames_accounted_total",
       "Every frame taken, once, by sensor and outcome: segment (in a published segment, overlap copies aside), " +
-        "thinned, duplicate, late, unsupported, crash (lost with a killed run), or why its segment was lost",
+        "thinned, duplicate, late, skipped (--gap), unsupported, crash (lost with a killed run), or why its " +
+        "segment was lost",
     ),
   };
 }
@@ -313,8 +314,21 @@ export class Aggregator {
 
   #takePubSub(bytes: Uint8Array): void {
     const msg = this.#intake.decode(bytes);
-    if (!msg || msg.dataType !== IMAGE_DATA_TYPE) return;
+    if (!msg) return this.#countSkipped(bytes);
+    if (msg.dataType !== IMAGE_DATA_TYPE) return;
     this.#take(msg);
+  }
+
+  /** A message the intake passed over: a good frame skipped by `--gap` is accounted (a malformed one is counted there). */
+  #countSkipped(bytes: Uint8Array): void {
+    try {
+      const msg = decodeMessage(bytes);
+      if (msg.dataType === IMAGE_DATA_TYPE) {
+        this.#m.accounted.inc(1, { sensor: msg.sensorName, outcome: "skipped" });
+      }
+    } catch {
+      // Malformed: the intake counted and reported it.
+    }
   }
 
   /**
@@ -348,8 +362,9 @@ export class Aggregator {
       if (this.#stopping) break; // left pending: the next run takes them
       const msg = e.bytes ? this.#intake.decode(e.bytes) : undefined;
       if (!msg || msg.dataType !== IMAGE_DATA_TYPE) {
-        // Malformed (counted by the intake) or trimmed away while pending: no segment will hold it.
+        // Skipped by --gap, malformed (counted by the intake), or trimmed away while pending: no segment will hold it.
         if (!e.bytes) this.#m.accounted.inc(1, { sensor: "", outcome: "crash" });
+        else if (!msg) this.#countSkipped(e.bytes);
         this.#ackNow.push(e.id);
         continue;
       }
