@@ -177,7 +177,9 @@ Deno.test("aggregator: two interleaved sensors stay apart; a 25 fps camera is th
       "fast25 segments",
     );
     const fast = r.segments.filter((s) => s.sensorName === "fast25");
-    for (const s of fast) {
+    // The 41st kept frame opens a third segment, closed after --max-idle (5 s): on a slow machine it is already
+    // out, with its one frame and no interval to measure.
+    for (const s of fast.filter((s) => s.info!.flushReason === "full")) {
       const gaps = s.captureTimestamps.slice(1).map((t, k) => t - s.captureTimestamps[k]);
       const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
       assert.ok(Math.abs(mean - 0.1) < 0.01, `thinned to 10 fps: mean interval ${mean}`);
