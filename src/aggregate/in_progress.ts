@@ -19,6 +19,7 @@
  */
 
 import type { RedisBus } from "../bus/redis.ts";
+import { isRedisPermissionError } from "../runtime/errors.ts";
 
 /** A segment the previous run opened and never published. */
 export interface LostSegment {
@@ -44,7 +45,10 @@ export class InProgressMarks {
   /** The previous run's notes (its lost segments), removed from Redis. */
   async takeLeftovers(): Promise<LostSegment[]> {
     // Best effort (see the module doc): with Redis unreachable there is nothing to report.
-    const notes = await this.bus.readHash(this.key).catch(() => ({} as Record<string, string>));
+    const notes = await this.bus.readHash(this.key).catch((err) => {
+      if (isRedisPermissionError(err)) throw err; // the node's ACL lacks its own key: stop with one line
+      return {} as Record<string, string>;
+    });
     await this.bus.deleteKey(this.key).catch(() => {/* best effort, as above */});
     return Object.values(notes).flatMap((v) => {
       try {

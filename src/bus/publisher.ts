@@ -276,6 +276,14 @@ class Link {
   }
 }
 
+/** Redis' error text; for an ACL refusal, with the command and its key or channel (Redis' own text names neither). */
+function refusal(args: readonly CommandArg[], error: string): string {
+  if (!/^NOPERM\b/.test(error)) return error;
+  return `Redis refused ${String(args[0]).toUpperCase()} ${
+    typeof args[1] === "string" ? args[1] : ""
+  }: ${error}`;
+}
+
 async function open(settings: RedisSettings, name: string | undefined, replies: boolean): Promise<Link> {
   const conn = settings.path
     ? await Deno.connect({ transport: "unix", path: settings.path })
@@ -325,6 +333,10 @@ export class Publisher {
   #spare: Uint8Array | undefined;
   /** `*3 $7 PUBLISH $n topic` per topic: a node publishes on one or two topics. */
   readonly #heads = new Map<string, Uint8Array>();
+  /** Topics whose first PUBLISH on the current connection was answered OK (see `publish`). */
+  #allowed = new Set<string>();
+  /** That first PUBLISH per topic while in flight: the messages behind it wait for it, keeping their order. */
+  #checking = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly settings: RedisSettings,
@@ -381,6 +393,8 @@ export class Publisher {
    * ```
    */
   async publish(topic: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<number> {
+    const first = this.#checking.get(topic);
+    if (first && !this.#allowed.has(topic)) await first;
     const link = this.#link;
     if (!link || link.closed) return -1;
     let head = this.#heads.get(topic);
@@ -396,16 +410,34 @@ export class Publisher {
     const request = publishCommand(head, bytes, reuse);
     // One piece is a request built here (a large payload goes out as its own pieces, never kept).
     const built = request.length === 1 ? new Uint8Array(request[0].buffer) : undefined;
-    if (!this.#replies) {
+    if (!this.#replies && this.#allowed.has(topic)) {
       const ok = await link.write(request);
       this.#spare = built ?? this.#spare;
       return ok ? 0 : -1;
     }
-    const r = await link.send(request);
-    this.#spare = built ?? this.#spare;
-    if (!r) return -1;
-    if (!r.ok) throw new Error(r.error);
-    return Number(r.value);
+    // Replies on: always, or for the first message on a topic of each connection, so that a refusal (an ACL user
+    // without this channel) is seen once rather than every message silently dropped.
+    let reply: Promise<Reply | undefined>;
+    if (this.#replies) reply = link.send(request);
+    else {
+      void link.send(REPLY_ON);
+      reply = link.send(request);
+      void link.write(REPLY_OFF);
+    }
+    const settled = Promise.withResolvers<void>();
+    if (!this.#replies) this.#checking.set(topic, settled.promise);
+    try {
+      const r = await reply;
+      this.#spare = built ?? this.#spare;
+      if (!r) return -1;
+      if (!r.ok) throw new Error(refusal(["PUBLISH", topic], r.error));
+      this.#allowed.add(topic);
+      return this.#replies ? Number(r.value) : 0;
+    } finally {
+      // After `allowed` is set, so the messages waiting behind this one take the fast path, in order.
+      if (this.#checking.get(topic) === settled.promise) this.#checking.delete(topic);
+      settled.resolve();
+    }
   }
 
   /**
@@ -479,7 +511,7 @@ export class Publisher {
     }
     const r = await reply;
     if (!r) throw new Error("the publishing connection to Redis dropped before the reply");
-    if (!r.ok) throw new Error(r.error);
+    if (!r.ok) throw new Error(refusal(args, r.error));
     return r.value;
   }
 
@@ -494,6 +526,7 @@ export class Publisher {
 
   #adopt(link: Link): void {
     this.#link = link;
+    this.#allowed = new Set();
     this.#attempts = 0;
     link.ended.then((reason) => {
       if (this.#closed || this.#link !== link) return;

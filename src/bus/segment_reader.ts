@@ -21,7 +21,7 @@
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { delay } from "../runtime/async.ts";
-import { errorMessage } from "../runtime/errors.ts";
+import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
 import { Intake } from "./intake.ts";
 import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
 import type { RedisBus } from "./redis.ts";
@@ -110,8 +110,13 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       }
       if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
         lastPoll = Date.now();
-        // Redis unreachable for this poll: stay on pub/sub and ask again at the next one.
-        if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
+        // Redis unreachable for this poll: stay on pub/sub and ask again at the next one. A missing ACL
+        // permission is not transient: the node stops with it.
+        const found = await hasStream(bus.client, topic).catch((err) => {
+          if (isRedisPermissionError(err)) throw err;
+          return false;
+        });
+        if (found) mode = "stream";
         continue;
       }
       if (nap.signal.aborted) nap = new AbortController();

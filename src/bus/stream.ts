@@ -24,7 +24,7 @@ import { Buffer } from "node:buffer";
 import { delay } from "../runtime/async.ts";
 import { joinBytes } from "../runtime/bytes.ts";
 import type { CommandArg } from "./publisher.ts";
-import { errorMessage } from "../runtime/errors.ts";
+import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
 /** The hash whose fields name the topics that have a durable stream (value: JSON of the producer's caps). */
@@ -250,6 +250,8 @@ export class StreamConsumer {
         await this.#handle(fresh, handler, signal);
       } catch (err) {
         if (signal.aborted) break;
+        // A missing ACL permission does not heal by retrying: the node stops with it.
+        if (isRedisPermissionError(err)) throw err;
         const msg = errorMessage(err);
         // After a Redis restart the stream and group are gone: create them again and re-read from the start.
         if (/NOGROUP/.test(msg)) this.#groupReady = false;

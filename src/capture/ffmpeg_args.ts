@@ -11,6 +11,7 @@
  * @module
  */
 
+import { outputChild, spawnChild } from "../runtime/children.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
 import type { FrameFormat } from "../codec/frame.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
@@ -331,12 +332,7 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
 export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(ffmpegPath, {
-      args: ["-hide_banner", "-version"],
-      stdin: "null",
-      ...childEnv(),
-    })
-      .output();
+    out = await outputChild(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null", ...childEnv() });
   } catch (err) {
     if (err instanceof Deno.errors.NotCapable) {
       // Deno's sandbox, not the file system, refused: installing ffmpeg would not help. Deno's reason says why.
@@ -377,7 +373,7 @@ export type CudaProbe = { ok: true } | { ok: false; reason: string };
  * ```
  */
 export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15): Promise<CudaProbe> {
-  const child = new Deno.Command(ffmpegPath, {
+  const child = spawnChild(ffmpegPath, {
     args: [
       "-hide_banner",
       "-nostdin",
@@ -397,7 +393,7 @@ export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15):
     stdout: "null",
     stderr: "piped",
     ...childEnv(),
-  }).spawn();
+  });
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");

@@ -169,6 +169,7 @@ export class FramePublisher {
       publishSeconds.observe((performance.now() - t0) / 1000);
       if (receivers < 0) {
         notPublished.inc();
+        if (signal.aborted) continue; // stopping (an ACL refusal stops the node: already said)
         if (lostWhileDown++ === 0) {
           o.log.warn("Redis is unreachable: frames are not published until it is back");
         }

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { spawnChild } from "../runtime/children.ts";
 import { FatalError } from "../runtime/errors.ts";
 import { childEnv } from "../runtime/spawn_env.ts";
 import { ByteQueue } from "./byte_queue.ts";
@@ -127,13 +128,14 @@ export class FfmpegSession {
   static spawn(opts: SessionOptions): FfmpegSession {
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(opts.ffmpegPath, {
+      // Own process group, owned by the node, which stops it (see src/runtime/children.ts).
+      child = spawnChild(opts.ffmpegPath, {
         args: opts.args,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
         ...childEnv(),
-      }).spawn();
+      });
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound ? "not found" : (err as Error).message;
       throw new FatalError(`cannot run ffmpeg ${JSON.stringify(opts.ffmpegPath)}: ${why}`, 2);

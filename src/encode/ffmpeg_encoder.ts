@@ -18,6 +18,7 @@
  * @module
  */
 
+import { spawnChild } from "../runtime/children.ts";
 import { FatalError } from "../runtime/errors.ts";
 import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
@@ -157,8 +158,8 @@ interface ExitInfo {
 /** Starts ffmpeg with piped stdio, turning "not installed" and "not permitted" into one clear line. */
 function spawn(path: string, args: string[]): Deno.ChildProcess {
   try {
-    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped", ...childEnv() })
-      .spawn();
+    // Own process group, owned by the node: a signal to the node's group must not kill it before it flushes.
+    return spawnChild(path, { args, stdin: "piped", stdout: "piped", stderr: "piped", ...childEnv() });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new FatalError(

@@ -25,6 +25,7 @@
 import type { DemoFlags } from "../node/demo_flags.ts";
 import { delay } from "../runtime/async.ts";
 import { killAllChildren } from "../runtime/children.ts";
+import { onShutdownSignals, signalExitCode } from "../runtime/signals.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
 import { freePort } from "../runtime/net.ts";
 import { parsePipeline, type Pipeline } from "./pipeline_config.ts";
@@ -209,24 +210,23 @@ export async function runDemo(f: DemoFlags): Promise<number> {
   say(`web console: http://127.0.0.1:${f.webPort}/`);
 
   const stop = Promise.withResolvers<string>();
-  const onSig = (s: Deno.Signal) => () => stop.resolve(s);
-  const handlers: [Deno.Signal, () => void][] = [["SIGINT", onSig("SIGINT")], ["SIGTERM", onSig("SIGTERM")]];
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  // A second Ctrl-C while stopping (a second after the first: src/runtime/signals.ts) exits at once.
+  const signals = onShutdownSignals({
+    onStop: (s) => stop.resolve(s),
+    onRepeat(s) {
+      killAllChildren("SIGKILL");
+      Deno.exit(signalExitCode(s));
+    },
+  });
   const timer = f.duration > 0
     ? setTimeout(() => stop.resolve(`--duration ${f.duration}`), f.duration * 1000)
     : undefined;
   const why = await stop.promise;
   clearTimeout(timer);
   say(`stopping (${why}): the camera side first, so the last partial segment is flushed and saved`);
-  // A second Ctrl-C while stopping exits at once.
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  const hard = () => {
-    killAllChildren("SIGKILL");
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", hard);
   await runner.stop(why);
   await camera.stop(25);
+  signals.dispose();
   say(`stopped; segments are in ${f.saveDir}`);
   return 0;
 }

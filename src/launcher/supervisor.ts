@@ -130,7 +130,7 @@ export class Supervisor {
       this.#scheduleRestart(r, Date.now());
       return;
     }
-    trackChild(child);
+    trackChild(child, spec.detached ?? false);
     r.child = child;
     const started = Date.now();
     const emit = (line: string) => {

@@ -4,7 +4,8 @@
  * before anything starts. Then each node runs as its own process with its own permissions, its lines prefixed
  * with its name, restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
  * in pipeline order (sources first, so the last partial segment is flushed and saved), then any Redis it
- * started, and exits 0; a second signal kills them at once.
+ * started, and exits 0; a second signal (a second or more after the first: `src/runtime/signals.ts`) kills
+ * them at once.
  *
  * `--check` only checks the file and prints each node's command line.
  *
@@ -17,6 +18,7 @@
  */
 
 import { killAllChildren } from "../runtime/children.ts";
+import { onShutdownSignals, signalExitCode } from "../runtime/signals.ts";
 import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
@@ -71,15 +73,15 @@ async function main(args: string[]): Promise<number> {
 
   // Listen before starting anything, so a signal during the start still stops what was started.
   const stop = Promise.withResolvers<Deno.Signal>();
-  let signals = 0;
-  const onSignal = (sig: Deno.Signal) => () => {
-    if (++signals === 1) return stop.resolve(sig);
-    say(`received ${sig} again: killing every node now`);
-    killAllChildren("SIGKILL");
-    Deno.exit(sig === "SIGINT" ? 130 : 143);
-  };
-  const signalsHandled: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  for (const s of signalsHandled) Deno.addSignalListener(s, onSignal(s));
+  onShutdownSignals({
+    signals: ["SIGINT", "SIGTERM", "SIGHUP"],
+    onStop: (sig) => stop.resolve(sig),
+    onRepeat(sig) {
+      say(`received ${sig} again: killing every node now`);
+      killAllChildren("SIGKILL");
+      Deno.exit(signalExitCode(sig));
+    },
+  });
 
   const runner = await PipelineRunner.start(pipeline, { log: (l) => console.log(l) });
   const sig = await stop.promise;

@@ -55,8 +55,24 @@ export function exitCodeOf(err: unknown): number {
   return err instanceof UsageError || err instanceof FatalError ? err.exitCode : 1;
 }
 
-/** Returns the one-line text of any thrown value, without a stack. */
+/**
+ * Returns the one-line text of any thrown value, without a stack. A Redis ACL refusal from ioredis (its error
+ * carries the command) names the command and its key or channel, which Redis' own text does not.
+ */
 export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message.split("\n")[0] || err.name;
-  return String(err);
+  if (!(err instanceof Error)) return String(err);
+  const text = err.message.split("\n")[0] || err.name;
+  const cmd = (err as { command?: { name?: unknown; args?: unknown[] } }).command;
+  if (/^NOPERM\b/.test(text) && typeof cmd?.name === "string") {
+    const target = cmd.args?.[0];
+    return `Redis refused ${cmd.name.toUpperCase()}${
+      target === undefined ? "" : ` ${String(target)}`
+    }: ${text}`;
+  }
+  return text;
+}
+
+/** Whether `err` is Redis refusing a command, key or channel to this user (ACL `NOPERM`): not worth a retry. */
+export function isRedisPermissionError(err: unknown): boolean {
+  return /\bNOPERM\b/.test(errorMessage(err));
 }
