@@ -457,10 +457,14 @@ export class Publisher {
     stream: { key: string; maxLen: number },
     bytes: Uint8Array | readonly Uint8Array[],
   ): Promise<number> {
-    if (this.#replies) {
+    // Replies on, or the first message of this topic and stream on this connection: each command checked on its
+    // own, so a refusal (an ACL user without the channel or the key) is seen once, naming what was refused.
+    const checked = `\u0000XADD ${stream.key}`;
+    if (this.#replies || !this.#allowed.has(topic) || !this.#allowed.has(checked)) {
       const n = await this.publish(topic, bytes);
       if (n >= 0) {
         await this.command(["XADD", stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", bytes]);
+        this.#allowed.add(checked);
       }
       return n;
     }

@@ -302,13 +302,17 @@ export class RedisBus {
     stream: { key: string; maxLen: number },
     message: Uint8Array | readonly Uint8Array[],
   ): Promise<number> {
-    if (this.#pub) return await this.#pub.publishAndAppend(topic, stream, message);
-    if (this.client.status !== "ready") return -1;
-    const bytes = message instanceof Uint8Array ? message : joinBytes(message);
-    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const [[, n]] = (await this.client.multi().publish(topic, buf)
-      .xadd(stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", buf).exec()) ?? [[null, -1]];
-    return Number(n);
+    return await this.#refusals(async () => {
+      if (this.#pub) return await this.#pub.publishAndAppend(topic, stream, message);
+      if (this.client.status !== "ready") return -1;
+      const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // A pipeline, not MULTI: the ACL lines give nodes no MULTI/EXEC, and the two need not be atomic.
+      const res = await this.client.pipeline().publish(topic, buf)
+        .xadd(stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", buf).exec();
+      for (const [err] of res ?? []) if (err) throw err;
+      return Number(res?.[0]?.[1] ?? -1);
+    });
   }
 
   /**
