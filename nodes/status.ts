@@ -14,7 +14,7 @@ import { RedisBus } from "../src/bus/redis.ts";
 import { denoEnv, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { Logger } from "../src/runtime/log.ts";
-import { readNodes, readTopics } from "../src/bus/registry.ts";
+import { judgeNode, readNodes, readTopics } from "../src/bus/registry.ts";
 import { runTool } from "../src/node/run_tool.ts";
 import { STATUS_FLAGS } from "../src/node/status_flags.ts";
 
@@ -44,7 +44,15 @@ async function main(): Promise<number> {
     if (flags.json) {
       console.log(JSON.stringify(
         {
-          nodes: nodes.map((n) => ({ ...n, heartbeat_age_s: Number((now - n.last_heartbeat).toFixed(3)) })),
+          nodes: nodes.map((n) => {
+            const j = judgeNode(n, now, flags.staleAfter);
+            return {
+              ...n,
+              heartbeat_age_s: Number((now - n.last_heartbeat).toFixed(3)),
+              judged: j.status,
+              rule: j.rule,
+            };
+          }),
           topics,
         },
         null,
@@ -55,18 +63,18 @@ async function main(): Promise<number> {
     console.log(`Redis ${settings.display}: ${nodes.length} node(s), ${topics.length} topic(s)\n`);
     const fmtTopic = (t: string | string[] | null) => (Array.isArray(t) ? t.join(",") : t ?? "-");
     console.log(table([
-      ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES"],
+      ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES", "JUDGED BY"],
       ...nodes.map((n) => {
-        const age = now - n.last_heartbeat;
-        const status = age > flags.staleAfter && n.status === "RUNNING" ? "STALE" : n.status;
+        const j = judgeNode(n, now, flags.staleAfter);
         return [
           n.name,
           n.type,
           n.device,
-          status,
-          `${age.toFixed(1)} s ago`,
+          j.status,
+          `${(now - n.last_heartbeat).toFixed(1)} s ago`,
           fmtTopic(n.publish_topic),
           fmtTopic(n.subscribe_topic),
+          j.rule,
         ];
       }),
     ]));

@@ -26,6 +26,9 @@ packages_of() { # prints the packages of profile $1, or nothing for an unknown p
       gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad ;;
     s3) echo radosgw ceph-mon ceph-osd ceph-mgr ceph-common ;;
     browser) echo chromium ;;
+    # MSight_Core's Python nodes, run beside ours by the interop tests (test/peers/; its other imports are stand-ins).
+    msight) echo python3-av python3-opencv python3-numpy python3-msgpack python3-redis python3-yaml python3-imageio \
+      python3-tabulate python3-boto3 python3-websockets python3-zstandard ;;
   esac
 }
 
@@ -45,7 +48,7 @@ done
 pkgs=()
 for p in "${profiles[@]}"; do
   read -r -a more <<<"$(packages_of "$p")"
-  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3 or browser"
+  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3, browser or msight"
   pkgs+=("${more[@]}")
 done
 
