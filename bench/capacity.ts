@@ -86,7 +86,7 @@ async function ffmpeg(args: string[]): Promise<void> {
  * B-frames), then repeated without re-encoding until it outlasts a step. The passthrough camera (`h264file` in
  * rtsp_demo_server.py) would loop the short clip too; one long file keeps loop points out of every step.
  */
-async function makeClip(dir: string, seconds: number): Promise<string> {
+export async function makeClip(dir: string, seconds: number): Promise<string> {
   const short = `${dir}/camera-720p25-17s.mp4`, out = `${dir}/camera-720p25.mp4`;
   await ffmpeg(
     ["-framerate", "10", "-i", `${FRAMES}%04d.jpg`, "-vf", "scale=1280:720,fps=25"]
@@ -113,7 +113,7 @@ function cpuSplit(pid: number): { own: number; children: number } {
 }
 
 /** Current RSS of a process tree, bytes. */
-function treeRss(pid: number): number {
+export function treeRss(pid: number): number {
   let total = 0;
   for (const p of treePids(pid)) {
     const m = /VmRSS:\s+(\d+) kB/.exec((() => {
@@ -140,7 +140,7 @@ function rssByKind(pids: Map<string, number>): Map<string, number> {
 }
 
 /** The redis-server serving `port` (its process title names the port). */
-function redisPid(port: number): number | undefined {
+export function redisPid(port: number): number | undefined {
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
@@ -194,7 +194,7 @@ interface StepResult {
 }
 
 /** Starts N camera servers of the clip (in parallel) and returns them. */
-function startCameras(clip: string, n: number): Promise<RtspServer[]> {
+export function startCameras(clip: string, n: number): Promise<RtspServer[]> {
   return Promise.all(
     Array.from(
       { length: n },

@@ -5,6 +5,7 @@
  * @example
  * ```sh
  * deno task bench source
+ * deno task bench soak --duration 120
  * ```
  * @module
  */
@@ -14,6 +15,8 @@ import { sourceBench } from "./source.ts";
 import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
+import { soakBench, soakConfigFromEnv } from "./soak.ts";
+import { streamCostBench } from "./stream_cost.ts";
 import { msightBench } from "./msight.ts";
 import { webBench } from "./web.ts";
 
@@ -31,9 +34,27 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   // The goal's four cameras at the defaults for five minutes instead of two: does the lag stay flat at the edge?
   "capacity-hold": () =>
     capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
+  // Every frame accounted for, and no growth, over SOAK_DURATION_S (30 min by default); soak-5m is the CI-sized run.
+  // The durable frame stream's extra CPU per frame, alone (CPU time: tolerable on a busy machine).
+  "stream-cost": () => streamCostBench(),
+  soak: () => soakBench(),
+  "soak-5m": () => soakBench({ ...soakConfigFromEnv(), durationS: 300 }),
 };
 
-const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);
+// `--duration S` (or `--duration=S`): the soak's length in seconds, instead of SOAK_DURATION_S.
+const args = [...Deno.args];
+const at = args.findIndex((a) => a === "--duration" || a.startsWith("--duration="));
+if (at >= 0) {
+  const [flag] = args.splice(at, 1);
+  const value = flag.includes("=") ? flag.slice(flag.indexOf("=") + 1) : args.splice(at, 1)[0];
+  if (!(Number(value) > 0)) {
+    console.error(`bench: --duration ${value ?? ""} is invalid: expected a number of seconds > 0`);
+    Deno.exit(2);
+  }
+  BENCHES.soak = () => soakBench({ ...soakConfigFromEnv(), durationS: Number(value) });
+}
+// The soak runs only when named: it takes half an hour.
+const names = args.length > 0 ? args : Object.keys(BENCHES).filter((n) => !n.startsWith("soak"));
 const context = async () => {
   const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
   return `Run ${

@@ -4,6 +4,10 @@
  * real RTSP stream (the Mcity frames served by GStreamer) over the same seconds, at the same time, in the steady
  * state after a minute of warm-up (see {@linkcode sourceBench}). Goal ≤ 1.15.
  *
+ * Durable frames (issue 15): the node runs with its default frame stream (each frame also XADDed to the topic's
+ * stream); beside it, a second node with `--frame-stream-max-age 0` (pub/sub only) reads the same camera on its own
+ * Redis. Their CPU per frame, and each Redis' CPU per frame, give the stream's extra cost. Goal ≤ 5%.
+ *
  * @example
  * ```sh
  * deno task bench source
@@ -17,6 +21,7 @@ import { DENO, startNode } from "../test/helpers/process.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
 import { buildFfmpegArgs, frameReportFilters } from "../src/capture/ffmpeg_args.ts";
 import { cpuSeconds, treeCpuSeconds } from "./proc.ts";
+import { redisPid } from "./capacity.ts";
 import type { BenchRow } from "./table.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -33,6 +38,8 @@ interface Meter {
 async function startNodeMeter(
   url: string,
   env: Record<string, string>,
+  metricsPort = 19464,
+  extra: string[] = [],
 ): Promise<Meter & { denoCpu(): number; limitedYuv420: boolean }> {
   const node = startNode(
     "nodes/rtsp.ts",
@@ -48,7 +55,8 @@ async function startNodeMeter(
       "--frame-log-every",
       "0",
       "--metrics-port",
-      "19464",
+      String(metricsPort),
+      ...extra,
     ],
     env,
     permissionFlags("rtsp"),
@@ -65,7 +73,7 @@ async function startNodeMeter(
   }
   return {
     async sample() {
-      const text = await fetch("http://127.0.0.1:19464/metrics").then((r) => r.text());
+      const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
       const frames = Number(/msight_frames_published_total (\d+)/.exec(text)?.[1] ?? 0);
       return { cpu: treeCpuSeconds(node.child.pid), frames };
     },
@@ -175,13 +183,17 @@ async function denoTickCpu(): Promise<number> {
  */
 export async function sourceBench(seconds = 20, rounds = 5, warmS = 60): Promise<BenchRow[]> {
   const cam = await startRtspServer({ source: "mcity", path: "/bench", protocols: "tcp" });
-  const redis = await startRedis();
+  const redis = await startRedis(), redis2 = await startRedis();
+  const redisCpu = (port: number) => cpuSeconds(redisPid(port) ?? -1);
   try {
     const ours: number[] = [],
       bare: number[] = [],
       ratios: number[] = [],
       plain: number[] = [],
-      deno: number[] = [];
+      deno: number[] = [],
+      pubsubOnly: number[] = [],
+      redisStream: number[] = [],
+      redisPubsub: number[] = [];
     let denoFirstMinute = NaN;
     // All three read the camera at the same time, so the machine's changing load (±15% between minutes on these
     // shared VMs) falls on ours and on the baselines alike; each round compares figures from the same window.
@@ -192,18 +204,25 @@ export async function sourceBench(seconds = 20, rounds = 5, warmS = 60): Promise
       meters.push(exact);
       const user = await startBareMeter(plainArgs(cam.url));
       meters.push(user);
+      meters.push(await startNodeMeter(cam.url, redis2.env, 19465, ["--frame-stream-max-age", "0"]));
       await sleep(3000); // past the connection bursts
       const w0 = node.denoCpu(), f0 = (await node.sample()).frames;
       await sleep(Math.max(0, warmS - 3) * 1000);
       denoFirstMinute = (node.denoCpu() - w0) / ((await node.sample()).frames - f0);
       for (let r = 0; r < rounds; r++) {
+        const r0 = [redisCpu(redis.port), redisCpu(redis2.port)];
         const d0 = node.denoCpu(), before = await Promise.all(meters.map((m) => m.sample()));
         await sleep(seconds * 1000);
         const d1 = node.denoCpu(), after = await Promise.all(meters.map((m) => m.sample()));
+        const r1 = [redisCpu(redis.port), redisCpu(redis2.port)];
+        const frames = (i: number) => after[i].frames - before[i].frames;
         const perFrame = (i: number) => (after[i].cpu - before[i].cpu) / (after[i].frames - before[i].frames);
         ours.push(perFrame(0)), bare.push(perFrame(1)), plain.push(perFrame(2));
         ratios.push(perFrame(0) / perFrame(1));
         deno.push((d1 - d0) / (after[0].frames - before[0].frames));
+        pubsubOnly.push(perFrame(3));
+        redisStream.push((r1[0] - r0[0]) / frames(0));
+        redisPubsub.push((r1[1] - r0[1]) / frames(3));
       }
     } finally {
       await Promise.all(meters.map((m) => m.stop()));
@@ -211,6 +230,7 @@ export async function sourceBench(seconds = 20, rounds = 5, warmS = 60): Promise
     const ratio = median(ratios);
     const ms = (xs: number[]) => xs.map((x) => (x * 1000).toFixed(1)).join(", ");
     const tick = await denoTickCpu();
+    const extra = (median(ours) + median(redisStream)) / (median(pubsubOnly) + median(redisPubsub)) - 1;
     return [
       {
         bench: "source",
@@ -264,9 +284,21 @@ export async function sourceBench(seconds = 20, rounds = 5, warmS = 60): Promise
         note:
           "a frame wakes the node once: its JPEG on stdout (2-3 reads of 32 KiB), its reports read with it",
       },
+      {
+        bench: "source",
+        metric: "durable frames: extra CPU per frame of the RTSP node + Redis vs pub/sub only, median",
+        value: extra * 100,
+        unit: "%",
+        goal: "≤ 5%",
+        pass: extra <= 0.05,
+        note: `node ${(median(ours) * 1000).toFixed(2)} vs ${(median(pubsubOnly) * 1000).toFixed(2)} ms ` +
+          `(pub/sub only, side by side); Redis ${(median(redisStream) * 1000).toFixed(3)} vs ` +
+          `${(median(redisPubsub) * 1000).toFixed(3)} ms (rounds: ${ms(redisStream)} / ${ms(redisPubsub)})`,
+      },
     ];
   } finally {
     await redis.stop();
+    await redis2.stop();
     await cam.stop();
   }
 }

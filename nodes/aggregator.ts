@@ -59,6 +59,7 @@ if (import.meta.main) {
           ffmpegPath: f.ffmpeg,
         },
         stream: f.streamMaxlen > 0 ? { maxLen: f.streamMaxlen, maxAgeS: f.streamMaxAge } : undefined,
+        transport: f.transport,
         onError: ctx.reportError,
       });
       ctx.setReadiness(() => aggregator.readiness());

@@ -35,6 +35,9 @@ if (import.meta.main) {
         sensorName: f.sensorName,
         gap: f.gap,
         frameLogEvery: f.frameLogEvery,
+        frameStream: f.frameStreamMaxAge > 0
+          ? { maxAgeS: f.frameStreamMaxAge, maxBytes: f.frameStreamMaxBytes }
+          : undefined,
         capture: {
           url: f.url,
           transport: f.rtspTransport,

@@ -1,7 +1,8 @@
 /**
  * Segments a run has opened and not yet published, noted in Redis (`MSIGHT:AGGREGATOR:<name>:IN_PROGRESS`, one
- * field per segment). A segment in progress lives only in this process, so a run killed outright loses it; the
- * next run finds the notes, reports each lost segment, and starts clean. Best effort: a note that cannot be
+ * field per segment). A segment in progress lives only in this process, so a run killed outright loses it unless
+ * its frames came from a durable frame stream (then the next run rebuilds it); the next run finds the notes, reports
+ * each such segment (lost, or rebuilt), and starts clean. Best effort: a note that cannot be
  * written (Redis down) is skipped, and a Redis restart forgets them.
  *
  * @example

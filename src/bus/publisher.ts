@@ -109,6 +109,35 @@ function publishCommand(
 }
 
 /**
+ * PUBLISH topic payload followed by XADD key MAXLEN ~ n * d payload (a frame on pub/sub and on its durable stream),
+ * built as {@linkcode publishCommand} builds one request: the payload copied twice into one buffer (reused from frame
+ * to frame), or, when large, referenced twice where it lies.
+ */
+function publishAndAppendCommand(
+  publishHead: Uint8Array,
+  xaddHead: Uint8Array,
+  payload: Uint8Array | readonly Uint8Array[],
+  into?: Uint8Array,
+): Uint8Array[] {
+  const pieces = payload instanceof Uint8Array ? [payload] : payload;
+  const size = byteLengthOf(pieces);
+  const len = enc.encode(`$${size}\r\n`);
+  const parts = [publishHead, len, ...pieces, CRLF, xaddHead, len, ...pieces, CRLF];
+  if (size > COPY_LIMIT) return parts;
+  const total = byteLengthOf(parts);
+  const out = (into && into.byteLength >= total ? into : new Uint8Array(Math.ceil(total * 1.25))).subarray(
+    0,
+    total,
+  );
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return [out];
+}
+
+/**
  * A reply of the commands this connection sends: an integer, a simple or bulk string (null for a nil bulk), or an
  * error.
  */
@@ -409,6 +438,56 @@ export class Publisher {
       if (this.#checking.get(topic) === settled.promise) this.#checking.delete(topic);
       settled.resolve();
     }
+  }
+
+  /**
+   * PUBLISH on `topic` and, in the same write, XADD to `stream.key` (trimmed to about `stream.maxLen` entries): a
+   * frame on pub/sub for MSight's nodes and on its durable stream for ours. Resolves as {@linkcode publish} does.
+   * With replies off the XADD's outcome is not read (an error such as a wrong key type is Redis' to log); with
+   * replies on, its error rejects.
+   *
+   * @example
+   * ```ts
+   * declare const pub: Publisher, frameMessage: Uint8Array;
+   * await pub.publishAndAppend("rtsp_topic", { key: "MSIGHT:STREAM:rtsp_topic", maxLen: 600 }, frameMessage);
+   * ```
+   */
+  async publishAndAppend(
+    topic: string,
+    stream: { key: string; maxLen: number },
+    bytes: Uint8Array | readonly Uint8Array[],
+  ): Promise<number> {
+    // Replies on, or the first message of this topic and stream on this connection: each command checked on its
+    // own, so a refusal (an ACL user without the channel or the key) is seen once, naming what was refused.
+    const checked = `\u0000XADD ${stream.key}`;
+    if (this.#replies || !this.#allowed.has(topic) || !this.#allowed.has(checked)) {
+      const n = await this.publish(topic, bytes);
+      if (n >= 0) {
+        await this.command(["XADD", stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", bytes]);
+        this.#allowed.add(checked);
+      }
+      return n;
+    }
+    const link = this.#link;
+    if (!link || link.closed) return -1;
+    let head = this.#heads.get(topic);
+    if (!head) {
+      const t = enc.encode(topic);
+      head = enc.encode(`*3\r\n$7\r\nPUBLISH\r\n$${t.byteLength}\r\n${topic}\r\n`);
+      this.#heads.set(topic, head);
+    }
+    const n = String(stream.maxLen);
+    const xaddHead = enc.encode(
+      `*8\r\n$4\r\nXADD\r\n$${enc.encode(stream.key).byteLength}\r\n${stream.key}\r\n$6\r\nMAXLEN\r\n` +
+        `$1\r\n~\r\n$${n.length}\r\n${n}\r\n$1\r\n*\r\n$1\r\nd\r\n`,
+    );
+    const reuse = this.#spare;
+    this.#spare = undefined;
+    const request = publishAndAppendCommand(head, xaddHead, bytes, reuse);
+    const built = request.length === 1 ? new Uint8Array(request[0].buffer) : undefined;
+    const ok = await link.write(request);
+    this.#spare = built ?? this.#spare;
+    return ok ? 0 : -1;
   }
 
   /**

@@ -293,6 +293,29 @@ export class RedisBus {
   }
 
   /**
+   * Publishes on pub/sub and appends the same message to a durable stream (`XADD key MAXLEN ~ maxLen`), in one write
+   * on the publishing connection. Resolves as {@linkcode publish}: -1 when Redis is not connected (the message is
+   * on neither).
+   */
+  async publishAndAppend(
+    topic: string,
+    stream: { key: string; maxLen: number },
+    message: Uint8Array | readonly Uint8Array[],
+  ): Promise<number> {
+    return await this.#refusals(async () => {
+      if (this.#pub) return await this.#pub.publishAndAppend(topic, stream, message);
+      if (this.client.status !== "ready") return -1;
+      const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // A pipeline, not MULTI: the ACL lines give nodes no MULTI/EXEC, and the two need not be atomic.
+      const res = await this.client.pipeline().publish(topic, buf)
+        .xadd(stream.key, "MAXLEN", "~", String(stream.maxLen), "*", "d", buf).exec();
+      for (const [err] of res ?? []) if (err) throw err;
+      return Number(res?.[0]?.[1] ?? -1);
+    });
+  }
+
+  /**
    * Sends one command whose binary arguments may be in pieces, on the publishing connection where there is one, so
    * a large message (a segment) is written where it lies instead of joined; resolves with its string/integer/nil
    * reply. Without that connection (TLS, or a node that does not publish) the pieces are joined for ioredis.

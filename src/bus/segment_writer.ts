@@ -68,26 +68,28 @@ export class SegmentWriter {
 
   /**
    * Publishes one segment; resolves once it is on pub/sub or the stream (a stream failure after pub/sub delivery is
-   * logged, not thrown). Throws {@linkcode SegmentError} when Redis stayed unreachable.
+   * logged, not thrown), with true when it is in the durable stream (or there is none: pub/sub was all there is).
+   * Throws {@linkcode SegmentError} when Redis stayed unreachable.
    */
-  async write(seg: OutgoingMessage): Promise<void> {
+  async write(seg: OutgoingMessage): Promise<boolean> {
     const { bus, topic, log } = this.#opts;
     // In pieces around the MP4's own pages: a segment of 1000 frames is ~30 MB, held once.
     const pieces = encodeMessagePieces(seg);
     const deadline = Date.now() + (this.#opts.outageWaitMs ?? 15_000);
     while (!bus.ready && Date.now() < deadline) await delay(200);
-    let delivered = false;
+    let delivered = false, stored = !this.#stream;
     try {
       delivered = (await bus.publish(topic, pieces)) >= 0;
       if (this.#stream) {
         await this.#stream.append(pieces);
-        delivered = true;
+        delivered = stored = true;
       }
     } catch (err) {
       if (!delivered) throw new SegmentError(errorMessage(err), "redis_unavailable");
       log.warn(`segment published on pub/sub but not added to the durable stream: ${errorMessage(err)}`);
     }
     if (!delivered) throw new SegmentError("Redis is unreachable", "redis_unavailable");
+    return stored;
   }
 
   /** Stops re-announcing; the bus itself belongs to the caller. */

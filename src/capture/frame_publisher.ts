@@ -2,6 +2,8 @@
  * The RTSP node's loop: camera → ffmpeg (decode, scale, JPEG) → {@linkcode RtspCapture} (frames + capture times) →
  * ImageData → bus. Frames are published one at a time, in order; if Redis is slower than the camera the capture
  * queue drops the oldest frames and counts them. While Redis is unreachable frames are counted as not published.
+ * With `frameStream` (the default between our nodes) each frame also goes, in the same write, to the topic's
+ * durable stream (`frame_stream.ts`), from which our aggregator rebuilds what a crash interrupted.
  *
  * @example
  * ```ts
@@ -23,6 +25,7 @@ import { IMAGE_DATA_TYPE, type ImageData } from "../bus/message.ts";
 import type { RedisBus } from "../bus/redis.ts";
 import type { Snowflake } from "../bus/snowflake.ts";
 import { encodeMessagePieces } from "../bus/wire.ts";
+import { type FrameStreamCaps, FrameStreamProducer } from "../bus/frame_stream.ts";
 import type { Readiness } from "../runtime/health_server.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Counter, Histogram, Metrics } from "../runtime/metrics.ts";
@@ -43,6 +46,8 @@ export interface FramePublisherOptions {
   gap: number;
   /** Log one line every this many published frames (0: never). */
   frameLogEvery: number;
+  /** Caps of the topic's durable frame stream (see `frame_stream.ts`); absent: pub/sub only. */
+  frameStream?: FrameStreamCaps;
   /** The camera; its events and ffmpeg's lines go to `log`. */
   capture: Omit<CaptureOptions, "onEvent" | "onFfmpegLine">;
 }
@@ -120,6 +125,16 @@ export class FramePublisher {
     const o = this.#o;
     const { published, notPublished, skipped, publishSeconds } = this.#m;
     const capture = this.#capture;
+    const stream = o.frameStream
+      ? new FrameStreamProducer(o.bus, o.topic, o.sensorName, o.frameStream, o.log)
+      : undefined;
+    if (stream) {
+      await stream.start();
+      o.log.info(
+        `frames also go to the durable stream ${stream.key} (kept ${o.frameStream!.maxAgeS} s, ` +
+          `≤ ${(o.frameStream!.maxBytes / 2 ** 20).toFixed(0)} MiB)`,
+      );
+    }
     await capture.start();
     const stop = () => void capture.stop();
     // A stop that came during start() has already fired: stop now, or an unreachable camera would be waited for.
@@ -149,7 +164,8 @@ export class FramePublisher {
       let receivers: number;
       try {
         // In pieces around the JPEG: the publisher copies them once, into a request buffer it reuses.
-        receivers = await o.bus.publish(o.topic, encodeMessagePieces(msg));
+        const pieces = encodeMessagePieces(msg);
+        receivers = stream ? await stream.publish(pieces) : await o.bus.publish(o.topic, pieces);
       } catch {
         receivers = -1; // counted and reported below, as for a Redis that is down
       }
@@ -177,5 +193,6 @@ export class FramePublisher {
     }
     signal.removeEventListener("abort", stop);
     await capture.stop();
+    stream?.close();
   }
 }

@@ -12,6 +12,7 @@ import {
   SUBSCRIBE_TOPIC,
 } from "../node/common_flags.ts";
 import { UsageError } from "../runtime/errors.ts";
+import { TRANSPORTS } from "../bus/segment_reader.ts";
 
 /** The aggregator's own flags. */
 export const AGGREGATOR_FLAGS = {
@@ -103,6 +104,17 @@ export const AGGREGATOR_FLAGS = {
     min: 0,
     metavar: "SECONDS",
     help: "drop stream entries older than this (0: no age limit)",
+  },
+  transport: {
+    long: "transport",
+    type: "string",
+    choices: TRANSPORTS,
+    default: "auto",
+    help:
+      "where frames come from. stream: the topic's durable frame stream (our RTSP node's), as consumer group " +
+      "--name, each frame acknowledged once its segment is in the segment stream, so a killed aggregator loses " +
+      "none; pubsub: plain pub/sub, as MSight; auto: stream once a source announced one, else pubsub. Sensors " +
+      "without a stream (MSight's sources) are always taken from pub/sub",
   },
   ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary for the ffmpeg backend" },
 } as const;

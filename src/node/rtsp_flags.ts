@@ -93,6 +93,27 @@ export const RTSP_FLAGS = {
     min: 0,
     help: "print MSight's 'Got image from ...' INFO line every N published frames (0: never)",
   },
+  frameStreamMaxAge: {
+    long: "frame-stream-max-age",
+    type: "number",
+    default: 30,
+    min: 0,
+    metavar: "SECONDS",
+    help:
+      "also put each frame on the topic's durable Redis Stream, kept this long, so our aggregator loses no frame " +
+      "when it is killed (MSight's nodes still get pub/sub); enough for the longest segment plus a restart. " +
+      "0: pub/sub only, as MSight",
+  },
+  frameStreamMaxBytes: {
+    long: "frame-stream-max-bytes",
+    type: "int",
+    default: 128 * 2 ** 20,
+    min: 1,
+    metavar: "BYTES",
+    help:
+      "trim the topic's frame stream to about this many bytes (the whole stream: with several cameras on one " +
+      "topic, give each node the total)",
+  },
   ffmpeg: { long: "ffmpeg", type: "string", default: "ffmpeg", help: "ffmpeg binary" },
 } as const;
 
