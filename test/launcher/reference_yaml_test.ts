@@ -19,12 +19,21 @@ import type { FlagSpecs } from "../../src/runtime/flags.ts";
 const PATH = new URL("../../examples/reference.yaml", import.meta.url);
 const TEXT = await Deno.readTextFile(PATH);
 const OWN_FLAGS: Record<PipelineNodeType, FlagSpecs> = {
-  rtsp: RTSP_FLAGS,
-  aggregator: AGGREGATOR_FLAGS,
-  dumper: DUMPER_FLAGS,
-  pusher: PUSHER_FLAGS,
-  web: WEB_FLAGS,
+  rtsp: ownOnly(RTSP_FLAGS),
+  aggregator: ownOnly(AGGREGATOR_FLAGS),
+  dumper: ownOnly(DUMPER_FLAGS),
+  pusher: ownOnly(PUSHER_FLAGS),
+  web: ownOnly(WEB_FLAGS),
 };
+/** A node's flags less the common ones it only re-declares with a short alias (`-g` for `--gap`): defaults.all has those. */
+function ownOnly(specs: FlagSpecs): FlagSpecs {
+  return Object.fromEntries(
+    Object.entries(specs).filter(([key, spec]) => {
+      const common = (COMMON_FLAGS as FlagSpecs)[key];
+      return !(common && common.long === spec.long && common.default === spec.default);
+    }),
+  );
+}
 /** The file's variables, unset: `${VAR:-default}` takes its default, as on a machine that sets none. */
 const NO_ENV = (_: string) => undefined;
 
