@@ -135,13 +135,15 @@ Deno.test({
           const node = launch(c, "aggregator", args, redis.env);
           try {
             await node.waitForLine(/aggregating frames_/, 30_000);
-            const t0 = Date.now() / 1000 - 5;
+            // Capture times 0.7 s apart span past the aggregator's 6 s start-up probe (src/aggregate/segmenter.ts), so
+            // frames reach the encoder before the signal.
+            const t0 = Date.now() / 1000 - 10;
             for (let i = 0; i < jpegs.length; i++) {
               const img: ImageData = {
                 dataType: IMAGE_DATA_TYPE,
                 sensorName: "cam",
-                captureTimestamp: t0 + i * 0.1,
-                creationTimestamp: t0 + i * 0.1 + 0.01,
+                captureTimestamp: t0 + i * 0.7,
+                creationTimestamp: t0 + i * 0.7 + 0.01,
                 frameId: ids.next(),
                 deviceName: "cam-box",
                 image: jpegs[i],

@@ -93,15 +93,17 @@ Deno.test({
       const ids = new Snowflake(93);
       const frames = 12;
       const jpeg = await Deno.readFile(`${ROOT}test/fixtures/mcity-gs-ne/frames/${await firstFrame()}`);
-      const t0 = Date.now() / 1000 - 5;
+      // Capture times 0.7 s apart span past the aggregator's 6 s start-up probe (src/aggregate/segmenter.ts), so
+      // frames reach the encoder before the signal.
+      const t0 = Date.now() / 1000 - 10;
       for (let i = 0; i < frames; i++) {
         await pub.publish(
           topicIn,
           Buffer.from(encodeMessage({
             dataType: IMAGE_DATA_TYPE,
             sensorName: "cam",
-            captureTimestamp: t0 + i * 0.1,
-            creationTimestamp: t0 + i * 0.1 + 0.01,
+            captureTimestamp: t0 + i * 0.7,
+            creationTimestamp: t0 + i * 0.7 + 0.01,
             frameId: ids.next(),
             deviceName: "cam-box",
             image: jpeg,
