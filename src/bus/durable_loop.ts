@@ -68,6 +68,12 @@ export async function consumeDurable(
   const handle = async (entries: DurableEntry[]): Promise<boolean> => {
     for (const entry of entries) {
       if (signal.aborted) return true;
+      if (entry.bytes.byteLength === 0) {
+        // Its data was trimmed away (the topic's caps) before this group read it: nothing to store.
+        opts.log.warn(`entry ${entry.id} was dropped by the topic's caps before it was read: skipped`);
+        await consumer.ack(entry);
+        continue;
+      }
       // Keep the entry ours while a slow handler (a large upload) runs.
       const keep = setInterval(
         () => void consumer.touch(entry).catch((e) => opts.log.debug(`touch: ${errorMessage(e)}`)),

@@ -49,6 +49,11 @@ export interface DurableConsumerOptions {
   log: Logger;
   /** Where a new group starts: everything the topic still holds (`all`) or only new entries (`new`). */
   start?: "all" | "new";
+  /**
+   * How long an entry may stay unacknowledged before another member may take it over (default 60 s). JetStream
+   * fixes it when the group is created (its ack wait); Redis applies it at each claim.
+   */
+  claimIdleMs?: number;
 }
 
 /**
