@@ -255,3 +255,30 @@ Deno.test("nats: credentials never reach the log; a refused login is one fatal l
     await nats.stop();
   }
 });
+
+Deno.test("nats: a failed handler gives the segment back at once (not after the ack wait); then it is acknowledged", async () => {
+  const nats = await startNats();
+  const { log } = capturingLog("CRITICAL");
+  const bus = await natsBus(nats, log);
+  try {
+    await bus.segments.append("t", payload(1), { maxLen: 10, maxAgeS: 0 });
+    // An ack wait far longer than the test: only the give-back can bring the segment again in time.
+    const c = bus.segments.consumer("t", { group: "g", consumer: "g", log, claimIdleMs: 600_000 });
+    const ctl = new AbortController();
+    let tries = 0;
+    const started = Date.now();
+    const stats = await consumeDurable(c, () => {
+      if (++tries < 3) return Promise.reject(new Error("disk full"));
+      ctl.abort();
+      return Promise.resolve();
+    }, { signal: ctl.signal, log, retryMs: 50, blockMs: 1000 });
+    assert.equal(tries, 3);
+    assert.deepEqual(stats, { acked: 1, failed: 2 });
+    assert.ok(Date.now() - started < 30_000);
+    assert.deepEqual(await c.read(10, 1000), [], "acknowledged: not delivered again");
+    await c.close();
+  } finally {
+    await bus.close();
+    await nats.stop();
+  }
+});
