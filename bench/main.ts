@@ -14,6 +14,7 @@ import { sourceBench } from "./source.ts";
 import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
+import { natsSegmentsBench } from "./nats_segments.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
@@ -26,6 +27,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   // The goal's four cameras at the defaults for five minutes instead of two: does the lag stay flat at the edge?
   "capacity-hold": () =>
     capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
+  // How JetStream carries segments larger than max_payload (src/bus/nats/segments.ts).
+  "nats-segments": () => natsSegmentsBench(),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);
