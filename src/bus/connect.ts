@@ -1,6 +1,6 @@
 /**
- * Opens the bus a {@linkcode BusSelection} names: standalone Redis, or NATS (with the registry in Redis when one
- * is configured). Redis Cluster is chosen by `select.ts` but not carried yet: it is refused in one line.
+ * Opens the bus a {@linkcode BusSelection} names: standalone Redis, Redis Cluster, or NATS (with the registry in
+ * Redis when one is configured).
  *
  * @example
  * ```ts
@@ -12,12 +12,12 @@
  * @module
  */
 
-import { FatalError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { connectNats } from "./nats/connect.ts";
 import { NatsBackend } from "./nats/mod.ts";
 import { RedisBus } from "./redis.ts";
 import { RedisBackend, RedisRegistry } from "./redis_backend/mod.ts";
+import { RedisClusterBackend } from "./redis_cluster/mod.ts";
 import type { BusSelection } from "./select.ts";
 import type { Bus } from "./types.ts";
 
@@ -31,7 +31,7 @@ export interface ConnectBusOptions {
   publisher?: boolean;
 }
 
-/** Connects to the selected back end; an unreachable server at startup is a {@linkcode FatalError}. */
+/** Connects to the selected back end; an unreachable server at startup is a `FatalError`. */
 export async function connectBus(sel: BusSelection, log: Logger, opts: ConnectBusOptions = {}): Promise<Bus> {
   switch (sel.backend) {
     case "redis":
@@ -54,9 +54,6 @@ export async function connectBus(sel: BusSelection, log: Logger, opts: ConnectBu
       });
     }
     case "redis-cluster":
-      throw new FatalError(
-        `Redis Cluster (${sel.cluster.display}) is not supported yet: use a standalone Redis or NATS`,
-        2,
-      );
+      return await RedisClusterBackend.connect(sel.cluster, log, opts);
   }
 }

@@ -13,17 +13,10 @@
  * @module
  */
 
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { Buffer } from "node:buffer";
 import type { RedisBus } from "../redis.ts";
-import {
-  type NodeEntry,
-  NODES_KEY,
-  readNodes,
-  readTopics,
-  registerTopic,
-  type TopicEntry,
-} from "../registry.ts";
+import { type NodeEntry, NODES_KEY, type TopicEntry, TOPICS_KEY } from "../registry.ts";
 import { hasStream, streamKey, StreamProducer } from "../stream.ts";
 import { errorMessage } from "../../runtime/errors.ts";
 import type {
@@ -39,18 +32,13 @@ import type {
   SubscribeOptions,
 } from "../types.ts";
 
-/** `MSIGHT:NODES` / `MSIGHT:TOPICS` in Redis hashes, as MSight keeps them. */
+/** `MSIGHT:NODES` / `MSIGHT:TOPICS` in Redis hashes, as MSight keeps them (standalone or cluster). */
 export class RedisRegistry implements RegistryStore {
-  constructor(readonly redis: Redis, readonly display: string) {}
+  constructor(readonly redis: Redis | Cluster, readonly display: string) {}
 
   async getNode(name: string): Promise<NodeEntry | null> {
     const text = await this.redis.hget(NODES_KEY, name);
-    if (!text) return null;
-    try {
-      return JSON.parse(text) as NodeEntry;
-    } catch {
-      return null; // Not ours (or corrupt): treated as absent, overwritten at registration.
-    }
+    return text ? parseJson<NodeEntry>(text) : null;
   }
 
   async putNode(entry: NodeEntry): Promise<void> {
@@ -61,48 +49,58 @@ export class RedisRegistry implements RegistryStore {
     await this.redis.hdel(NODES_KEY, name);
   }
 
-  registerTopic(entry: TopicEntry): Promise<void> {
-    return registerTopic(this.redis, entry);
+  async registerTopic(entry: TopicEntry): Promise<void> {
+    await this.redis.hsetnx(TOPICS_KEY, entry.name, JSON.stringify(entry));
   }
 
-  readNodes(): Promise<NodeEntry[]> {
-    return readNodes(this.redis);
+  async readNodes(): Promise<NodeEntry[]> {
+    return parseAll<NodeEntry>(await this.redis.hgetall(NODES_KEY));
   }
 
-  readTopics(): Promise<TopicEntry[]> {
-    return readTopics(this.redis);
+  async readTopics(): Promise<TopicEntry[]> {
+    return parseAll<TopicEntry>(await this.redis.hgetall(TOPICS_KEY));
   }
+}
+
+function parseJson<T>(text: string): T | null {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return null; // Someone else's garbage (or a corrupt entry): treated as absent.
+  }
+}
+
+function parseAll<T>(hash: Record<string, string>): T[] {
+  return Object.values(hash).map((v) => parseJson<T>(v)).filter((v): v is T => v !== null);
 }
 
 type XEntry = [Buffer, Buffer[] | null];
 
-/** A member of a consumer group on a topic's Redis Stream. */
+/**
+ * A member of a consumer group on one Redis Stream key. `conn` is the member's own connection (blocking reads tie
+ * it up), standalone or cluster; the member closes it. Every command names the one key, so on a cluster each
+ * stays on the key's slot.
+ */
 export class RedisDurableConsumer implements DurableConsumer {
-  readonly #conn: Redis;
-  readonly #key: string;
   #groupReady = false;
   claimed = 0;
 
-  constructor(redis: Redis, topic: string, readonly opts: DurableConsumerOptions) {
-    this.#key = streamKey(topic);
-    // Blocking reads tie up a connection: give them their own.
-    this.#conn = redis.duplicate({
-      connectionName: `${opts.consumer}:stream`.replace(/[^A-Za-z0-9_.:-]/g, "_"),
-    });
-    this.#conn.on("error", () => {/* reported by the node's main connection */});
+  constructor(readonly conn: Redis | Cluster, readonly key: string, readonly opts: DurableConsumerOptions) {
+    conn.on("error", () => {/* reported by the node's main connection */});
   }
 
   async #ensureGroup(): Promise<void> {
     if (this.#groupReady) return;
     try {
-      await this.#conn.xgroup(
+      await this.conn.call(
+        "XGROUP",
         "CREATE",
-        this.#key,
+        this.key,
         this.opts.group,
         this.opts.start === "new" ? "$" : "0",
         "MKSTREAM",
       );
-      this.opts.log.info(`created consumer group ${this.opts.group} on ${this.#key}`);
+      this.opts.log.info(`created consumer group ${this.opts.group} on ${this.key}`);
     } catch (err) {
       if (!/BUSYGROUP/.test(errorMessage(err))) throw err;
     }
@@ -127,7 +125,7 @@ export class RedisDurableConsumer implements DurableConsumer {
 
   async #xread(id: string, max: number, blockMs: number): Promise<DurableEntry[]> {
     // ioredis types no Buffer variant of XREADGROUP: call it raw, so payloads stay binary.
-    const res = await this.#conn.callBuffer(
+    const res = await this.conn.callBuffer(
       "XREADGROUP",
       "GROUP",
       this.opts.group,
@@ -136,7 +134,7 @@ export class RedisDurableConsumer implements DurableConsumer {
       String(max),
       ...(id === ">" ? ["BLOCK", String(blockMs)] : []),
       "STREAMS",
-      this.#key,
+      this.key,
       id,
     ) as [Buffer, XEntry[]][] | null;
     return this.#entries(res?.[0]?.[1] ?? []);
@@ -149,21 +147,21 @@ export class RedisDurableConsumer implements DurableConsumer {
       const mine = await this.#xread("0", max, 0);
       return mine.length > 0 ? mine : await this.#xread(">", max, blockMs);
     } catch (err) {
-      // After a Redis restart the stream and its group are gone: create them again.
+      // After a Redis restart (or a failover that lost it) the stream and its group are gone: create them again.
       if (/NOGROUP/.test(errorMessage(err))) this.#groupReady = false;
       throw err;
     }
   }
 
   async ack(entry: DurableEntry): Promise<void> {
-    await this.#conn.xack(this.#key, this.opts.group, entry.id);
+    await this.conn.call("XACK", this.key, this.opts.group, entry.id);
   }
 
   async claim(idleMs: number, max: number): Promise<DurableEntry[]> {
     await this.#ensureGroup();
-    const res = await this.#conn.callBuffer(
+    const res = await this.conn.callBuffer(
       "XAUTOCLAIM",
-      this.#key,
+      this.key,
       this.opts.group,
       this.opts.consumer,
       String(idleMs),
@@ -178,11 +176,11 @@ export class RedisDurableConsumer implements DurableConsumer {
 
   async touch(entry: DurableEntry): Promise<void> {
     // Claiming it to ourselves with no idle time resets its idle clock.
-    await this.#conn.xclaim(this.#key, this.opts.group, this.opts.consumer, 0, entry.id, "JUSTID");
+    await this.conn.call("XCLAIM", this.key, this.opts.group, this.opts.consumer, "0", entry.id, "JUSTID");
   }
 
   close(): Promise<void> {
-    this.#conn.disconnect();
+    this.conn.disconnect();
     return Promise.resolve();
   }
 }
@@ -215,7 +213,10 @@ export class RedisSegments implements SegmentStreams {
   }
 
   consumer(topic: string, opts: DurableConsumerOptions): DurableConsumer {
-    return new RedisDurableConsumer(this.bus.client, topic, opts);
+    const conn = this.bus.client.duplicate({
+      connectionName: `${opts.consumer}:stream`.replace(/[^A-Za-z0-9_.:-]/g, "_"),
+    });
+    return new RedisDurableConsumer(conn, streamKey(topic), opts);
   }
 }
 
