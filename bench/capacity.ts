@@ -107,6 +107,7 @@ function cpuSplit(pid: number): { own: number; children: number } {
     const live = childPids(pid).reduce((s, c) => s + treePids(c).reduce((t, p) => t + cpuSeconds(p), 0), 0);
     return { own, children: reaped + live };
   } catch {
+    // The process has exited: it uses no more CPU.
     return { own: 0, children: 0 };
   }
 }
@@ -119,6 +120,7 @@ function treeRss(pid: number): number {
       try {
         return Deno.readTextFileSync(`/proc/${p}/status`);
       } catch {
+        // Exited meanwhile: no memory.
         return "";
       }
     })());
@@ -237,7 +239,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       args: string[],
       perms: string[],
     ) => {
-      const node = new PipelineNode(kind, name, await freePort(), args, env, perms);
+      const node = new PipelineNode(kind, name, freePort(), args, env, perms);
       nodes.push(node);
       await node.start();
       return node;
@@ -351,6 +353,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
         `${lagFirst.toFixed(2)} → ${lagLast.toFixed(2)} s`,
     };
   } finally {
+    // Cleanup after the measurement: a node that fails to stop was already reported by its run.
     for (const x of nodes.toReversed()) await x.stop(5).catch(() => {});
     for (const c of cams) await c.stop();
     await redis?.stop();
@@ -402,7 +405,7 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
             errors[i].push(...text.split("\n").filter((l) => l && !/^[a-z_0-9]+=/.test(l)));
             errors[i].splice(0, Math.max(0, errors[i].length - 5));
           }
-        })().catch(() => {}),
+        })().catch(() => {}), // the pipe breaks when the node is killed at the end
       );
     }
     await sleep(WARMUP_MS);
@@ -444,7 +447,7 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     }
     await Promise.all(pumps);
     for (const c of cams) await c.stop();
-    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {}); // temporary files: best effort
   }
 }
 
@@ -555,6 +558,6 @@ export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<Benc
       },
     ];
   } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(dir, { recursive: true }).catch(() => {}); // temporary files: best effort
   }
 }

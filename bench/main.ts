@@ -15,11 +15,13 @@ import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { natsSegmentsBench } from "./nats_segments.ts";
+import { webBench } from "./web.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
   aggregator: () => aggregatorBench(),
   faults: () => faultsBench(),
+  web: () => webBench(),
   capacity: () => capacityBench(),
   // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then
   // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.

@@ -85,6 +85,7 @@ export function parseMetrics(text: string): MetricSample {
  *
  * @example
  * ```ts
+ * declare const env: Record<string, string>, perms: string[];
  * const node = new PipelineNode("dumper", "d", 9464, ["-st", "v", "--save-dir", "/tmp/v"], env, perms);
  * await node.start();
  * console.log(await node.metric("msight_dumper_segments_written_total"));
@@ -154,6 +155,7 @@ export class PipelineNode {
       await res.body?.cancel();
       return res.status === 200;
     } catch {
+      // Not listening yet, or busy: not ready.
       return false;
     }
   }
@@ -164,6 +166,7 @@ export class PipelineNode {
       const res = await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(2000) });
       return parseMetrics(await res.text());
     } catch {
+      // The node is down: no metrics (the caller sees them missing).
       return { byName: new Map(), series: new Map() };
     }
   }
@@ -250,11 +253,12 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
   let redis: TestRedis | undefined, camera: RtspServer | undefined, s3: S3TestServer | undefined;
   const built: PipelineNode[] = [];
   const stop = async () => {
+    // Cleanup: a node that fails to stop was already reported by its run.
     for (const n of built.toReversed()) await n.stop(5).catch(() => {});
     await camera?.stop();
     await redis?.stop();
     await s3?.stop();
-    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {}); // temporary files: best effort
   };
   try {
     [redis, camera, s3] = await Promise.all([
@@ -282,7 +286,7 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
       const node = new PipelineNode(
         kind,
         name,
-        await freePort(),
+        freePort(),
         args,
         o.env ?? env,
         o.permissions ?? permissionFlags(kind),

@@ -22,6 +22,7 @@ export function cpuSeconds(pid: number): number {
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS;
   } catch {
+    // The process has exited.
     return 0;
   }
 }
@@ -32,6 +33,7 @@ export function peakRssBytes(pid: number): number {
     const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
+    // The process has exited.
     return 0;
   }
 }
@@ -43,6 +45,7 @@ export function childPids(pid: number): number[] {
       Number,
     );
   } catch {
+    // The process has exited: no children.
     return [];
   }
 }

@@ -135,7 +135,7 @@ async function startBareMeter(args: string[]): Promise<Meter> {
   const stop = async () => {
     ff.kill("SIGKILL");
     await ff.status;
-    await progress.catch(() => {});
+    await progress.catch(() => {}); // the pipe breaks because ffmpeg was just killed
   };
   const end = Date.now() + 30_000;
   while (frames === 0) {

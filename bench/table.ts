@@ -70,6 +70,7 @@ export async function recordResults(
   try {
     text = await Deno.readTextFile(path);
   } catch {
+    // No results file yet: start one.
     text =
       "# Benchmark results\n\nLatest run of each benchmark (`deno task bench <name>`); each section is replaced " +
       "by its newest run. Machines are shared and noisy: compare ratios within a run, not absolute figures across runs.\n";

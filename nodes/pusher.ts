@@ -11,6 +11,7 @@
  */
 
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
+import { delay } from "../src/runtime/async.ts";
 import { readSegments } from "../src/bus/segment_reader.ts";
 import { runNode } from "../src/node/run_node.ts";
 import { sinkReaderOptions } from "../src/sinks/transport_flag.ts";
@@ -31,10 +32,7 @@ if (import.meta.main) {
       const f = ctx.flags;
       if (f.wait > 0) {
         ctx.log.info(`waiting ${f.wait} s before starting (--wait)`);
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, f.wait * 1000);
-          ctx.signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-        });
+        await delay(f.wait * 1000, ctx.signal);
         if (ctx.signal.aborted) return;
       }
       const uploader = new S3Uploader({

@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   log.addSecret(settings.password);
   const bus = await RedisBus.connect(settings, log, { name: "status", connectTimeoutS: 5 });
   try {
-    const [nodes, topics] = await Promise.all([readNodes(bus.client), readTopics(bus.client)]);
+    const [nodes, topics] = await Promise.all([readNodes(bus), readTopics(bus)]);
     const now = Date.now() / 1000;
     nodes.sort((a, b) => a.name.localeCompare(b.name));
     topics.sort((a, b) => a.name.localeCompare(b.name));

@@ -1,7 +1,7 @@
 /**
  * `deno task compile`: builds the standalone binaries into `dist/` (`msight_launch_rtsp`,
  * `msight_launch_image_to_video_aggregator`, `msight_launch_video_local_dumper`, `msight_launch_aws_video_pusher`,
- * `msight_status`, `msight_echo`), each with its node's permissions baked in (see `compile_plan.ts`, which also
+ * `msight_status`, `msight_echo`, `msight_launch_web`), each with its node's permissions baked in (see `compile_plan.ts`, which also
  * explains how the dumper's and pusher's write grants are chosen at build time).
  *
  * `deno compile` builds on a `denort` runtime: `DENORT_BIN`, a cached copy, or a download from Deno's server.
@@ -57,6 +57,7 @@ async function wasmCorePaths(): Promise<string[]> {
       if (e.name.startsWith("@ffmpeg+core@")) paths.push(`node_modules/.deno/${e.name}`);
     }
   } catch {
+    // No node_modules/.deno (packages not installed that way): nothing extra to include.
     return [];
   }
   return paths.length ? ["node_modules/@ffmpeg/core", ...paths] : [];

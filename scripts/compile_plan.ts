@@ -1,17 +1,8 @@
 /**
- * What `deno task compile` builds: one `deno compile` command per binary, named like MSight's launchers, each with
- * its node's permissions from `src/launcher/permissions.ts` baked in. Pure (no I/O) so a test can check the plan
- * where `denort` is missing and the commands cannot run.
- *
- * Write permission in a compiled binary is fixed at build time (a binary cannot read its own flags before Deno's
- * permissions are set), so the dumper is compiled with `--allow-write=<save dir>` and the pusher with
- * `--allow-write=<spool dir>`, both chosen with `deno task compile --save-dir DIR --spool-dir DIR`. The defaults
- * are the tutorials' own relative paths, `./received_videos` and `./.msight-spool`: Deno keeps a relative permission
- * path as written and resolves it against the working directory when the binary starts (denoland/deno#23241), so
- * the tutorials' commands run unchanged from the directory they are typed in. An image or a service compiles with
- * absolute paths (the Dockerfile: `/var/lib/msight/videos`, `/var/lib/msight/spool`). A dumper started with a
- * `--save-dir` outside its grant stops with one line naming the directory (`save directory X is not writable:
- * Deno's write permission ... does not cover it`); so does a pusher with such a `--spool-dir`.
+ * What `deno task compile` builds: one `deno compile` command per binary, named like MSight's launchers, each
+ * with its node's permissions from `src/launcher/permissions.ts` baked in, the dumper's and pusher's write
+ * grants chosen at build time (`--save-dir`, `--spool-dir`; why: docs/design.md, "Launcher and binaries").
+ * Pure (no I/O) so a test can check the plan where `denort` is missing and the commands cannot run.
  *
  * @example
  * ```ts
@@ -33,6 +24,7 @@ export const BINARIES: Readonly<Record<string, NodeName>> = {
   msight_launch_aws_video_pusher: "pusher",
   msight_status: "status",
   msight_echo: "echo",
+  msight_launch_web: "web",
 };
 
 /** The build-time choices of {@linkcode compilePlan}. */

@@ -61,6 +61,7 @@ async function isFile(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isFile;
   } catch {
+    // Does not exist (or unreadable): not a usable file.
     return false;
   }
 }

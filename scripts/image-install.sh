@@ -11,7 +11,8 @@
 #   scripts/image-install.sh --list PROFILE...      print the package names, one per line
 #
 # Profiles: runtime (the nodes: ffmpeg with ffprobe, CA certificates, tini as PID 1, curl for the HEALTHCHECK),
-#           redis, camera (the GStreamer RTSP server of tools/rtsp_demo_server.py), s3 (Ceph radosgw, tests).
+#           redis, camera (the GStreamer RTSP server of tools/rtsp_demo_server.py), s3 (Ceph radosgw, tests),
+#           browser (Debian's Chromium, which the web console's tests drive headless; tests only, never in an image).
 set -euo pipefail
 
 say() { printf '[image-install] %s\n' "$*" >&2; }
@@ -25,6 +26,7 @@ packages_of() { # prints the packages of profile $1, or nothing for an unknown p
     camera) echo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad ;;
     s3) echo radosgw ceph-mon ceph-osd ceph-mgr ceph-common ;;
+    browser) echo chromium ;;
   esac
 }
 
@@ -44,7 +46,7 @@ done
 pkgs=()
 for p in "${profiles[@]}"; do
   read -r -a more <<<"$(packages_of "$p")"
-  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, nats, camera or s3"
+  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, nats, camera, s3 or browser"
   pkgs+=("${more[@]}")
 done
 

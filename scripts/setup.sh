@@ -52,6 +52,7 @@ if [ "$purpose" = test ]; then
     command -v "$b" >/dev/null || { need+=(s3); break; }
   done
   command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats)
+  [ -x /usr/bin/chromium ] || need+=(browser)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

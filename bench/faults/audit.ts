@@ -6,9 +6,11 @@
  *
  * @example
  * ```ts
- * import { auditS3, dumperStems } from "./audit.ts";
+ * import type { S3TestServer } from "../../test/helpers/s3_server.ts";
+ * import { auditS3, dumperStems, s3Client } from "./audit.ts";
+ * declare const s3: S3TestServer;
  * const local = await dumperStems("/tmp/videos");
- * const report = await auditS3(s3, "msight-faults", "faults");
+ * const report = await auditS3(s3Client(s3), "msight-faults", "faults");
  * console.log(report.corrupt.length, local.size);
  * ```
  * @module
@@ -46,6 +48,7 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
  *
  * @example
  * ```ts
+ * import { startS3Server } from "../../test/helpers/s3_server.ts";
  * const client = s3Client(await startS3Server());
  * ```
  */
@@ -64,6 +67,8 @@ export function s3Client(s3: S3TestServer): S3Client {
  *
  * @example
  * ```ts
+ * import type { S3Client } from "@aws-sdk/client-s3";
+ * declare const client: S3Client;
  * const objects = await listObjects(client, "bucket", "faults/");
  * ```
  */
@@ -152,6 +157,7 @@ async function checkPair(client: S3Client, bucket: string, mp4: S3Object, json: 
     const probe = await probeMp4(video);
     ok = want === sha256(video) && probe.frames === frames && probe.codec === "h264";
   } catch {
+    // Missing, unreadable or unparseable: reported as corrupt by the caller.
     ok = false;
   }
   const checked = { ok, ids };
@@ -164,6 +170,8 @@ async function checkPair(client: S3Client, bucket: string, mp4: S3Object, json: 
  *
  * @example
  * ```ts
+ * import type { S3Client } from "@aws-sdk/client-s3";
+ * declare const client: S3Client;
  * const a = await auditS3(client, "msight-faults", "faults");
  * console.log(a.stems.size, a.corrupt);
  * ```
@@ -266,10 +274,11 @@ export async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   try {
     for (const p of await walk(dir)) {
-      const st = await Deno.stat(`${dir}/${p}`).catch(() => null);
+      const st = await Deno.stat(`${dir}/${p}`).catch(() => null); // removed meanwhile
       if (st?.isFile) total += st.size;
     }
   } catch {
+    // The directory does not exist (yet): it holds nothing.
     return 0;
   }
   return total;

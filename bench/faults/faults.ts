@@ -355,6 +355,7 @@ export const aggregatorKilled: Fault = async (p) => {
   const down = after[0] ? Math.round((after[0].first - killedAt) * fps) : NaN;
   let goodAfter = 0;
   for (const s of after.slice(0, 2)) {
+    // Missing or unreadable: counted as not good below.
     const probe = await probeMp4(await Deno.readFile(`${p.saveDir}/${s.stem}.mp4`)).catch(() => null);
     if (probe && probe.frames === s.frames && s.frames === 20) goodAfter++;
   }
@@ -532,6 +533,7 @@ export const hostileNames: Fault = async (p) => {
 
 /** Mounts a tmpfs of `bytes` at `dir` (root only); false when it cannot. */
 async function mountTmpfs(dir: string, bytes: number): Promise<boolean> {
+  // No mount(8) or no root: false, and the caller says the fault was not run.
   const r = await new Deno.Command("mount", {
     args: ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir],
     stdout: "null",
@@ -541,6 +543,7 @@ async function mountTmpfs(dir: string, bytes: number): Promise<boolean> {
 }
 
 async function umount(dir: string): Promise<void> {
+  // Cleanup only: a tmpfs that is already gone (or was never mounted) needs nothing.
   await new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).output().catch(() => {});
 }
 
@@ -643,6 +646,8 @@ export const FAULTS: Record<number, Fault> = {
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "../pipeline.ts";
+ * declare const pipeline: Pipeline;
  * const row = await runFault(3, pipeline, faultConfigFromEnv());
  * ```
  */

@@ -5,7 +5,9 @@
  *
  * @example
  * ```ts
+ * import type { SegmentFrame } from "./segmenter.ts";
  * import { SegmentBuilder } from "./segment_builder.ts";
+ * declare const frame: SegmentFrame;
  * const b = new SegmentBuilder({ kind: "ffmpeg", config: { codec: "libx264", width: 1280, height: 960, framerate: 10 } });
  * b.add(frame); // SegmentFrame from the segmenter
  * const { mp4, frameIds } = await b.finish();
@@ -97,7 +99,7 @@ export class SegmentBuilder {
         width: frame.width,
         height: frame.height,
         timestampUs: Math.round((frame.captureTs - this.#first) * 1e6),
-      }, { keyFrame: this.frameIds.length === 1 });
+      });
     } catch (err) {
       this.#error ??= err as Error;
     }
@@ -131,6 +133,7 @@ export class SegmentBuilder {
   /** Drops the segment (shutdown after the grace period, or an error elsewhere). */
   abort(): void {
     this.#encoder.close();
+    // The segment is being dropped (and counted by the caller): a muxer error on the way out changes nothing.
     void this.#muxer.cancel().catch(() => {});
   }
 }

@@ -1,19 +1,14 @@
 /**
- * Decides which frames go into which segment, per sensor, without touching pixels or codecs. The aggregator feeds
- * it every frame it receives and acts on the events it returns (open a segment, encode a frame, close a segment).
- *
- * - `fps` is a real target rate: each frame is placed on a 1/fps grid anchored at the sensor's first frame by its
- *   capture time, and only the first frame of each grid slot is kept. A faster camera is thinned; a slower one
- *   keeps its own timing (its frames land in distinct slots).
- * - A segment holds `bufferSize` frames; its last `overlapSize` frames also open the next one.
- * - A segment is closed (never lost) when full, after `maxIdleS` without frames ({@linkcode Segmenter.tick}), when
- *   capture times jump by more than `gapS` (a segment never spans an outage), when the resolution changes, and on
- *   shutdown ({@linkcode Segmenter.closeAll}).
- * - A frame whose `frame_id` was already seen, or captured before the last accepted frame, is dropped and reported.
+ * Decides which frames go into which segment, per sensor, without touching pixels or codecs: thinning to a
+ * real `fps` on a grid of capture times, `bufferSize`/`overlapSize`, closing on full, idle, gap, resolution
+ * change and shutdown, dropping duplicates and late frames. The aggregator feeds it every frame and acts on
+ * the events it returns (open a segment, encode a frame, close a segment). The rules in full: docs/design.md,
+ * "Aggregate".
  *
  * @example
  * ```ts
  * import { Segmenter } from "./segmenter.ts";
+ * declare const jpeg: Uint8Array;
  * const seg = new Segmenter({ fps: 10, bufferSize: 100, overlapSize: 0, maxIdleS: 5, gapS: 2 });
  * for (const ev of seg.push({ sensor: "cam", frameId: 1n, captureTs: 1000, width: 1280, height: 960, data: jpeg, format: "jpeg" })) {
  *   console.log(ev.kind); // "open", then "frame"
@@ -21,6 +16,8 @@
  * ```
  * @module
  */
+
+import type { FrameFormat } from "../codec/frame.ts";
 
 /** One frame as the segmenter sees it; `data` is carried along untouched (JPEG or raw bytes). */
 export interface SegmentFrame {
@@ -30,7 +27,7 @@ export interface SegmentFrame {
   captureTs: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   data: Uint8Array;
 }
 
@@ -42,7 +39,7 @@ export type DropReason = "thinned" | "duplicate" | "late";
 
 /** What the aggregator must do, in order. `seq` numbers a sensor's segments from 0. */
 export type SegmentEvent =
-  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: "jpeg" | "bgr24" }
+  | { kind: "open"; sensor: string; seq: number; width: number; height: number; format: FrameFormat }
   | { kind: "frame"; sensor: string; seq: number; frame: SegmentFrame; overlap: boolean }
   | { kind: "close"; sensor: string; seq: number; reason: FlushReason; frames: number }
   | { kind: "drop"; sensor: string; frame: SegmentFrame; reason: DropReason };
@@ -66,7 +63,7 @@ interface SensorState {
   frames: number;
   width: number;
   height: number;
-  format: "jpeg" | "bgr24";
+  format: FrameFormat;
   /** Grid anchor (capture time of the first frame after a reset) and last slot used. */
   anchor: number;
   lastSlot: number;

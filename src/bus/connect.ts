@@ -6,6 +6,8 @@
  * ```ts
  * import { connectBus } from "./connect.ts";
  * import { selectBus } from "./select.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const flags: { busUrl?: string }, log: Logger;
  * const bus = await connectBus(selectBus({ busUrl: flags.busUrl }), log, { name: "video_dumper" });
  * await bus.close();
  * ```

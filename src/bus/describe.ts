@@ -3,7 +3,9 @@
  *
  * @example
  * ```ts
+ * import type { BusMessage } from "./message.ts";
  * import { describeMessage } from "./describe.ts";
+ * declare const msg: BusMessage;
  * console.log(describeMessage(msg, 82586));
  * // ImageData sensor=test_camera time=2026-01-24T16:28:45.649586Z size=82586 frame_id=7421057263124512769 jpeg 960x1280x3
  * ```
@@ -12,10 +14,21 @@
 
 import { type BusMessage, IMAGE_DATA_TYPE } from "./message.ts";
 
-/** Formats epoch seconds as ISO 8601 UTC with microseconds. */
+/**
+ * ISO 8601 UTC of an epoch-seconds instant, to the microsecond (`2026-01-24T16:28:45.649586Z`): the time format of
+ * log lines and of a segment's `.json`.
+ *
+ * @example
+ * ```ts
+ * import { isoMicros } from "./describe.ts";
+ * isoMicros(1769272125.649586); // "2026-01-24T16:28:45.649586Z"
+ * ```
+ */
 export function isoMicros(epochS: number): string {
-  const us = Math.round(epochS * 1e6);
-  return new Date(Math.floor(us / 1000)).toISOString().replace("Z", String(us % 1000).padStart(3, "0") + "Z");
+  const totalUs = Math.round(epochS * 1e6);
+  const wholeS = Math.floor(totalUs / 1e6);
+  const us = String(totalUs - wholeS * 1e6).padStart(6, "0");
+  return new Date(wholeS * 1000).toISOString().replace(/\.\d{3}Z$/, `.${us}Z`);
 }
 
 /** `<type> sensor=... time=... size=<bytes> frame_id=...` plus a type-specific tail. */

@@ -7,6 +7,10 @@
  * @example
  * ```ts
  * import { consumeDurable } from "./durable_loop.ts";
+ * import type { Bus } from "./types.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const bus: Bus, log: Logger, signal: AbortSignal;
+ * declare function save(bytes: Uint8Array): Promise<void>;
  * const c = bus.segments.consumer("aggregated_video", { group: "video_dumper", consumer: "video_dumper", log });
  * await consumeDurable(c, async (e) => await save(e.bytes), { signal, log });
  * await c.close();

@@ -5,7 +5,11 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
  * import { Intake } from "./intake.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics;
  * const intake = new Intake({ topic: "rtsp_topic", log, metrics, gap: 0 });
  * await bus.subscribe("rtsp_topic", (bytes) => intake.push(bytes, (msg) => console.log(msg.sensorName)));
  * ```

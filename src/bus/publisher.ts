@@ -1,20 +1,8 @@
 /**
- * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket.
- *
- * Why not ioredis for this one command: a frame source publishes 10-25 messages of 50-150 KB a second, and
- * through ioredis each one goes through a command object, a promise, Node's stream layer emulated by Deno and a
- * Buffer conversion. Measured on the RTSP node (10 fps 1280×960 JPEG), publishing cost ~0.6 ms of the Deno
- * process' ~1.9 ms CPU per frame through ioredis. Here a message is one header, one copy and one socket write.
- *
- * By default the connection also turns Redis' replies off (`CLIENT REPLY OFF`, Redis ≥ 3.2), because on this
- * machine every turn of Deno's event loop costs ~0.2 ms of CPU and reading each PUBLISH's reply is one more turn
- * per frame. The price: the number of subscribers is not known (`publish` resolves 0), and a message written
- * just as Redis dies is counted as sent, which pub/sub never guaranteed anyway. `countReceivers: true` keeps the
- * replies.
- *
- * Plain TCP and unix sockets only; with TLS the node keeps publishing through ioredis (see {@linkcode RedisBus}).
- * Like the ioredis connection it reconnects forever (backing off to 2 s) and fails fast while down: `publish`
- * resolves -1 at once rather than queueing stale frames.
+ * The publishing connection of a node: PUBLISH written as RESP straight onto a Deno socket, with Redis'
+ * replies off by default (`countReceivers: true` keeps them). Plain TCP and unix sockets only (TLS publishes
+ * through ioredis). It reconnects forever and fails fast while down: `publish` resolves -1 at once rather
+ * than queueing stale frames. Why not ioredis, and what replies off costs: docs/design.md, "Bus".
  *
  * @example
  * ```ts
@@ -222,6 +210,7 @@ class Link {
         }
         return true;
       } catch {
+        // The socket is gone: the caller sees false and counts the message; close() lets the owner reconnect.
         this.close();
         return false;
       }
@@ -258,6 +247,14 @@ class Link {
   }
 }
 
+/** Redis' error text; for an ACL refusal, with the command and its key or channel (Redis' own text names neither). */
+function refusal(args: readonly CommandArg[], error: string): string {
+  if (!/^NOPERM\b/.test(error)) return error;
+  return `Redis refused ${String(args[0]).toUpperCase()} ${
+    typeof args[1] === "string" ? args[1] : ""
+  }: ${error}`;
+}
+
 async function open(settings: RedisSettings, name: string | undefined, replies: boolean): Promise<Link> {
   const conn = settings.path
     ? await Deno.connect({ transport: "unix", path: settings.path })
@@ -290,6 +287,8 @@ async function open(settings: RedisSettings, name: string | undefined, replies: 
  *
  * @example
  * ```ts
+ * import type { RedisSettings } from "../runtime/env.ts";
+ * declare const settings: RedisSettings, bytes: Uint8Array;
  * const pub = await Publisher.connect(settings, { onEvent: (e) => console.log(e.type) });
  * await pub.publish("topic", bytes);
  * ```
@@ -305,6 +304,10 @@ export class Publisher {
   #spare: Uint8Array | undefined;
   /** `*3 $7 PUBLISH $n topic` per topic: a node publishes on one or two topics. */
   readonly #heads = new Map<string, Uint8Array>();
+  /** Topics whose first PUBLISH on the current connection was answered OK (see `publish`). */
+  #allowed = new Set<string>();
+  /** That first PUBLISH per topic while in flight: the messages behind it wait for it, keeping their order. */
+  #checking = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly settings: RedisSettings,
@@ -355,10 +358,14 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, jpegMessage: Uint8Array;
+   * let dropped = 0;
    * if ((await pub.publish("frames", jpegMessage)) < 0) dropped++;
    * ```
    */
   async publish(topic: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<number> {
+    const first = this.#checking.get(topic);
+    if (first && !this.#allowed.has(topic)) await first;
     const link = this.#link;
     if (!link || link.closed) return -1;
     let head = this.#heads.get(topic);
@@ -374,16 +381,34 @@ export class Publisher {
     const request = publishCommand(head, bytes, reuse);
     // One piece is a request built here (a large payload goes out as its own pieces, never kept).
     const built = request.length === 1 ? new Uint8Array(request[0].buffer) : undefined;
-    if (!this.#replies) {
+    if (!this.#replies && this.#allowed.has(topic)) {
       const ok = await link.write(request);
       this.#spare = built ?? this.#spare;
       return ok ? 0 : -1;
     }
-    const r = await link.send(request);
-    this.#spare = built ?? this.#spare;
-    if (!r) return -1;
-    if (!r.ok) throw new Error(r.error);
-    return Number(r.value);
+    // Replies on: always, or for the first message on a topic of each connection, so that a refusal (an ACL user
+    // without this channel) is seen once rather than every message silently dropped.
+    let reply: Promise<Reply | undefined>;
+    if (this.#replies) reply = link.send(request);
+    else {
+      void link.send(REPLY_ON);
+      reply = link.send(request);
+      void link.write(REPLY_OFF);
+    }
+    const settled = Promise.withResolvers<void>();
+    if (!this.#replies) this.#checking.set(topic, settled.promise);
+    try {
+      const r = await reply;
+      this.#spare = built ?? this.#spare;
+      if (!r) return -1;
+      if (!r.ok) throw new Error(refusal(["PUBLISH", topic], r.error));
+      this.#allowed.add(topic);
+      return this.#replies ? Number(r.value) : 0;
+    } finally {
+      // After `allowed` is set, so the messages waiting behind this one take the fast path, in order.
+      if (this.#checking.get(topic) === settled.promise) this.#checking.delete(topic);
+      settled.resolve();
+    }
   }
 
   /**
@@ -394,6 +419,7 @@ export class Publisher {
    *
    * @example
    * ```ts
+   * declare const pub: Publisher, messagePieces: Uint8Array[];
    * const id = await pub.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
    * ```
    */
@@ -410,7 +436,7 @@ export class Publisher {
     }
     const r = await reply;
     if (!r) throw new Error("the publishing connection to Redis dropped before the reply");
-    if (!r.ok) throw new Error(r.error);
+    if (!r.ok) throw new Error(refusal(args, r.error));
     return r.value;
   }
 
@@ -425,6 +451,7 @@ export class Publisher {
 
   #adopt(link: Link): void {
     this.#link = link;
+    this.#allowed = new Set();
     this.#attempts = 0;
     link.ended.then((reason) => {
       if (this.#closed || this.#link !== link) return;
@@ -444,6 +471,7 @@ export class Publisher {
         this.#adopt(link);
         this.opts.onEvent?.({ type: "restored" });
       } catch {
+        // Redis still down: the outage was reported once ("lost"); try again later.
         this.#schedule();
       }
     }, Math.min(100 * this.#attempts, 2000));

@@ -20,8 +20,8 @@
 
 import { Redis, type RedisOptions } from "ioredis";
 import { Buffer } from "node:buffer";
-import type { RedisSettings } from "../runtime/env.ts";
-import { FatalError } from "../runtime/errors.ts";
+import { REDIS_ENV_PREFIX, type RedisSettings } from "../runtime/env.ts";
+import { FatalError, isRedisPermissionError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type CommandArg, Publisher } from "./publisher.ts";
 import { joinBytes } from "../runtime/bytes.ts";
@@ -40,6 +40,8 @@ function ioredisOptions(s: RedisSettings, name: string): RedisOptions {
     retryStrategy: (times) => Math.min(100 * times, 2000),
     maxRetriesPerRequest: 3,
     enableReadyCheck: true,
+    // No CLIENT SETINFO (Redis ≥ 7.2 only): one command fewer for each node's ACL user to allow.
+    disableClientInfo: true,
   };
   if (s.path) opts.path = s.path;
   else {
@@ -47,10 +49,94 @@ function ioredisOptions(s: RedisSettings, name: string): RedisOptions {
     opts.port = s.port;
   }
   if (s.tls) {
-    const read = (p?: string) => (p ? Deno.readTextFileSync(p) : undefined);
-    opts.tls = { cert: read(s.tls.certFile), key: read(s.tls.keyFile), ca: read(s.tls.caFile) };
+    const t = readTlsFiles(s);
+    opts.tls = { cert: t.cert, key: t.key, ca: t.ca };
   }
   return opts;
+}
+
+/** The TLS files' PEM text; a missing or unreadable one is a one-line error naming its variable. */
+function readTlsFiles(s: RedisSettings): { cert?: string; key?: string; ca?: string } {
+  const read = (path: string | undefined, variable: string) => {
+    if (!path) return undefined;
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (err) {
+      throw new FatalError(
+        `${REDIS_ENV_PREFIX}${variable}=${path}: cannot read it (${(err as Error).message.split(" (os")[0]})`,
+        2,
+      );
+    }
+  };
+  return {
+    cert: read(s.tls?.certFile, "TLS_CERT_FILE"),
+    key: read(s.tls?.keyFile, "TLS_KEY_FILE"),
+    ca: read(s.tls?.caFile, "TLS_CA_CERT_FILE"),
+  };
+}
+
+/**
+ * Over TLS, one handshake and PING before ioredis connects: a certificate problem (a server signed by another CA,
+ * a client certificate required but not given) becomes one line at once, instead of endless reconnects or a stack
+ * trace from deep inside the TLS socket. A Redis that is not up yet is left to the usual wait.
+ */
+async function checkTls(s: RedisSettings, timeoutMs: number): Promise<void> {
+  if (!s.tls || s.path) return;
+  const files = readTlsFiles(s);
+  const caVar = `${REDIS_ENV_PREFIX}TLS_CA_CERT_FILE`;
+  let conn: Deno.TlsConn;
+  try {
+    conn = await Deno.connectTls({
+      hostname: s.host,
+      port: s.port,
+      caCerts: files.ca ? [files.ca] : undefined,
+      cert: files.cert,
+      key: files.key,
+    });
+  } catch (err) {
+    if (err instanceof Deno.errors.ConnectionRefused || err instanceof Deno.errors.TimedOut) return;
+    throw tlsFailure(s, err, caVar);
+  }
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    await conn.handshake();
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const n = await conn.read(new Uint8Array(64));
+    if (n === null) {
+      throw new FatalError(
+        `Redis at ${s.display} closed the TLS connection after the handshake: it requires a client certificate ` +
+          `(set ${REDIS_ENV_PREFIX}TLS_CERT_FILE and ${REDIS_ENV_PREFIX}TLS_KEY_FILE to one signed by its CA)`,
+      );
+    }
+  } catch (err) {
+    throw err instanceof FatalError ? err : tlsFailure(s, err, caVar);
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Closed by the timer already.
+    }
+  }
+}
+
+function tlsFailure(s: RedisSettings, err: unknown, caVar: string): FatalError {
+  const why = (err as Error).message.split("\n")[0];
+  if (/CertificateRequired|BadCertificate|UnknownCA/i.test(why)) {
+    return new FatalError(
+      `Redis at ${s.display}: the server refused our TLS client certificate (${why}): set ` +
+        `${REDIS_ENV_PREFIX}TLS_CERT_FILE and ${REDIS_ENV_PREFIX}TLS_KEY_FILE to one signed by its CA`,
+    );
+  }
+  if (/certificate|UnknownIssuer|BadSignature|NotValidForName|Expired/i.test(why)) {
+    return new FatalError(
+      `Redis at ${s.display}: TLS refused the server's certificate (${why}): ` +
+        (s.tls?.caFile
+          ? `${caVar}=${s.tls.caFile} must hold the CA that signed it`
+          : `set ${caVar} to the CA that signed it`),
+    );
+  }
+  return new FatalError(`Redis at ${s.display}: TLS connection failed (${why})`);
 }
 
 /** Waits for `ready`, or rejects with the last connection error after `timeoutMs`. */
@@ -81,7 +167,10 @@ export class RedisBus {
   #closed = false;
 
   private constructor(
-    /** The command connection, for callers that need more than publish (registry, streams). */
+    /**
+     * The command connection, for the modules of `src/bus` that need more than the methods below (registry,
+     * streams). The rest of the project goes through those methods: the bus module owns Redis.
+     */
     readonly client: Redis,
     readonly settings: RedisSettings,
     readonly log: Logger,
@@ -105,6 +194,7 @@ export class RedisBus {
     } = {},
   ): Promise<RedisBus> {
     const name = opts.name ?? "msight-node";
+    await checkTls(settings, (opts.connectTimeoutS ?? 10) * 1000);
     const client = new Redis(ioredisOptions(settings, name));
     client.on("error", () => {/* reported through state changes, once */});
     try {
@@ -174,11 +264,32 @@ export class RedisBus {
    * joined, except over TLS (ioredis needs one buffer).
    */
   async publish(topic: string, message: Uint8Array | readonly Uint8Array[]): Promise<number> {
-    if (this.#pub) return await this.#pub.publish(topic, message);
-    if (this.client.status !== "ready") return -1;
-    const bytes = message instanceof Uint8Array ? message : joinBytes(message);
-    // A bare Uint8Array would be sent as the text "1,2,3": ioredis needs a Buffer for binary.
-    return await this.client.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return await this.#refusals(async () => {
+      if (this.#pub) return await this.#pub.publish(topic, message);
+      if (this.client.status !== "ready") return -1;
+      const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+      // A bare Uint8Array would be sent as the text "1,2,3": ioredis needs a Buffer for binary.
+      return await this.client.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    });
+  }
+
+  /**
+   * Called once with the first ACL refusal (`NOPERM`) met by publish, command or subscribe: a missing permission
+   * does not heal by retrying, so the node stops with that one line (run_node sets this).
+   */
+  onRefused: ((err: unknown) => void) | undefined;
+  #refused = false;
+
+  async #refusals<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isRedisPermissionError(err) && !this.#refused) {
+        this.#refused = true;
+        this.onRefused?.(err);
+      }
+      throw err;
+    }
   }
 
   /**
@@ -188,18 +299,50 @@ export class RedisBus {
    *
    * @example
    * ```ts
+   * declare const bus: RedisBus, messagePieces: Uint8Array[];
    * const id = await bus.command(["XADD", "MSIGHT:STREAM:aggregated_video", "*", "d", messagePieces]);
    * ```
    */
-  async command(args: readonly CommandArg[]): Promise<string | null> {
-    if (this.#pub) return await this.#pub.command(args);
-    const [name, ...rest] = args.map((a) => {
-      if (typeof a === "string") return a;
-      const b = a instanceof Uint8Array ? a : joinBytes(a);
-      return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  command(args: readonly CommandArg[]): Promise<string | null> {
+    return this.#refusals(async () => {
+      if (this.#pub) return await this.#pub.command(args);
+      const [name, ...rest] = args.map((a) => {
+        if (typeof a === "string") return a;
+        const b = a instanceof Uint8Array ? a : joinBytes(a);
+        return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      });
+      const reply = await this.client.call(String(name), ...rest);
+      return reply === null ? null : String(reply);
     });
-    const reply = await this.client.call(String(name), ...rest);
-    return reply === null ? null : String(reply);
+  }
+
+  /**
+   * Calls `fn` each time the command connection is ready again after an outage: a Redis restart may have emptied
+   * what the node wrote (registrations, announcements). Returns the function that stops calling it.
+   */
+  onReconnect(fn: () => void): () => void {
+    this.client.on("ready", fn);
+    return () => void this.client.off("ready", fn);
+  }
+
+  /** Every field of the hash at `key` (empty when there is none). */
+  async readHash(key: string): Promise<Record<string, string>> {
+    return await this.client.hgetall(key);
+  }
+
+  /** Sets one field of the hash at `key`. */
+  async setField(key: string, field: string, value: string): Promise<void> {
+    await this.client.hset(key, field, value);
+  }
+
+  /** Removes one field of the hash at `key`. */
+  async deleteField(key: string, field: string): Promise<void> {
+    await this.client.hdel(key, field);
+  }
+
+  /** Removes `key`. */
+  async deleteKey(key: string): Promise<void> {
+    await this.client.del(key);
   }
 
   /** Subscribes to a topic; `handler` gets every message's bytes. Resubscribes by itself after reconnects. */
@@ -222,7 +365,8 @@ export class RedisBus {
     const list = this.#handlers.get(topic) ?? [];
     list.push(handler);
     this.#handlers.set(topic, list);
-    if (list.length === 1) await this.#sub.subscribe(topic);
+    const sub = this.#sub;
+    if (list.length === 1) await this.#refusals(() => sub.subscribe(topic));
   }
 
   /** Removes a handler; the topic is unsubscribed when it has none left. */

@@ -8,8 +8,11 @@
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
  * import { NodeRegistration } from "./registry.ts";
- * const reg = new NodeRegistration(bus.client, { name: "rtsp_node", device: "edge-1", type: "RTSPSourceNode",
+ * declare const bus: RedisBus, log: Logger;
+ * const reg = new NodeRegistration(bus, { name: "rtsp_node", device: "edge-1", type: "RTSPSourceNode",
  *   publishTopic: "rtsp_topic", subscribeTopic: null }, log);
  * await reg.register();
  * reg.startHeartbeat(10);
@@ -18,9 +21,9 @@
  * @module
  */
 
-import type { Redis } from "ioredis";
 import type { Logger } from "../runtime/log.ts";
 import { errorMessage } from "../runtime/errors.ts";
+import type { RedisBus } from "./redis.ts";
 
 /** The hash of registered nodes. */
 export const NODES_KEY = "MSIGHT:NODES";
@@ -55,18 +58,18 @@ export interface NodeIdentity {
 }
 
 /** Registers a topic unless it is already there (MSight keeps the first registration). */
-export async function registerTopic(redis: Redis, topic: TopicEntry): Promise<void> {
-  await redis.hsetnx(TOPICS_KEY, topic.name, JSON.stringify(topic));
+export async function registerTopic(bus: RedisBus, topic: TopicEntry): Promise<void> {
+  await bus.client.hsetnx(TOPICS_KEY, topic.name, JSON.stringify(topic));
 }
 
 /** Reads every registered node (entries that are not valid JSON are skipped). */
-export async function readNodes(redis: Redis): Promise<NodeEntry[]> {
-  return parseHash<NodeEntry>(await redis.hgetall(NODES_KEY));
+export async function readNodes(bus: RedisBus): Promise<NodeEntry[]> {
+  return parseHash<NodeEntry>(await bus.readHash(NODES_KEY));
 }
 
 /** Reads every registered topic. */
-export async function readTopics(redis: Redis): Promise<TopicEntry[]> {
-  return parseHash<TopicEntry>(await redis.hgetall(TOPICS_KEY));
+export async function readTopics(bus: RedisBus): Promise<TopicEntry[]> {
+  return parseHash<TopicEntry>(await bus.readHash(TOPICS_KEY));
 }
 
 function parseHash<T>(h: Record<string, string>): T[] {
@@ -86,7 +89,11 @@ export class NodeRegistration {
   #timer?: ReturnType<typeof setInterval>;
   #status: NodeEntry["status"] = "REGISTERED";
 
-  constructor(readonly redis: Redis, readonly id: NodeIdentity, readonly log: Logger) {}
+  readonly #redis: RedisBus["client"];
+
+  constructor(bus: RedisBus, readonly id: NodeIdentity, readonly log: Logger) {
+    this.#redis = bus.client;
+  }
 
   #entry(): NodeEntry {
     return {
@@ -102,7 +109,7 @@ export class NodeRegistration {
 
   /** Writes the entry; warns when a live node of the same name is already registered. */
   async register(): Promise<void> {
-    const existing = await this.redis.hget(NODES_KEY, this.id.name);
+    const existing = await this.#redis.hget(NODES_KEY, this.id.name);
     if (existing) {
       try {
         const e = JSON.parse(existing) as NodeEntry;
@@ -117,7 +124,7 @@ export class NodeRegistration {
         // Unparseable entry: overwrite it.
       }
     }
-    await this.redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
+    await this.#redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
   }
 
   /** Sets the status and rewrites the entry now. */
@@ -127,9 +134,9 @@ export class NodeRegistration {
   }
 
   async #beat(): Promise<void> {
-    if (this.redis.status !== "ready") return;
+    if (this.#redis.status !== "ready") return;
     try {
-      await this.redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
+      await this.#redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
     } catch (err) {
       this.log.debug(`heartbeat failed: ${errorMessage(err)}`);
     }
@@ -145,9 +152,9 @@ export class NodeRegistration {
   async unregister(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    if (this.redis.status !== "ready") return;
+    if (this.#redis.status !== "ready") return;
     try {
-      await this.redis.hdel(NODES_KEY, this.id.name);
+      await this.#redis.hdel(NODES_KEY, this.id.name);
     } catch (err) {
       this.log.warn(`could not unregister: ${errorMessage(err)}`);
     }

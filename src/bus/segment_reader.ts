@@ -1,17 +1,17 @@
 /**
- * How a sink takes VideoData segments off a topic, durably where it can:
- *
- * - `stream`: from the topic's Redis Stream in a consumer group named after the sink (`--name`); a segment is
- *   acknowledged only once the handler resolved (it is safe), so a sink that restarts resumes where it was.
- * - `pubsub`: plain pub/sub, as MSight's Python nodes publish; what arrives while the sink is down is lost.
- * - `auto` (default): `stream` when a producer announced a stream for the topic (our aggregator does), else
- *   `pubsub`, switching to `stream` as soon as one is announced. The choice is logged.
- *
- * Handlers must be idempotent: delivery is at least once (and both paths may deliver a segment around a switch).
+ * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream,
+ * in a consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer
+ * announced one). Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * import type { VideoData } from "./message.ts";
  * import { readSegments } from "./segment_reader.ts";
+ * declare const bus: RedisBus, log: Logger, metrics: Metrics, signal: AbortSignal;
+ * declare const store: { write(seg: VideoData): Promise<void> };
  * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", transport: "auto",
  *   signal }, async (seg) => { await store.write(seg); });
  * ```
@@ -20,7 +20,8 @@
 
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
-import { errorMessage } from "../runtime/errors.ts";
+import { delay } from "../runtime/async.ts";
+import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
 import { Intake } from "./intake.ts";
 import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
 import type { RedisBus } from "./redis.ts";
@@ -69,7 +70,9 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
 
   // --- pub/sub: a bounded queue drained by one loop, so segments are handled one at a time, in order ---
   const queue: VideoData[] = [];
-  let wake: (() => void) | undefined;
+  // The idle wait ends early when a segment arrives (or the reader stops); renewed once used.
+  let nap = new AbortController();
+  const stopNap = () => nap.abort();
   const onMessage = (bytes: Uint8Array) => {
     const msg = intake.decode(bytes);
     if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return;
@@ -81,17 +84,12 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
         `dropped segment ${lost.sensorName} frame_id ${lost.frameId}: the sink fell behind (pub/sub queue full)`,
       );
     }
-    wake?.();
+    nap.abort();
   };
-  const sleep = (ms: number) =>
-    new Promise<void>((r) => {
-      const t = setTimeout(r, ms);
-      wake = () => (clearTimeout(t), r());
-      signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-    });
 
   if (mode === "pubsub") {
     await bus.subscribe(topic, onMessage);
+    signal.addEventListener("abort", stopNap, { once: true });
     log.info(
       `reading ${topic} over plain pub/sub${
         opts.transport === "auto" ? " (no durable stream announced yet)" : ""
@@ -112,11 +110,20 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
       }
       if (opts.transport === "auto" && Date.now() - lastPoll > (opts.pollMs ?? 5000)) {
         lastPoll = Date.now();
-        if (await hasStream(bus.client, topic).catch(() => false)) mode = "stream";
+        // Redis unreachable for this poll: stay on pub/sub and ask again at the next one. A missing ACL
+        // permission is not transient: the node stops with it.
+        const found = await hasStream(bus.client, topic).catch((err) => {
+          if (isRedisPermissionError(err)) throw err;
+          return false;
+        });
+        if (found) mode = "stream";
         continue;
       }
-      await sleep(500);
+      if (nap.signal.aborted) nap = new AbortController();
+      await delay(500, nap.signal);
     }
+    signal.removeEventListener("abort", stopNap);
+    // A connection that is down holds no subscription to drop.
     await bus.unsubscribe(topic, onMessage).catch(() => {});
     // Finish what already arrived before switching or stopping: it is in memory only.
     while (queue.length > 0) {

@@ -1,19 +1,16 @@
 /**
- * Durable topics on Redis Streams, beside plain pub/sub. Pub/sub forgets a message as soon as it is sent, so a
- * sink that is down or restarting loses segments; a stream keeps them (capped by length and age) and a consumer
- * group, named after the sink's `--name`, remembers what each sink has acknowledged.
- *
- * - Producer: {@linkcode StreamProducer.append} adds an entry (`XADD ... MAXLEN ~ N`) and trims by age
- *   (`XTRIM MINID ~`), and marks the topic in `MSIGHT:STREAMS` so sinks know a durable copy exists.
- * - Consumer: {@linkcode StreamConsumer} reads its own unacknowledged entries first (after a restart), then new
- *   ones, claims entries another consumer of the group held for too long (it crashed), and acknowledges an entry
- *   only after the handler has resolved (the sink has made it safe). Delivery is at least once.
- *
- * Key names: `MSIGHT:STREAM:<topic>` for the entries, field `d` holds the MessagePack message.
+ * Durable topics on Redis Streams, beside plain pub/sub: {@linkcode StreamProducer} appends a topic's
+ * messages to `MSIGHT:STREAM:<topic>` (capped by length and age) and announces it in `MSIGHT:STREAMS`;
+ * {@linkcode StreamConsumer} reads them in a consumer group named after the sink and acknowledges an entry
+ * only after its handler resolved (at least once). Design notes: docs/design.md, "Bus".
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { Logger } from "../runtime/log.ts";
  * import { StreamConsumer, StreamProducer } from "./stream.ts";
+ * declare const bus: RedisBus, log: Logger, bytes: Uint8Array, signal: AbortSignal;
+ * declare function save(bytes: Uint8Array): Promise<void>;
  * const producer = new StreamProducer(bus.client, "aggregated_video", { maxLen: 100, maxAgeS: 3600 });
  * await producer.append(bytes);
  * const consumer = new StreamConsumer(bus.client, "aggregated_video", { group: "video_dumper", consumer: "video_dumper", log });
@@ -24,9 +21,10 @@
 
 import type { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
+import { delay } from "../runtime/async.ts";
 import { joinBytes } from "../runtime/bytes.ts";
 import type { CommandArg } from "./publisher.ts";
-import { errorMessage } from "../runtime/errors.ts";
+import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
 /** The hash whose fields name the topics that have a durable stream (value: JSON of the producer's caps). */
@@ -235,11 +233,6 @@ export class StreamConsumer {
     retryMs = 2000,
   ): Promise<void> {
     let backlog = true;
-    const pause = (ms: number) =>
-      new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
     while (!signal.aborted) {
       try {
         await this.#ensureGroup();
@@ -257,12 +250,14 @@ export class StreamConsumer {
         await this.#handle(fresh, handler, signal);
       } catch (err) {
         if (signal.aborted) break;
+        // A missing ACL permission does not heal by retrying: the node stops with it.
+        if (isRedisPermissionError(err)) throw err;
         const msg = errorMessage(err);
         // After a Redis restart the stream and group are gone: create them again and re-read from the start.
         if (/NOGROUP/.test(msg)) this.#groupReady = false;
         backlog = true;
         onError(err);
-        await pause(retryMs);
+        await delay(retryMs, signal);
       }
     }
   }

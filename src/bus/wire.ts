@@ -60,7 +60,10 @@ export function encodeMessage(msg: BusMessage): Uint8Array {
  *
  * @example
  * ```ts
+ * import type { RedisBus } from "./redis.ts";
+ * import type { VideoData } from "./message.ts";
  * import { encodeMessagePieces } from "./wire.ts";
+ * declare const bus: RedisBus, segment: VideoData, mp4Pages: Uint8Array[];
  * const pieces = encodeMessagePieces({ ...segment, video: mp4Pages });
  * await bus.publish("aggregated_video", pieces);
  * ```

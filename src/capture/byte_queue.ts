@@ -5,6 +5,7 @@
  * @example
  * ```ts
  * import { ByteQueue } from "./byte_queue.ts";
+ * declare const chunk: Uint8Array;
  * const q = new ByteQueue();
  * q.push(chunk);
  * const frame = q.take(1280 * 960 * 3); // undefined until that many bytes are queued
@@ -38,6 +39,7 @@ export class ByteQueue {
    *
    * @example
    * ```ts
+   * declare const q: ByteQueue, chunk: Uint8Array;
    * q.push(chunk);
    * ```
    */
@@ -52,6 +54,7 @@ export class ByteQueue {
    *
    * @example
    * ```ts
+   * declare const q: ByteQueue, w: number, h: number;
    * const frame = q.take(w * h * 3);
    * ```
    */
@@ -80,6 +83,7 @@ export class ByteQueue {
    *
    * @example
    * ```ts
+   * declare const q: ByteQueue;
    * q.clear();
    * ```
    */

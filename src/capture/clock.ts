@@ -1,19 +1,8 @@
 /**
- * Turns (stream timestamp, wall-clock arrival time) pairs into capture times that are monotonic, never later than
- * the arrival, and free of the jitter that pipes, ffmpeg's queues and the event loop add to arrival times.
- *
- * Method: captureTime = pts + offset, where offset estimates the smallest transit delay seen, i.e. the lower
- * envelope of (arrival − pts). A frame that arrives late (jitter, a burst after a hiccup) does not move the envelope,
- * so it keeps the time its own pts implies; one that arrives early lowers the envelope at once, so a capture time is
- * never later than its arrival. The envelope may rise only slowly (`maxDriftPerS`, default 1000 ppm) so that a camera
- * clock running slower than ours is followed. It is re-anchored to the arrival time when the stream's timestamps go
- * backwards, when the lag (arrival − capture time) has stayed above `maxLagS` for `settleS` seconds of stream (a
- * source that paused without advancing its timestamps), and at every new ffmpeg session ({@linkcode FrameClock.reset}).
- * The lag rule is slow on purpose: when the machine is saturated, decoding falls behind the camera by a second or
- * two and then catches up. Those frames were still captured when their pts says, and re-anchoring to their late
- * arrival would push the capture times a second ahead and then squeeze the catch-up frames together (seen with four
- * cameras on two cores at 1 s / 2 s: ~5% of the aggregator's 10 fps slots came out empty).
- * Outputs are forced to increase by at least 1 µs, across re-anchors and sessions.
+ * Turns (stream timestamp, wall-clock arrival time) pairs into capture times that are monotonic, never later
+ * than the arrival, and free of the jitter that pipes, ffmpeg's queues and the event loop add to arrival
+ * times. The method (a slowly rising lower envelope of arrival − pts) and why it re-anchors slowly:
+ * docs/design.md, "Capture".
  *
  * @example
  * ```ts
@@ -40,6 +29,7 @@ export interface FrameClockOptions {
  *
  * @example
  * ```ts
+ * declare const ptsSeconds: number;
  * const clock = new FrameClock({ maxLagS: 0.5 });
  * const captureTime = clock.stamp(ptsSeconds, Date.now() / 1000);
  * ```
@@ -67,6 +57,7 @@ export class FrameClock {
    *
    * @example
    * ```ts
+   * declare const clock: FrameClock;
    * clock.reset();
    * ```
    */
@@ -81,6 +72,7 @@ export class FrameClock {
    *
    * @example
    * ```ts
+   * declare const clock: FrameClock;
    * const t = clock.stamp(12.48, Date.now() / 1000);
    * ```
    */

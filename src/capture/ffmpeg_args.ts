@@ -11,12 +11,13 @@
  * @module
  */
 
+import { outputChild, spawnChild } from "../runtime/children.ts";
 import { FatalError, UsageError } from "../runtime/errors.ts";
+import type { FrameFormat } from "../codec/frame.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
+import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { classifyFfmpegLine, REPORT_KEYS } from "./stderr.ts";
 
-/** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
-export type FrameFormat = "jpeg" | "bgr24";
 /** RTSP lower transport, as ffmpeg's `-rtsp_transport`. */
 export type RtspTransport = "tcp" | "udp";
 
@@ -34,6 +35,7 @@ export function validateRtspUrl(url: string): string {
   try {
     parsed = new URL(url);
   } catch {
+    // Reported just below, with the value and what would be right.
     parsed = undefined;
   }
   if (!parsed || !/^rtsps?:$/.test(parsed.protocol) || parsed.hostname === "") {
@@ -108,6 +110,7 @@ export interface FfmpegArgsOptions {
   transport: RtspTransport;
   /** Socket open/read timeout in seconds (ffmpeg's rtsp `-timeout`, given in µs). */
   timeoutS: number;
+  /** How frames leave ffmpeg: JPEG images (ffmpeg's mjpeg encoder) or raw BGR pixels (MSight's OpenCV layout). */
   format: FrameFormat;
   /** libjpeg-style quality 1..100 (50). */
   jpegQuality?: number;
@@ -176,6 +179,45 @@ export function frameReportFilters(): string[] {
 }
 
 /**
+ * The pixel formats the CPU decoders hand over (H.264/H.265 at 8, 10 and 12 bits, 4:2:0/4:2:2/4:4:4, limited or
+ * full range, and grey), planar. See {@linkcode decodedFormatFilter}.
+ */
+export const CPU_DECODED_FORMATS: readonly string[] = [
+  "yuv420p",
+  "yuvj420p",
+  "yuv420p10le",
+  "yuv420p12le",
+  "yuv422p",
+  "yuvj422p",
+  "yuv422p10le",
+  "yuv422p12le",
+  "yuv444p",
+  "yuvj444p",
+  "yuv444p10le",
+  "yuv444p12le",
+  "gray",
+  "gray10le",
+  "gray12le",
+];
+
+/**
+ * The filter that turns what a CUDA decoder hands over (NV12 for 8-bit 4:2:0, P010/P016 for 10/12 bits, yuv444p)
+ * into what the CPU decoder hands over for the same stream, so the rest of the chain, and so the JPEGs and BGR
+ * frames, are the CPU path's. Without it, `lutyuv` (which cannot take NV12) got NV12 through an automatic scaler
+ * to `yuvj420p`, which already expands limited to full range, and then expanded the range a second time. With the
+ * range table the camera is limited-range 8-bit 4:2:0, so `yuv420p` exactly; otherwise ffmpeg picks the nearest of
+ * {@linkcode CPU_DECODED_FORMATS} (NV12 → yuv420p, P010 → yuv420p10le), a plain repack without any range change.
+ *
+ * @example
+ * ```ts
+ * decodedFormatFilter(true); // "format=yuv420p"
+ * ```
+ */
+export function decodedFormatFilter(rangeTable: boolean): string {
+  return `format=${rangeTable ? "yuv420p" : CPU_DECODED_FORMATS.join("|")}`;
+}
+
+/**
  * Whether a session with these options expands the colour range by {@linkcode RANGE_EXPAND_FILTERS}: JPEG at full
  * size from a limited-range yuv420p camera. When scaling, swscale expands the range in the same pass at no extra
  * cost, and raw BGR goes through swscale anyway, so the table only pays for full-size JPEG.
@@ -198,10 +240,12 @@ export function usesRangeTable(
  *
  * `-fps_mode passthrough` keeps ffmpeg from duplicating or dropping frames for a constant rate, so stdout frames and
  * frame lines pair one to one. With CUDA, frames are decoded on the GPU and copied back to system memory (no
- * `-hwaccel_output_format`), because the JPEG encoder and the pipe need them there.
+ * `-hwaccel_output_format`), because the JPEG encoder and the pipe need them there, and converted to the CPU
+ * decoder's pixel format ({@linkcode decodedFormatFilter}).
  *
  * @example
  * ```ts
+ * const url = "rtsp://cam/live";
  * const args = buildFfmpegArgs({ url, transport: "udp", timeoutS: 5, format: "bgr24", resizeRatio: 0.5 });
  * new Deno.Command("ffmpeg", { args, stdout: "piped", stderr: "piped" }).spawn();
  * ```
@@ -230,6 +274,8 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   // Reported after the frame selection (one report per frame on stdout) and before any costly filter (the clock
   // report is the frame's arrival).
   filters.push(...frameReportFilters());
+  const lut = usesRangeTable(o);
+  if (o.cudaDevice !== undefined) filters.push(decodedFormatFilter(lut));
   const r = o.resizeRatio ?? 1;
   if (r !== 1) {
     // Even dimensions: 4:2:0 JPEG and most consumers want them; at least 2x2.
@@ -238,7 +284,6 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   // A JPEG carries its size in its header; raw BGR needs each frame's size to be cut from the byte stream, which
   // only showinfo reports per frame (a camera may change resolution mid-stream). checksum=0: those cost CPU.
   if (o.format !== "jpeg") filters.push("showinfo=checksum=0");
-  const lut = usesRangeTable(o);
   if (lut) filters.push(...RANGE_EXPAND_FILTERS);
   // The encoder gets the frame number as its pts (in the reports' µs time base): the mjpeg encoder aborts ffmpeg on a
   // pts that does not increase ("Invalid pts (65) <= last (65)"), which a camera's duplicate or jittery timestamps
@@ -287,16 +332,11 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
 export async function checkFfmpeg(ffmpegPath: string): Promise<string> {
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null" }).output();
+    out = await outputChild(ffmpegPath, { args: ["-hide_banner", "-version"], stdin: "null", ...childEnv() });
   } catch (err) {
     if (err instanceof Deno.errors.NotCapable) {
-      // Deno's sandbox, not the file system, refused: installing ffmpeg would not help.
-      throw new FatalError(
-        `${
-          JSON.stringify(ffmpegPath)
-        } is not allowed to run: this node's Deno run permission covers only ffmpeg`,
-        2,
-      );
+      // Deno's sandbox, not the file system, refused: installing ffmpeg would not help. Deno's reason says why.
+      throw new FatalError(spawnRefusal(ffmpegPath, err), 2);
     }
     const why = err instanceof Deno.errors.NotFound
       ? "not found"
@@ -326,12 +366,14 @@ export type CudaProbe = { ok: true } | { ok: false; reason: string };
  *
  * @example
  * ```ts
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const log: Logger;
  * const cuda = await probeCuda("ffmpeg", 0);
  * if (!cuda.ok) log.warn(`CUDA unavailable (${cuda.reason}); decoding on the CPU`);
  * ```
  */
 export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15): Promise<CudaProbe> {
-  const child = new Deno.Command(ffmpegPath, {
+  const child = spawnChild(ffmpegPath, {
     args: [
       "-hide_banner",
       "-nostdin",
@@ -350,7 +392,8 @@ export async function probeCuda(ffmpegPath: string, gpu: number, timeoutS = 15):
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-  }).spawn();
+    ...childEnv(),
+  });
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");

@@ -49,6 +49,7 @@ export class DropOldestQueue<T> implements AsyncIterable<T> {
    *
    * @example
    * ```ts
+   * declare const q: DropOldestQueue<Uint8Array>, frame: Uint8Array;
    * q.push(frame);
    * ```
    */
@@ -72,6 +73,7 @@ export class DropOldestQueue<T> implements AsyncIterable<T> {
    *
    * @example
    * ```ts
+   * declare const q: DropOldestQueue<Uint8Array>;
    * q.close({ discard: true });
    * ```
    */
@@ -93,6 +95,7 @@ export class DropOldestQueue<T> implements AsyncIterable<T> {
    *
    * @example
    * ```ts
+   * declare const q: DropOldestQueue<Uint8Array>;
    * q.fail(new Error("ffmpeg vanished"));
    * ```
    */
@@ -107,6 +110,7 @@ export class DropOldestQueue<T> implements AsyncIterable<T> {
    *
    * @example
    * ```ts
+   * declare const q: DropOldestQueue<Uint8Array>;
    * const item = await q.next();
    * ```
    */

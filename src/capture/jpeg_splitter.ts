@@ -10,6 +10,7 @@
  * @example
  * ```ts
  * import { JpegSplitter } from "./jpeg_splitter.ts";
+ * declare const child: Deno.ChildProcess;
  * const splitter = new JpegSplitter();
  * for await (const chunk of child.stdout) {
  *   for (const jpeg of splitter.push(chunk)) console.log(jpeg.length);
@@ -38,6 +39,7 @@ export interface JpegSplitterOptions {
  *
  * @example
  * ```ts
+ * declare const a: Uint8Array, b: Uint8Array;
  * const s = new JpegSplitter();
  * const images = [...s.push(a), ...s.push(b)]; // each a whole FF D8 ... FF D9 image
  * ```
@@ -70,6 +72,8 @@ export class JpegSplitter {
    *
    * @example
    * ```ts
+   * declare const bytes: Uint8Array;
+   * declare function handle(jpeg: Uint8Array): void;
    * for (const jpeg of new JpegSplitter().push(bytes)) handle(jpeg);
    * ```
    */

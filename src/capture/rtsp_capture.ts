@@ -1,21 +1,9 @@
 /**
- * The camera side of the RTSP source node, without the bus: pulls an RTSP stream with an `ffmpeg` subprocess and
- * yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever.
- *
- * - **Transport**: `-rtsp_transport tcp|udp`, the same on every reconnect; `-timeout` bounds socket open and reads.
- * - **GPU**: `gpu >= 0` decodes with `-hwaccel cuda -hwaccel_device N`. CUDA is probed once at start (ffmpeg
- *   `-init_hw_device`); if it cannot start, or a session's stderr later shows a CUDA failure (`Cannot load
- *   libcuda.so.1`, `Device creation failed`...), one `cuda-unavailable` event is emitted and every later session
- *   decodes on the CPU (a session that failed for that reason is restarted at once, without backoff).
- * - **Timestamps**: ffmpeg prints each output frame's stream pts and its own wall clock when the frame left the
- *   decoder (the arrival) on stderr (`frameReportFilters`); {@linkcode FrameClock} turns (pts, arrival) into a
- *   capture time that follows the stream's own spacing, is never later than the arrival, and never goes backwards
- *   (see capture_clock.ts).
- * - **Watchdog**: no frame for `stallTimeoutS` seconds (or none within `stallTimeoutS + timeoutS` of starting
- *   ffmpeg) kills ffmpeg with SIGKILL; every end of ffmpeg is followed by a reconnect after an exponential backoff
- *   with jitter (0.5 s doubling to 30 s), reset once frames have flowed for `backoffResetS`.
- * - **Backpressure**: frames are queued for the consumer up to `maxQueuedFrames`; beyond that the oldest are dropped
- *   and counted, so a slow consumer never stops the pipe (which would look like a stall to the camera).
+ * The camera side of the RTSP source node, without the bus: pulls an RTSP stream with an `ffmpeg` subprocess
+ * and yields its frames (JPEG or raw BGR) with capture timestamps, reconnecting forever with backoff; a
+ * watchdog restarts a stalled ffmpeg, CUDA falls back to the CPU, and a slow consumer loses the oldest frames
+ * (counted), never the pipe. Design notes (transport, GPU, timestamps, watchdog, backpressure):
+ * docs/design.md, "Capture".
  *
  * @example
  * ```ts
@@ -33,13 +21,13 @@
  * @module
  */
 
+import type { FrameFormat } from "../codec/frame.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff, delay } from "../runtime/async.ts";
 import { FrameClock } from "./clock.ts";
 import {
   buildFfmpegArgs,
   checkFfmpeg,
-  type FrameFormat,
   maskUrl,
   probeCuda,
   type RtspTransport,
@@ -51,13 +39,14 @@ import { DropOldestQueue } from "./frame_queue.ts";
 import { FfmpegSession, type SessionFrame } from "./session.ts";
 import type { FfmpegLogLine } from "./stderr.ts";
 
-export type { FrameFormat, RtspTransport } from "./ffmpeg_args.ts";
+export type { RtspTransport } from "./ffmpeg_args.ts";
 
 /**
  * One decoded camera frame.
  *
  * @example
  * ```ts
+ * declare const cap: RtspCapture;
  * const f: CapturedFrame = (await cap.next())!;
  * const size = [f.height, f.width, 3]; // MSight ImageData `size`; `is_encoded` = f.format === "jpeg"
  * ```
@@ -81,6 +70,7 @@ export interface CapturedFrame {
  *
  * @example
  * ```ts
+ * declare const cap: RtspCapture;
  * const ready = cap.state === "streaming";
  * ```
  */
@@ -91,6 +81,8 @@ export type CaptureState = "idle" | "connecting" | "streaming" | "stalled" | "re
  *
  * @example
  * ```ts
+ * import type { Logger } from "../runtime/log.ts";
+ * declare const log: Logger;
  * const onEvent = (e: CaptureEvent) =>
  *   e.type === "cuda-unavailable" || e.type === "stalled" ? log.warn(describeCaptureEvent(e)) : log.info(describeCaptureEvent(e));
  * ```
@@ -110,6 +102,8 @@ export type CaptureEvent =
  *
  * @example
  * ```ts
+ * import type { Metrics } from "../runtime/metrics.ts";
+ * declare const metrics: Metrics, cap: RtspCapture;
  * metrics.gauge("rtsp_reconnects", "ffmpeg restarts", () => cap.stats().reconnects);
  * ```
  */
@@ -229,6 +223,7 @@ function positive(name: string, v: number | undefined, dflt: number): number {
  *
  * @example
  * ```ts
+ * const url = "rtsp://cam/live";
  * const cap = new RtspCapture({ url, format: "bgr24", resizeRatio: 0.5, stallTimeoutS: 5 });
  * await cap.start();
  * const frame = await cap.next(); // CapturedFrame, or undefined after stop()
@@ -275,8 +270,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   /** This session's frames would get the wrong colours: it is being restarted and they are dropped. */
   #sessionWrongRange = false;
   #watchdog: ReturnType<typeof setInterval> | undefined;
-  #sleepTimer: ReturnType<typeof setTimeout> | undefined;
-  #wake: (() => void) | undefined;
+  /** Aborted by stop(): ends a reconnect wait at once. */
+  readonly #stop = new AbortController();
 
   #frames = 0;
   #reconnects = 0;
@@ -295,6 +290,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     try {
       this.#password = decodeURIComponent(new URL(opts.url).password);
     } catch {
+      // The URL was validated by the caller; an unparseable one has no password to mask.
       this.#password = "";
     }
     this.#transport = opts.transport ?? "tcp";
@@ -322,8 +318,8 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     this.#timeoutS = positive("timeout", opts.timeoutS, 5);
     this.#resetS = positive("backoff reset", opts.backoffResetS, 10);
     this.#backoff = new Backoff({
-      initialS: positive("backoff initial delay", opts.backoffInitialS, 0.5),
-      maxS: positive("backoff maximum delay", opts.backoffMaxS, 30),
+      initial: positive("backoff initial delay", opts.backoffInitialS, 0.5),
+      max: positive("backoff maximum delay", opts.backoffMaxS, 30),
     });
     this.#ffmpeg = opts.ffmpegPath ?? "ffmpeg";
     this.#onEvent = opts.onEvent ?? (() => {});
@@ -342,6 +338,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * const { framesReceived, reconnects, stalls } = cap.stats();
    * ```
    */
@@ -367,6 +364,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * await cap.start();
    * ```
    */
@@ -397,6 +395,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * const f = await cap.next();
    * ```
    */
@@ -414,6 +413,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
    *
    * @example
    * ```ts
+   * declare const cap: RtspCapture;
    * Deno.addSignalListener("SIGTERM", () => cap.stop());
    * ```
    */
@@ -425,7 +425,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     this.#stopping = true;
     clearInterval(this.#watchdog);
     this.#watchdog = undefined;
-    this.#wake?.();
+    this.#stop.abort();
     const session = this.#session;
     if (session) {
       session.kill("SIGTERM");
@@ -503,7 +503,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
       this.#reconnects++;
       this.#setState("retrying");
       this.#onEvent({ type: "retrying", delayS, attempt: attempt + 1, reason });
-      await this.#sleep(delayS);
+      await delay(delayS * 1000, this.#stop.signal);
     }
   }
 
@@ -582,18 +582,5 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
 
   #setState(s: CaptureState): void {
     this.#state = s;
-  }
-
-  #sleep(seconds: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(this.#sleepTimer);
-        this.#sleepTimer = undefined;
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#wake = done;
-      this.#sleepTimer = setTimeout(done, seconds * 1000);
-    });
   }
 }

@@ -1,16 +1,13 @@
 /**
- * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs each
- * frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It owns the
- * process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is safe at any time.
- *
- * Once frames flow, stderr is read only when a frame's bytes are waiting for their reports, when {@linkcode
- * FfmpegSession.pollStderr} asks (the capture's watchdog, about once a second), or after ffmpeg has exited. The
- * reports are written before the frame is encoded, so they are there by then, and a frame wakes the node once
- * instead of twice; the arrival time comes from ffmpeg's own clock in the report, not from when it was read.
+ * One ffmpeg process of the capture: spawns it, splits its stdout into frames, reads its stderr, and pairs
+ * each frame with the reports that carry its stream timestamp, its arrival time and (raw frames) its size. It
+ * owns the process: `done` settles only after ffmpeg has exited and both pipes are drained, and `kill()` is
+ * safe at any time. Why stderr is read lazily: docs/design.md, "Capture".
  *
  * @example
  * ```ts
  * import { FfmpegSession } from "./session.ts";
+ * declare const args: string[];
  * const s = FfmpegSession.spawn({
  *   ffmpegPath: "ffmpeg", args, format: "jpeg",
  *   onFrame: (f) => console.log(f.width, f.height, f.ptsTime),
@@ -22,9 +19,11 @@
  * @module
  */
 
+import { spawnChild } from "../runtime/children.ts";
 import { FatalError } from "../runtime/errors.ts";
+import { childEnv } from "../runtime/spawn_env.ts";
 import { ByteQueue } from "./byte_queue.ts";
-import type { FrameFormat } from "./ffmpeg_args.ts";
+import type { FrameFormat } from "../codec/frame.ts";
 import { JpegSplitter } from "./jpeg_splitter.ts";
 import { jpegSize } from "../codec/jpeg.ts";
 import { classifyFfmpegLine, type FfmpegLogLine, LineSplitter } from "./stderr.ts";
@@ -80,6 +79,7 @@ const MAX_UNPAIRED = 32;
  *
  * @example
  * ```ts
+ * declare const opts: SessionOptions;
  * const session = FfmpegSession.spawn(opts);
  * session.kill("SIGKILL");
  * await session.done;
@@ -120,18 +120,22 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const args: string[];
+   * declare const onFrame: SessionOptions["onFrame"], onLine: SessionOptions["onLine"];
    * const session = FfmpegSession.spawn({ ffmpegPath: "ffmpeg", args, format: "bgr24", onFrame, onLine });
    * ```
    */
   static spawn(opts: SessionOptions): FfmpegSession {
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(opts.ffmpegPath, {
+      // Own process group, owned by the node, which stops it (see src/runtime/children.ts).
+      child = spawnChild(opts.ffmpegPath, {
         args: opts.args,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-      }).spawn();
+        ...childEnv(),
+      });
     } catch (err) {
       const why = err instanceof Deno.errors.NotFound ? "not found" : (err as Error).message;
       throw new FatalError(`cannot run ffmpeg ${JSON.stringify(opts.ffmpegPath)}: ${why}`, 2);
@@ -149,6 +153,7 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const session: FfmpegSession;
    * session.kill("SIGKILL");
    * ```
    */
@@ -167,6 +172,7 @@ export class FfmpegSession {
    *
    * @example
    * ```ts
+   * declare const session: FfmpegSession;
    * setInterval(() => session.pollStderr(), 1000);
    * ```
    */

@@ -6,10 +6,12 @@
  * @example
  * ```ts
  * import { classifyFfmpegLine, LineSplitter } from "./stderr.ts";
+ * declare const chunk: Uint8Array;
  * const lines = new LineSplitter();
  * for (const line of lines.push(chunk)) {
  *   const ev = classifyFfmpegLine(line);
- *   if (ev.kind === "frame") console.log(ev.ptsTime, ev.width, ev.height);
+ *   if (ev.kind === "size") console.log(ev.width, ev.height);
+ *   else if (ev.kind === "error") console.log(ev.text);
  * }
  * ```
  * @module
@@ -40,6 +42,8 @@ export class LineSplitter {
    *
    * @example
    * ```ts
+   * declare const splitter: LineSplitter, chunk: Uint8Array;
+   * declare function handle(line: string): void;
    * for (const line of splitter.push(chunk)) handle(line);
    * ```
    */
@@ -56,6 +60,7 @@ export class LineSplitter {
    *
    * @example
    * ```ts
+   * declare const splitter: LineSplitter;
    * const last = splitter.flush();
    * ```
    */

@@ -16,6 +16,8 @@
  * @module
  */
 
+import { joinBytes } from "../runtime/bytes.ts";
+
 /**
  * The two bitstream families: `avc` is H.264, `hevc` is H.265.
  *
@@ -421,6 +423,7 @@ export interface HevcSpsInfo {
  * @example
  * ```ts
  * import { hevcSpsInfo } from "./annexb.ts";
+ * declare const sps: Uint8Array;
  * const info = hevcSpsInfo(sps); // { profileIdc: 1, chromaFormatIdc: 1, bitDepthLumaMinus8: 0, ... }
  * ```
  */
@@ -481,6 +484,7 @@ function vpsMaxSubLayersMinus1(vps: Uint8Array): number {
  * @example
  * ```ts
  * import { hevcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const hvcC = hevcDecoderConfigurationRecord(parameterSets("hevc", firstKeyFrameNals));
  * ```
  */
@@ -507,9 +511,9 @@ export function hevcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
   ];
   const arrays = ([[32, ps.vps], [33, ps.sps], [34, ps.pps]] as const).map(([type, nal]) =>
     // array_completeness = 1, reserved 0, NAL_unit_type; numNalus = 1; nalUnitLength; the NAL unit.
-    concat([new Uint8Array([0x80 | type, 0, 1, nal.byteLength >> 8, nal.byteLength & 0xff]), nal])
+    joinBytes([new Uint8Array([0x80 | type, 0, 1, nal.byteLength >> 8, nal.byteLength & 0xff]), nal])
   );
-  return concat([new Uint8Array(header), ...arrays]);
+  return joinBytes([new Uint8Array(header), ...arrays]);
 }
 
 /** H.264 profiles whose SPS carries chroma_format_idc and bit depths (H.264 7.3.2.1.1). */
@@ -527,6 +531,7 @@ const AVCC_PLAIN_PROFILES = new Set([66, 77, 88]);
  * @example
  * ```ts
  * import { avcDecoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const avcC = avcDecoderConfigurationRecord(parameterSets("avc", firstKeyFrameNals));
  * ```
  */
@@ -560,7 +565,7 @@ export function avcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
     const chromaDepth = r.ue();
     parts.push(new Uint8Array([0xfc | chroma, 0xf8 | luma, 0xf8 | chromaDepth, 0])); // numOfSequenceParameterSetExt
   }
-  return concat(parts);
+  return joinBytes(parts);
 }
 
 /**
@@ -569,6 +574,7 @@ export function avcDecoderConfigurationRecord(ps: ParameterSets): Uint8Array {
  * @example
  * ```ts
  * import { decoderConfigurationRecord, parameterSets } from "./annexb.ts";
+ * declare const firstKeyFrameNals: Uint8Array[];
  * const record = decoderConfigurationRecord("avc", parameterSets("avc", firstKeyFrameNals));
  * ```
  */
@@ -585,6 +591,7 @@ export function decoderConfigurationRecord(codec: NalCodec, ps: ParameterSets): 
  * @example
  * ```ts
  * import { mp4Sample, parameterSets, splitNals } from "./annexb.ts";
+ * declare const accessUnit: Uint8Array;
  * const nals = splitNals(accessUnit);
  * const sample = mp4Sample("hevc", nals, parameterSets("hevc", nals)); // slices and SEI only
  * ```
@@ -611,14 +618,4 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
 }

@@ -26,6 +26,7 @@
  * @example
  * ```ts
  * import type { FrameFormat } from "./frame.ts";
+ * declare const isEncoded: boolean;
  * const format: FrameFormat = isEncoded ? "jpeg" : "bgr24";
  * ```
  */

@@ -72,6 +72,35 @@ export function defaultPreset(codec: EncoderCodec): string {
 }
 
 /**
+ * The preset `codec` runs with: the asked-for one when it is of that codec's kind, else the codec's default (an
+ * NVENC `p1`…`p7` means nothing to x264/x265 after a fallback, nor an x264 name to NVENC).
+ *
+ * @example
+ * ```ts
+ * import { presetFor } from "./config.ts";
+ * presetFor("libx264", "p4"); // "superfast"
+ * ```
+ */
+export function presetFor(codec: EncoderCodec, preset: string): string {
+  const nvencPreset = /^p[1-7]$/.test(preset);
+  return nvencPreset === codec.endsWith("_nvenc") ? preset : defaultPreset(codec);
+}
+
+/**
+ * The ffmpeg filter arguments that crop an odd size to {@linkcode outputSize} (one edge line lost), or none.
+ *
+ * @example
+ * ```ts
+ * import { cropArgs } from "./config.ts";
+ * cropArgs(641, 481); // ["-vf", "crop=640:480:0:0"]
+ * ```
+ */
+export function cropArgs(width: number, height: number): string[] {
+  const out = outputSize(width, height);
+  return out.width !== width || out.height !== height ? ["-vf", `crop=${out.width}:${out.height}:0:0`] : [];
+}
+
+/**
  * Checks and completes a config (defaults filled in); throws {@linkcode UsageError} naming the bad field.
  *
  * @example
@@ -117,7 +146,9 @@ export function normalizeConfig(config: EncoderConfig): Required<EncoderConfig> 
  *
  * @example
  * ```ts
+ * import type { AccessUnit } from "../codec/annexb.ts";
  * import { decoderConfigFor } from "./config.ts";
+ * declare const firstAccessUnit: AccessUnit;
  * const cfg = decoderConfigFor("libx264", firstAccessUnit, 641, 481); // { codec: "avc1.64001e", codedWidth: 640, ... }
  * ```
  */

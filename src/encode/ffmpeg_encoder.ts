@@ -18,21 +18,14 @@
  * @module
  */
 
+import { spawnChild } from "../runtime/children.ts";
 import { FatalError } from "../runtime/errors.ts";
+import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
-import type {
-  ChunkMetadata,
-  EncoderCodec,
-  EncoderConfig,
-  EncoderFallback,
-  EncoderInit,
-  EncoderOptions,
-  EncoderState,
-  FrameEncoder,
-} from "./types.ts";
-import { codecFamily, decoderConfigFor, defaultPreset, normalizeConfig, outputSize } from "./config.ts";
-import { type FrameFormat, frameProblem, type InputFrame } from "../codec/frame.ts";
-import { SerialQueue } from "./serial_queue.ts";
+import type { EncoderCodec, EncoderConfig, EncoderFallback, EncoderInit, EncoderOptions } from "./types.ts";
+import { codecFamily, cropArgs, presetFor } from "./config.ts";
+import type { FrameFormat, InputFrame } from "../codec/frame.ts";
+import { EncoderFrontEnd } from "./front_end.ts";
 import { readReused } from "../runtime/pipe_reader.ts";
 
 /**
@@ -81,12 +74,8 @@ export function ffmpegArgs(
       "-i",
       "pipe:0",
     ];
-  const out = outputSize(config.width, config.height);
-  const filters = out.width !== config.width || out.height !== config.height
-    ? ["-vf", `crop=${out.width}:${out.height}:0:0`] // see outputSize(): odd sizes lose one edge line
-    : [];
   const q = String(config.quality);
-  const hwPreset = /^p[1-7]$/.test(config.preset);
+  const preset = presetFor(codec, config.preset);
   let codecArgs: string[];
   switch (codec) {
     case "libx264":
@@ -94,7 +83,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx264",
         "-preset",
-        hwPreset ? defaultPreset("libx264") : config.preset,
+        preset,
         "-crf",
         q,
         "-tune",
@@ -106,7 +95,7 @@ export function ffmpegArgs(
         "-c:v",
         "libx265",
         "-preset",
-        hwPreset ? defaultPreset("libx265") : config.preset,
+        preset,
         "-crf",
         q,
         "-tune",
@@ -121,7 +110,7 @@ export function ffmpegArgs(
         "-c:v",
         codec,
         "-preset",
-        hwPreset ? config.preset : "p4",
+        preset,
         "-tune",
         "ll",
         "-rc",
@@ -143,7 +132,7 @@ export function ffmpegArgs(
     ...input,
     "-an",
     "-sn",
-    ...filters,
+    ...cropArgs(config.width, config.height), // see outputSize(): odd sizes lose one edge line
     "-pix_fmt",
     "yuv420p",
     // One picture out per picture in: the AU→timestamp mapping relies on it.
@@ -169,7 +158,8 @@ interface ExitInfo {
 /** Starts ffmpeg with piped stdio, turning "not installed" and "not permitted" into one clear line. */
 function spawn(path: string, args: string[]): Deno.ChildProcess {
   try {
-    return new Deno.Command(path, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+    // Own process group, owned by the node: a signal to the node's group must not kill it before it flushes.
+    return spawnChild(path, { args, stdin: "piped", stdout: "piped", stderr: "piped", ...childEnv() });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new FatalError(
@@ -177,7 +167,7 @@ function spawn(path: string, args: string[]): Deno.ChildProcess {
       );
     }
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      throw new FatalError(`not allowed to run ${path} (needs --allow-run): use --encoder wasm`);
+      throw new FatalError(`${spawnRefusal(path, e)}; or use --encoder wasm`);
     }
     throw e;
   }
@@ -186,7 +176,6 @@ function spawn(path: string, args: string[]): Deno.ChildProcess {
 /** One ffmpeg process: owns the child, its three pipes and the reader tasks; `kill()` reaps it. */
 class FfmpegProcess {
   readonly codec: EncoderCodec;
-  readonly format: FrameFormat;
   /** Set when the first access unit arrived (the encoder opened). */
   producedOutput = false;
   readonly exited: Promise<ExitInfo>;
@@ -199,11 +188,9 @@ class FfmpegProcess {
     path: string,
     args: string[],
     codec: EncoderCodec,
-    format: FrameFormat,
     onAccessUnit: (au: AccessUnit) => void,
   ) {
     this.codec = codec;
-    this.format = format;
     const child = spawn(path, args);
     this.#child = child;
     this.#writer = child.stdin.getWriter();
@@ -253,6 +240,7 @@ class FfmpegProcess {
 
   /** Closes stdin (ffmpeg then drains and exits) and waits for the exit. */
   async finish(): Promise<ExitInfo> {
+    // A pipe that already broke means ffmpeg has exited: its exit status, awaited next, says why.
     await this.#writer.close().catch(() => {});
     return await this.exited;
   }
@@ -261,7 +249,7 @@ class FfmpegProcess {
   kill(): void {
     if (this.#killed) return;
     this.#killed = true;
-    this.#writer.abort().catch(() => {});
+    this.#writer.abort().catch(() => {}); // being killed: a pipe error on the way out changes nothing
     try {
       this.#child.kill("SIGKILL");
     } catch {
@@ -287,189 +275,39 @@ function stderrReason(stderr: string): string {
  * enc.configure({ codec: "h264_nvenc", width: 640, height: 480, framerate: 10 });
  * ```
  */
-export class FfmpegEncoder implements FrameEncoder {
+export class FfmpegEncoder extends EncoderFrontEnd {
   readonly kind = "ffmpeg" as const;
-  #init: EncoderInit;
-  #path: string;
-  #state: EncoderState = "unconfigured";
-  #config: Required<EncoderConfig> | undefined;
+  readonly #path: string;
   #proc: FfmpegProcess | undefined;
   /** Timestamps of frames sent to the current process and not yet returned as chunks, oldest first. */
   #timestamps: number[] = [];
-  /** Frames of the current segment kept for a replay while a hardware encoder has not proven it opened. */
+  /** Frames kept for a replay while a hardware encoder has not proven it opened. */
   #retained: InputFrame[] | undefined;
-  #lastTimestamp = -Infinity;
-  #segmentFormat: FrameFormat | undefined;
-  #sentConfig = false;
-  #codecInUse: EncoderCodec | undefined;
-  /** Serializes writes, recoveries and flushes, so frames reach ffmpeg in order. */
-  readonly #queue = new SerialQueue(() => this.#state === "closed", (e) => this.#fail(e));
-  #failure: Error | undefined;
-  /** Frames accepted by encode() that have not reached ffmpeg's stdin yet (ffmpeg slower than the camera). */
-  #waiting = 0;
 
   constructor(init: EncoderInit, options: EncoderOptions = {}) {
-    this.#init = init;
+    super(init);
     this.#path = options.ffmpegPath ?? "ffmpeg";
   }
 
-  get state(): EncoderState {
-    return this.#state;
-  }
-  get encodeQueueSize(): number {
-    return this.#waiting + this.#timestamps.length;
-  }
-  get codecInUse(): EncoderCodec | undefined {
-    return this.#codecInUse;
+  protected get pending(): number {
+    return this.#timestamps.length;
   }
 
-  configure(config: EncoderConfig): void {
-    if (this.#state === "closed") throw new DOMException("encoder is closed", "InvalidStateError");
-    const next = normalizeConfig(config);
-    // A new configuration ends the segment (as WebCodecs' configure() ends the stream), without losing it.
-    if (this.#proc) this.#queue.enqueue(() => this.#finishSegment());
-    this.#queue.enqueue(() => {
-      this.#config = next;
-      return Promise.resolve();
-    });
-    this.#config ??= next;
-    this.#state = "configured";
-  }
-
-  encode(frame: InputFrame, _options?: { keyFrame?: boolean }): void {
-    if (this.#state !== "configured" || !this.#config) {
-      throw new DOMException(`encode() while ${this.#state}`, "InvalidStateError");
-    }
-    const problem = frameProblem(frame);
-    if (problem) throw new TypeError(problem);
-    if (frame.timestampUs <= this.#lastTimestamp) {
-      throw new RangeError(
-        `timestamp ${frame.timestampUs} µs is not after the previous ${this.#lastTimestamp} µs`,
-      );
-    }
-    this.#lastTimestamp = frame.timestampUs;
-    // Size and format are checked when the frame reaches the process (configure() may be queued before it).
-    this.#waiting++;
-    this.#queue.enqueue(() => {
-      this.#waiting--;
-      return this.#feed(frame);
-    });
-  }
-
-  flush(): Promise<void> {
-    if (this.#state !== "configured") {
-      return Promise.reject(new DOMException(`flush() while ${this.#state}`, "InvalidStateError"));
-    }
-    // Timestamps restart per segment: the overlap frames of the next segment are older than this one's last.
-    this.#lastTimestamp = -Infinity;
-    const done = this.#queue.enqueue(() => this.#finishSegment());
-    return done.then(() => {
-      if (this.#failure) throw this.#failure;
-    });
-  }
-
-  close(): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
-    this.#proc?.kill();
-    this.#proc = undefined;
-    this.#retained = undefined;
-    this.#timestamps = [];
-    this.#waiting = 0;
-  }
-
-  #fail(e: Error): void {
-    if (this.#state === "closed") return;
-    this.#failure = e;
-    this.close();
-    this.#init.error(e);
-  }
-
-  async #feed(frame: InputFrame): Promise<void> {
-    const config = this.#config!;
-    if (frame.width !== config.width || frame.height !== config.height) {
-      throw new Error(
-        `frame is ${frame.width}x${frame.height} but the encoder is configured for ${config.width}x${config.height}`,
-      );
-    }
-    if (this.#proc && this.#segmentFormat !== frame.format) await this.#finishSegment();
-    if (!this.#proc) this.#start(frame.format);
+  protected async feed(frame: InputFrame): Promise<void> {
+    if (!this.#proc) this.#start();
     this.#timestamps.push(frame.timestampUs);
     this.#retained?.push(frame);
     const proc = this.#proc!;
     try {
       await proc.write(frame.data);
     } catch {
+      // ffmpeg has gone: its exit status says why, and #recover acts on it.
       await this.#recover(proc);
     }
     if (proc === this.#proc && proc.producedOutput) this.#retained = undefined;
   }
 
-  #start(format: FrameFormat): void {
-    const config = this.#config!;
-    const codec = hardwareFailures.has(config.codec) ? SOFTWARE_FOR[config.codec] : config.codec;
-    this.#segmentFormat = format;
-    this.#sentConfig = false;
-    this.#codecInUse = codec;
-    this.#retained = codec.endsWith("_nvenc") ? [] : undefined;
-    this.#proc = new FfmpegProcess(
-      this.#path,
-      ffmpegArgs(config, codec, format),
-      codec,
-      format,
-      (au) => this.#emit(au),
-    );
-  }
-
-  #emit(au: AccessUnit): void {
-    if (this.#state === "closed") return;
-    const timestamp = this.#timestamps.shift();
-    if (timestamp === undefined) throw new Error("ffmpeg produced more pictures than frames it was given");
-    const config = this.#config!;
-    let metadata: ChunkMetadata | undefined;
-    if (!this.#sentConfig) {
-      metadata = { decoderConfig: decoderConfigFor(this.#codecInUse!, au, config.width, config.height) };
-      this.#sentConfig = true;
-    }
-    this.#init.output({
-      type: au.key ? "key" : "delta",
-      timestamp,
-      duration: Math.round(1e6 / config.framerate),
-      data: au.data,
-      byteLength: au.data.byteLength,
-    }, metadata);
-  }
-
-  /** The process died: fall back to software if a hardware encoder never opened, else report the failure. */
-  async #recover(proc: FfmpegProcess): Promise<void> {
-    proc.kill();
-    const exit = await proc.exited;
-    const requested = this.#config!.codec;
-    if (proc.codec.endsWith("_nvenc") && !proc.producedOutput && this.#retained) {
-      const info: EncoderFallback = {
-        requested,
-        used: SOFTWARE_FOR[proc.codec],
-        reason: stderrReason(exit.stderr),
-      };
-      const first = !hardwareFailures.has(proc.codec);
-      hardwareFailures.set(proc.codec, info);
-      if (first) this.#init.fallback?.(info);
-      const replay = this.#retained;
-      this.#proc = undefined;
-      this.#timestamps = [];
-      this.#start(proc.format);
-      for (const frame of replay) {
-        this.#timestamps.push(frame.timestampUs);
-        await this.#proc!.write(frame.data);
-      }
-      return;
-    }
-    throw new FatalError(
-      `ffmpeg (${proc.codec}) failed with exit code ${exit.code}: ${stderrReason(exit.stderr)}`,
-    );
-  }
-
-  async #finishSegment(): Promise<void> {
+  protected async finish(): Promise<void> {
     while (this.#proc) {
       const proc = this.#proc;
       const exit = await proc.finish();
@@ -488,5 +326,60 @@ export class FfmpegEncoder implements FrameEncoder {
         );
       }
     }
+  }
+
+  protected release(): void {
+    this.#proc?.kill();
+    this.#proc = undefined;
+    this.#retained = undefined;
+    this.#timestamps = [];
+  }
+
+  #start(): void {
+    const config = this.config;
+    const codec = hardwareFailures.has(config.codec) ? SOFTWARE_FOR[config.codec] : config.codec;
+    this.useCodec(codec);
+    this.#retained = codec.endsWith("_nvenc") ? [] : undefined;
+    this.#proc = new FfmpegProcess(
+      this.#path,
+      ffmpegArgs(config, codec, this.format),
+      codec,
+      (au) => this.#emit(au),
+    );
+  }
+
+  #emit(au: AccessUnit): void {
+    if (this.closed) return;
+    const timestamp = this.#timestamps.shift();
+    if (timestamp === undefined) throw new Error("ffmpeg produced more pictures than frames it was given");
+    this.output(au, timestamp);
+  }
+
+  /** The process died: fall back to software if a hardware encoder never opened, else report the failure. */
+  async #recover(proc: FfmpegProcess): Promise<void> {
+    proc.kill();
+    const exit = await proc.exited;
+    if (proc.codec.endsWith("_nvenc") && !proc.producedOutput && this.#retained) {
+      const info: EncoderFallback = {
+        requested: this.config.codec,
+        used: SOFTWARE_FOR[proc.codec],
+        reason: stderrReason(exit.stderr),
+      };
+      const first = !hardwareFailures.has(proc.codec);
+      hardwareFailures.set(proc.codec, info);
+      if (first) this.reportFallback(info);
+      const replay = this.#retained;
+      this.#proc = undefined;
+      this.#timestamps = [];
+      this.#start();
+      for (const frame of replay) {
+        this.#timestamps.push(frame.timestampUs);
+        await this.#proc!.write(frame.data);
+      }
+      return;
+    }
+    throw new FatalError(
+      `ffmpeg (${proc.codec}) failed with exit code ${exit.code}: ${stderrReason(exit.stderr)}`,
+    );
   }
 }

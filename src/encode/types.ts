@@ -90,7 +90,7 @@ export interface EncodedChunk {
 }
 
 /**
- * Sent with a chunk; `decoderConfig` comes with the first chunk of every segment (the stream restarts there).
+ * Sent with a chunk; `decoderConfig` comes with the segment's first chunk.
  *
  * @example
  * ```ts
@@ -104,7 +104,7 @@ export interface ChunkMetadata {
 
 /**
  * Reported when the requested codec could not be opened and another one was used: by the ffmpeg backend once per
- * process and codec (later segments go straight to software), by the wasm backend once per encoder.
+ * process and codec (later segments go straight to software), by the wasm backend once per encoder (segment).
  *
  * @example
  * ```ts
@@ -148,7 +148,7 @@ export interface EncoderInit {
 export type EncoderState = "unconfigured" | "configured" | "closed";
 
 /**
- * What every backend implements.
+ * What every backend implements. One encoder makes one segment: configure, encode its frames, flush, close.
  *
  * @example
  * ```ts
@@ -165,11 +165,14 @@ export interface FrameEncoder {
   readonly encodeQueueSize: number;
   /** The codec actually used by the current/last segment (differs from the config after a fallback). */
   readonly codecInUse: EncoderCodec | undefined;
-  /** Validates and stores the settings; throws {@linkcode UsageError} for bad ones. Ends any open segment. */
+  /** Validates and stores the settings, once; throws {@linkcode UsageError} for bad ones. */
   configure(config: EncoderConfig): void;
-  /** Queues a frame; timestamps must increase. `keyFrame` is honoured only on a segment's first frame (always key). */
-  encode(frame: InputFrame, options?: { keyFrame?: boolean }): void;
-  /** Ends the segment: resolves when every chunk was output, rejects on an encoder failure. */
+  /**
+   * Queues a frame of the segment: the configured size, the first frame's format, timestamps increasing (throws
+   * otherwise). The segment's first frame is always a key frame.
+   */
+  encode(frame: InputFrame): void;
+  /** Ends the segment, once: resolves when every chunk was output, rejects on an encoder failure. */
   flush(): Promise<void>;
   /** Stops at once: kills subprocesses/workers and drops pending frames. Idempotent. */
   close(): void;

@@ -1,21 +1,9 @@
 /**
- * The ffmpeg.wasm backend of {@linkcode FrameEncoder}: the same interface, in process, needing only `--allow-read`
- * (to load the wasm core), so the aggregator can run without `--allow-run`.
- *
- * ffmpeg.wasm cannot read a pipe, so each frame's bytes are handed, as they arrive, to the ffmpeg.wasm worker's
- * in-memory file system and the whole segment is encoded at `flush()`. Memory trade-off: a segment's input lives in
- * the wasm heap until its flush (JPEG: its compressed size, about 0.1-0.2 MB per 1280×960 frame; BGR24: W×H×3, 3.7
- * MB per such frame, so prefer JPEG input), and a wasm heap never shrinks, so the worker keeps its high-water mark
- * until `close()`. Flush latency is the whole segment's encode (several seconds for 100 frames at 1280×960) instead
- * of one frame's, and the encode runs on the worker thread, not the event loop.
- *
- * Codecs: libx264 only. NVENC does not exist in wasm, and libx265 hangs in the single-thread @ffmpeg/core 0.12, so
- * those fall back to libx264, reported through `init.fallback`.
- *
- * Locating the core: `import.meta.resolve` of the import map's `@ffmpeg/core` and `@ffmpeg/core/wasm` (file URLs
- * under `node_modules/.deno/…` or Deno's npm cache), and `@ffmpeg/ffmpeg`'s `dist/esm/index.js` next to the
- * `empty.mjs` that its `node` export condition gives Deno; failing that, a scan of `node_modules/.deno` from the
- * working directory. See {@linkcode locateFfmpegWasm}.
+ * The ffmpeg.wasm backend of {@linkcode FrameEncoder}: the same interface, in process, needing only
+ * `--allow-read` (to load the wasm core), so the aggregator can run without `--allow-run`. The whole segment
+ * is encoded at `flush()` (ffmpeg.wasm cannot read a pipe); libx264 only (other codecs fall back to it,
+ * reported through `init.fallback`); the core is found by {@linkcode locateFfmpegWasm}. Its memory and
+ * latency trade-offs: docs/design.md, "Encode".
  *
  * @example
  * ```ts
@@ -32,17 +20,10 @@
 import type { FFmpeg } from "@ffmpeg/ffmpeg";
 import { FatalError } from "../runtime/errors.ts";
 import { AccessUnitSplitter } from "../codec/annexb.ts";
-import type {
-  ChunkMetadata,
-  EncoderCodec,
-  EncoderConfig,
-  EncoderInit,
-  EncoderState,
-  FrameEncoder,
-} from "./types.ts";
-import { decoderConfigFor, defaultPreset, normalizeConfig, outputSize } from "./config.ts";
-import { type FrameFormat, frameProblem, type InputFrame } from "../codec/frame.ts";
-import { SerialQueue } from "./serial_queue.ts";
+import type { EncoderCodec } from "./types.ts";
+import { cropArgs, presetFor } from "./config.ts";
+import type { InputFrame } from "../codec/frame.ts";
+import { EncoderFrontEnd } from "./front_end.ts";
 
 /**
  * File URLs of the ffmpeg.wasm pieces.
@@ -101,6 +82,7 @@ function scanNodeModules(dir: string): FfmpegWasmLocation | undefined {
       if (e.name.startsWith("@ffmpeg+core@")) coreDir = `${dir}/${e.name}/node_modules/@ffmpeg/core`;
     }
   } catch {
+    // No such node_modules folder: not found, and the caller stops with one line saying so.
     return undefined;
   }
   if (!ffmpegDir || !coreDir) return undefined;
@@ -130,79 +112,26 @@ async function loadFfmpeg(): Promise<FFmpeg> {
  * const enc = new WasmEncoder({ output: () => {}, error: console.error });
  * ```
  */
-export class WasmEncoder implements FrameEncoder {
+export class WasmEncoder extends EncoderFrontEnd {
   readonly kind = "wasm" as const;
-  #init: EncoderInit;
-  #state: EncoderState = "unconfigured";
-  #config: Required<EncoderConfig> | undefined;
   #ffmpeg: Promise<FFmpeg> | undefined;
-  /** Files of the open segment in the wasm file system, with their timestamps, in order. */
+  /** The segment's frames in the wasm file system, with their timestamps, in order. */
   #files: { name: string; timestampUs: number }[] = [];
-  #segmentFormat: FrameFormat | undefined;
-  #segment = 0;
-  #lastTimestamp = -Infinity;
-  #codecInUse: EncoderCodec | undefined;
-  #fallbackReported = false;
-  /** Serializes file writes and encodes, so a segment's frames are all written before its encode. */
-  readonly #queue = new SerialQueue(() => this.#state === "closed", (e) => this.#fail(e));
-  #failure: Error | undefined;
 
-  constructor(init: EncoderInit) {
-    this.#init = init;
-  }
-
-  get state(): EncoderState {
-    return this.#state;
-  }
-  get encodeQueueSize(): number {
+  protected get pending(): number {
     return this.#files.length;
   }
-  get codecInUse(): EncoderCodec | undefined {
-    return this.#codecInUse;
-  }
 
-  configure(config: EncoderConfig): void {
-    if (this.#state === "closed") throw new DOMException("encoder is closed", "InvalidStateError");
-    const next = normalizeConfig(config);
-    if (this.#files.length > 0) this.#queue.enqueue(() => this.#encodeSegment());
-    this.#queue.enqueue(() => {
-      this.#config = next;
-      return Promise.resolve();
-    });
-    this.#config ??= next;
-    this.#state = "configured";
-  }
-
-  encode(frame: InputFrame, _options?: { keyFrame?: boolean }): void {
-    if (this.#state !== "configured") {
-      throw new DOMException(`encode() while ${this.#state}`, "InvalidStateError");
-    }
-    const problem = frameProblem(frame);
-    if (problem) throw new TypeError(problem);
-    if (frame.timestampUs <= this.#lastTimestamp) {
-      throw new RangeError(
-        `timestamp ${frame.timestampUs} µs is not after the previous ${this.#lastTimestamp} µs`,
-      );
-    }
-    this.#lastTimestamp = frame.timestampUs;
+  protected async feed(frame: InputFrame): Promise<void> {
+    this.#ffmpeg ??= loadFfmpeg();
+    const ffmpeg = await this.#ffmpeg;
+    const name = `f${String(this.#files.length).padStart(6, "0")}.${frame.format === "jpeg" ? "jpg" : "bgr"}`;
     // ffmpeg.wasm transfers the buffer to its worker; a copy keeps the caller's bytes (overlap frames) intact.
-    const data = frame.data.slice();
-    this.#queue.enqueue(() => this.#store(frame, data));
+    await ffmpeg.writeFile(name, frame.data.slice());
+    this.#files.push({ name, timestampUs: frame.timestampUs });
   }
 
-  flush(): Promise<void> {
-    if (this.#state !== "configured") {
-      return Promise.reject(new DOMException(`flush() while ${this.#state}`, "InvalidStateError"));
-    }
-    this.#lastTimestamp = -Infinity;
-    return this.#queue.enqueue(() => this.#encodeSegment()).then(() => {
-      if (this.#failure) throw this.#failure;
-    });
-  }
-
-  close(): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
+  protected release(): void {
     const ffmpeg = this.#ffmpeg;
     this.#ffmpeg = undefined;
     this.#files = [];
@@ -210,66 +139,31 @@ export class WasmEncoder implements FrameEncoder {
     ffmpeg?.then((f) => f.terminate(), () => {});
   }
 
-  #fail(e: Error): void {
-    if (this.#state === "closed") return;
-    this.#failure = e;
-    this.close();
-    this.#init.error(e);
-  }
-
-  async #store(frame: InputFrame, data: Uint8Array): Promise<void> {
-    const config = this.#config!;
-    if (frame.width !== config.width || frame.height !== config.height) {
-      throw new Error(
-        `frame is ${frame.width}x${frame.height} but the encoder is configured for ${config.width}x${config.height}`,
-      );
-    }
-    if (this.#files.length > 0 && this.#segmentFormat !== frame.format) await this.#encodeSegment();
-    this.#segmentFormat = frame.format;
-    this.#ffmpeg ??= loadFfmpeg();
-    const ffmpeg = await this.#ffmpeg;
-    const name = `s${this.#segment}_${String(this.#files.length).padStart(6, "0")}.${
-      frame.format === "jpeg" ? "jpg" : "bgr"
-    }`;
-    await ffmpeg.writeFile(name, data);
-    this.#files.push({ name, timestampUs: frame.timestampUs });
-  }
-
   #codecFor(requested: EncoderCodec): EncoderCodec {
     if (requested === "libx264") return requested;
-    if (!this.#fallbackReported) {
-      this.#fallbackReported = true;
-      this.#init.fallback?.({
-        requested,
-        used: "libx264",
-        reason: requested === "libx265"
-          ? "libx265 does not run in ffmpeg.wasm's single-thread core"
-          : "NVENC is not available in ffmpeg.wasm",
-      });
-    }
+    this.reportFallback({
+      requested,
+      used: "libx264",
+      reason: requested === "libx265"
+        ? "libx265 does not run in ffmpeg.wasm's single-thread core"
+        : "NVENC is not available in ffmpeg.wasm",
+    });
     return "libx264";
   }
 
-  async #encodeSegment(): Promise<void> {
+  protected async finish(): Promise<void> {
     const files = this.#files;
     if (files.length === 0) return;
     this.#files = [];
-    const config = this.#config!;
+    const config = this.config;
     const codec = this.#codecFor(config.codec);
-    this.#codecInUse = codec;
+    this.useCodec(codec);
     const ffmpeg = await this.#ffmpeg!;
-    const prefix = `s${this.#segment}_`;
-    this.#segment++;
-    const out = `${prefix}out.h264`;
-    const ext = this.#segmentFormat === "jpeg" ? "jpg" : "bgr";
-    const input = this.#segmentFormat === "jpeg"
+    const out = "out.h264";
+    const ext = this.format === "jpeg" ? "jpg" : "bgr";
+    const input = this.format === "jpeg"
       ? ["-f", "image2", "-c:v", "mjpeg"]
       : ["-f", "image2", "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-s", `${config.width}x${config.height}`];
-    const size = outputSize(config.width, config.height);
-    const crop = size.width !== config.width || size.height !== config.height
-      ? ["-vf", `crop=${size.width}:${size.height}:0:0`]
-      : [];
-    const preset = /^p[1-7]$/.test(config.preset) ? defaultPreset("libx264") : config.preset;
     const lines: string[] = [];
     const onLog = ({ message }: { message: string }) => {
       lines.push(message);
@@ -286,8 +180,8 @@ export class WasmEncoder implements FrameEncoder {
         "-framerate",
         String(config.framerate),
         "-i",
-        `${prefix}%06d.${ext}`,
-        ...crop,
+        `f%06d.${ext}`,
+        ...cropArgs(config.width, config.height),
         "-pix_fmt",
         "yuv420p",
         "-fps_mode",
@@ -295,7 +189,7 @@ export class WasmEncoder implements FrameEncoder {
         "-c:v",
         "libx264",
         "-preset",
-        preset,
+        presetFor("libx264", config.preset),
         "-crf",
         String(config.quality),
         // No lookahead/mb-tree: about twice as fast single-threaded, for a few percent of bitrate.
@@ -310,36 +204,18 @@ export class WasmEncoder implements FrameEncoder {
     } finally {
       ffmpeg.off("log", onLog);
     }
+    // No file clean-up: the encoder makes one segment, and close() ends the worker with its whole heap.
     if (rc !== 0) {
-      await this.#cleanup(ffmpeg, files.map((f) => f.name));
       const why = lines.filter((l) => l !== "Aborted()").pop() ?? "no message";
       throw new FatalError(`ffmpeg.wasm failed with exit code ${rc}: ${why}`);
     }
     const stream = await ffmpeg.readFile(out);
-    await this.#cleanup(ffmpeg, [...files.map((f) => f.name), out]);
     if (!(stream instanceof Uint8Array)) throw new Error("ffmpeg.wasm returned text for a binary file");
     const split = new AccessUnitSplitter("avc");
     const units = [...split.push(stream), ...split.end()];
     if (units.length !== files.length) {
       throw new FatalError(`ffmpeg.wasm returned ${units.length} pictures for ${files.length} frames`);
     }
-    const duration = Math.round(1e6 / config.framerate);
-    units.forEach((au, i) => {
-      const metadata: ChunkMetadata | undefined = i === 0
-        ? { decoderConfig: decoderConfigFor(codec, au, config.width, config.height) }
-        : undefined;
-      this.#init.output({
-        type: au.key ? "key" : "delta",
-        timestamp: files[i].timestampUs,
-        duration,
-        data: au.data,
-        byteLength: au.data.byteLength,
-      }, metadata);
-    });
-  }
-
-  async #cleanup(ffmpeg: FFmpeg, names: string[]): Promise<void> {
-    // Freed MEMFS files are reused by the next segment's writes, so the heap stays at one segment's size.
-    for (const name of names) await ffmpeg.deleteFile(name).catch(() => false);
+    units.forEach((au, i) => this.output(au, files[i].timestampUs));
   }
 }

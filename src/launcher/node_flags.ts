@@ -47,6 +47,7 @@ export class FlagSet {
    *
    * @example
    * ```ts
+   * declare const set: FlagSet;
    * set.read({ "logging-level": "DEBUG" }, ["defaults", "all"]);
    * ```
    */
@@ -63,6 +64,7 @@ export class FlagSet {
    *
    * @example
    * ```ts
+   * declare const set: FlagSet;
    * set.set("sensor-name", "cam_ne", ["cameras", 0, "name"]);
    * ```
    */
@@ -124,6 +126,7 @@ export class FlagSet {
    *
    * @example
    * ```ts
+   * declare const set: FlagSet;
    * set.requireAll(["nodes", 1, "flags"], (k) => Deno.env.get(k));
    * ```
    */
@@ -159,7 +162,8 @@ export class FlagSet {
  *
  * @example
  * ```ts
- * flagArgv(RTSP_SPECS, { gpu: -1, url: "rtsp://cam/live" }); // ["--url=rtsp://cam/live", "--gpu=-1"]
+ * import { RTSP_FLAGS } from "../node/rtsp_flags.ts";
+ * flagArgv(RTSP_FLAGS, { gpu: -1, url: "rtsp://cam/live" }); // ["--url=rtsp://cam/live", "--gpu=-1"]
  * ```
  */
 export function flagArgv(specs: FlagSpecs, values: FlagRecord): string[] {

@@ -18,11 +18,12 @@ import { DUMPER_FLAGS } from "../node/dumper_flags.ts";
 import { checkPusherFlags, PUSHER_FLAGS } from "../node/pusher_flags.ts";
 import { checkRtspFlags, RTSP_FLAGS } from "../node/rtsp_flags.ts";
 import { COMMON_FLAGS } from "../node/common_flags.ts";
+import { checkWebFlags, parseMetricsUrls, WEB_FLAGS } from "../node/web_flags.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { FlagSpecs } from "../runtime/flags.ts";
 
 /** The node types of a pipeline file (the tools `status` and `echo` are not pipeline stages). */
-export const PIPELINE_NODE_TYPES = ["rtsp", "aggregator", "dumper", "pusher"] as const;
+export const PIPELINE_NODE_TYPES = ["rtsp", "aggregator", "dumper", "pusher", "web"] as const;
 /** One of {@linkcode PIPELINE_NODE_TYPES}. */
 export type PipelineNodeType = typeof PIPELINE_NODE_TYPES[number];
 
@@ -55,7 +56,7 @@ function blame(flag: string, fn: () => unknown): FlagProblem | undefined {
   }
 }
 
-/** The four node types; the checks are each node's own (exported beside its flags). */
+/** The node types; the checks are each node's own (exported beside its flags). */
 export const NODE_KINDS: Readonly<Record<PipelineNodeType, NodeKind>> = {
   rtsp: {
     specs: { ...COMMON_FLAGS, ...RTSP_FLAGS },
@@ -83,5 +84,17 @@ export const NODE_KINDS: Readonly<Record<PipelineNodeType, NodeKind>> = {
     specs: { ...COMMON_FLAGS, ...PUSHER_FLAGS },
     stage: 2,
     check: (v) => blame("prefix", () => checkPusherFlags({ prefix: String(v.prefix ?? "") })),
+  },
+  // The console reads what the others make: it starts last and stops with the sinks.
+  web: {
+    specs: { ...COMMON_FLAGS, ...WEB_FLAGS },
+    stage: 2,
+    check: (v) =>
+      blame("host", () =>
+        checkWebFlags({
+          host: String(v.host ?? "127.0.0.1"),
+          authToken: typeof v.authToken === "string" ? v.authToken : undefined,
+          authTokenFile: typeof v.authTokenFile === "string" ? v.authTokenFile : undefined,
+        })) ?? blame("metricsUrls", () => parseMetricsUrls(String(v.metricsUrls ?? ""))),
   },
 };

@@ -1,18 +1,8 @@
 /**
- * The Deno permissions of each node, in one place: the `deno task` lines, the launcher and the compiled binaries
- * all take them from here (a test checks `deno.json` against this table). Each node gets only what it needs:
- *
- * | node       | network            | run             | write          | read | env | sys                        |
- * |------------|--------------------|-----------------|----------------|------|-----|----------------------------|
- * | rtsp       | Redis, camera      | ffmpeg          | none           | yes  | yes | hostname                   |
- * | aggregator | Redis              | ffmpeg, ffprobe | none           | yes  | yes | hostname                   |
- * | dumper     | Redis              | none            | `--save-dir`   | yes  | yes | hostname, statfs (free space) |
- * | pusher     | Redis, S3          | none            | `--spool-dir`  | yes  | yes | hostname, osRelease (AWS SDK) |
- * | status/echo| Redis              | none            | none           | yes  | yes | hostname                   |
- *
- * Network is not narrowed to hosts because Redis and camera addresses come from flags and the environment; run the
- * launcher or a unit file to pin `--allow-net=HOST:PORT` where the addresses are fixed. `--allow-env` is whole
- * because ioredis' `debug` dependency enumerates the environment.
+ * The Deno permissions of each node, in one place: the `deno task` lines, the launcher and the compiled
+ * binaries all take them from here (a test checks `deno.json` against this table). Each node gets only what
+ * it needs; the table is in the README ("Permissions"), the reasons in docs/design.md ("Launcher and
+ * binaries").
  *
  * @example
  * ```ts
@@ -24,7 +14,7 @@
  */
 
 /** The nodes and tools that run with scoped permissions. */
-export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo"] as const;
+export const NODE_NAMES = ["rtsp", "aggregator", "dumper", "pusher", "status", "echo", "web"] as const;
 /** One of {@linkcode NODE_NAMES}. */
 export type NodeName = typeof NODE_NAMES[number];
 
@@ -42,7 +32,7 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
     case "rtsp":
       return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "aggregator":
-      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg,ffprobe"];
+      return [...BASE, "--allow-sys=hostname", "--allow-run=ffmpeg"];
     case "dumper":
       return [
         ...BASE,
@@ -58,6 +48,8 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
     case "status":
     case "echo":
       return [...BASE, "--allow-sys=hostname"];
+    case "web":
+      return [...BASE, "--allow-sys=hostname,osRelease"];
   }
 }
 

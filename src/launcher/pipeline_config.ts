@@ -1,40 +1,9 @@
 /**
- * The pipeline file of `deno task up pipeline.yaml`: one YAML file describes a whole pipeline. It is read, checked
- * and resolved completely before anything starts; a bad file gets one line naming the file, the key path and the
- * line, e.g. `pipeline.yaml: nodes[2].flags.fps: --fps 0 is invalid: expected a number > 0 (line 14)`.
- *
- * ```yaml
- * redis:                       # optional; without it the nodes use REDIS_URL / MSIGHT_REDIS_MESSAGE_BROKER_*
- *   url: redis://127.0.0.1:6379/0   # an existing Redis (`redis: redis://...` is short for this), or
- *   start: true                     # a private redis-server for this pipeline (loopback, no persistence),
- *   port: 6390                      #   on this port (default: a free one)
- * device: pole-17              # optional: MSIGHT_EDGE_DEVICE_NAME of every node
- * env:                         # optional: environment of every node (secrets: use ${VAR}, not flags)
- *   AWS_ACCESS_KEY_ID: ${AWS_ACCESS_KEY_ID}
- * defaults:                    # optional: flags for every node (all: common flags only) or every node of a type
- *   all: {logging-level: INFO}
- *   rtsp: {rtsp-transport: tcp}
- * cameras:                     # optional sugar: each camera is an rtsp node
- *   - name: gs_ne              #   node name (-n), sensor name (--sensor-name) and log prefix
- *     url: rtsp://10.0.0.5:554/stream1
- *     topic: rtsp_topic        #   --publish-topic (default rtsp_topic)
- *     flags: {gpu: 0}          #   any other rtsp flag; restart and env as for nodes
- * nodes:                       # the nodes, each its own process with its own permissions
- *   - name: aggregator         #   unique in the file: the log prefix, and --name unless flags.name is given
- *     node: aggregator         #   rtsp, aggregator, dumper or pusher
- *     flags:                   #   the node's flags by long name, exactly as on its command line
- *       subscribe-topic: rtsp_topic
- *       publish-topic: aggregated_video
- *       buffer-size: 100
- *       overlap-size: 0
- *     restart: true            #   restart it with backoff when it exits (default true)
- *     env: {}                  #   extra environment of this node
- * ```
- *
- * Values may use `${VAR}` or `${VAR:-default}` (see `env_subst.ts`). Flags are checked with each node's own flag
- * specs (types, ranges, choices, required flags, and the node's cross-flag checks). Relative paths in flags are
- * relative to the directory `up` runs in. Nodes start by stage (cameras and rtsp nodes, then aggregators, then
- * sinks), in file order within a stage, and stop in the same order.
+ * The pipeline file of `deno task up pipeline.yaml`: one YAML file describes a whole pipeline. It is read,
+ * checked (each node's flags with that node's own specs and cross-flag checks) and resolved completely before
+ * anything starts; a bad file gets one line naming the file, the key path and the line, e.g. `pipeline.yaml:
+ * nodes[2].flags.fps: --fps 0 is invalid: expected a number > 0 (line 14)`. The schema: the README's "Running
+ * a whole pipeline"; every flag with its default: examples/reference.yaml.
  *
  * @example
  * ```ts

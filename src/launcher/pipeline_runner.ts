@@ -16,7 +16,9 @@
  * @module
  */
 
+import { delay } from "../runtime/async.ts";
 import { FatalError } from "../runtime/errors.ts";
+import { freePort } from "../runtime/net.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
 import { nodeScript, permissionFlags } from "./permissions.ts";
@@ -31,19 +33,13 @@ export interface RunnerOptions {
   backoffS?: [number, number];
   /** Directory the nodes run in, so relative paths in flags are relative to it (default: the current one). */
   cwd?: string;
+  /** Prefix of the launcher's own lines (`up`; the demo's are `demo`). */
+  label?: string;
 }
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 /** Seconds a private Redis gets to answer PING after it was started. */
 const REDIS_START_TIMEOUT_S = 10;
-
-/** A port that was free on 127.0.0.1 a moment ago. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function redisAnswers(port: number): Promise<boolean> {
   try {
@@ -57,6 +53,7 @@ async function redisAnswers(port: number): Promise<boolean> {
       c.close();
     }
   } catch {
+    // Nothing listening (yet): that is the answer.
     return false;
   }
 }
@@ -79,6 +76,8 @@ async function requireRedisServer(): Promise<void> {
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "./pipeline_config.ts";
+ * declare const pipeline: Pipeline;
  * const spec = nodeProcess(pipeline.nodes[0], { REDIS_URL: "redis://127.0.0.1:6379/0" }, Deno.cwd());
  * ```
  */
@@ -109,6 +108,8 @@ export function nodeProcess(
  *
  * @example
  * ```ts
+ * import type { Pipeline } from "./pipeline_config.ts";
+ * declare const pipeline: Pipeline;
  * const say = (l: string) => console.log(`${"up".padEnd(prefixWidth(pipeline))} | ${l}`);
  * ```
  */
@@ -128,7 +129,7 @@ export class PipelineRunner {
     // Names are never cut: `camera_north_1` and `camera_north_2` must stay apart.
     const width = prefixWidth(pipeline);
     this.#sup = new Supervisor({ log: opts.log, backoffS: opts.backoffS, prefixWidth: width });
-    this.#say = (line) => opts.log(`${"up".padEnd(width)} | ${line}`);
+    this.#say = (line) => opts.log(`${(opts.label ?? "up").padEnd(width)} | ${line}`);
   }
 
   /**
@@ -137,6 +138,8 @@ export class PipelineRunner {
    *
    * @example
    * ```ts
+   * import type { Pipeline } from "./pipeline_config.ts";
+   * declare const pipeline: Pipeline;
    * const runner = await PipelineRunner.start(pipeline, { log: (l) => console.log(l), backoffS: [0.5, 10] });
    * ```
    */
@@ -187,7 +190,7 @@ export class PipelineRunner {
             (wanted ? " (is the port taken?)" : ""),
         );
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await delay(100);
     }
     return port;
   }
@@ -202,6 +205,7 @@ export class PipelineRunner {
    *
    * @example
    * ```ts
+   * declare const runner: PipelineRunner;
    * await runner.stop("SIGTERM");
    * ```
    */

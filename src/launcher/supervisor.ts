@@ -15,6 +15,7 @@
  * @module
  */
 
+import { Backoff, delay } from "../runtime/async.ts";
 import { trackChild } from "../runtime/children.ts";
 
 /** One supervised process. */
@@ -51,7 +52,8 @@ export interface SupervisorOptions {
 interface Running {
   spec: ProcessSpec;
   child?: Deno.ChildProcess;
-  restarts: number;
+  /** Restart delays; `failures` is the restart count shown in the log. */
+  backoff: Backoff;
   stopping: boolean;
   exited: Promise<void>;
 }
@@ -78,6 +80,8 @@ async function pipeLines(stream: ReadableStream<Uint8Array>, emit: (line: string
 export class Supervisor {
   #procs: Running[] = [];
   #stopping = false;
+  /** Aborted by stop(): ends the waits before restarts, so no timer outlives the supervisor. */
+  readonly #stop = new AbortController();
   readonly #width: number;
 
   constructor(readonly opts: SupervisorOptions) {
@@ -86,7 +90,13 @@ export class Supervisor {
 
   /** Starts a process and keeps it running until {@linkcode Supervisor.stop}. */
   add(spec: ProcessSpec): void {
-    const r: Running = { spec, restarts: 0, stopping: false, exited: Promise.resolve() };
+    const [initial, max] = this.opts.backoffS ?? [1, 30];
+    const r: Running = {
+      spec,
+      backoff: new Backoff({ initial, max }),
+      stopping: false,
+      exited: Promise.resolve(),
+    };
     this.#procs.push(r);
     this.#start(r);
   }
@@ -120,7 +130,7 @@ export class Supervisor {
       this.#scheduleRestart(r, Date.now());
       return;
     }
-    trackChild(child);
+    trackChild(child, spec.detached ?? false);
     r.child = child;
     const started = Date.now();
     const emit = (line: string) => {
@@ -138,14 +148,14 @@ export class Supervisor {
 
   #scheduleRestart(r: Running, startedAt: number): void {
     if (r.spec.restart === false || this.#stopping) return;
-    const [first, cap] = this.opts.backoffS ?? [1, 30];
-    if (Date.now() - startedAt > 60_000) r.restarts = 0; // it ran fine for a while: start the backoff over
-    const delay = Math.min(cap, first * 2 ** r.restarts) * (0.8 + Math.random() * 0.4);
-    r.restarts++;
-    this.opts.log(`${this.#prefix(r.spec.name)}restarting in ${delay.toFixed(1)} s (restart ${r.restarts})`);
-    setTimeout(() => {
+    if (Date.now() - startedAt > 60_000) r.backoff.reset(); // it ran fine for a while: start the backoff over
+    const waitS = r.backoff.next();
+    this.opts.log(
+      `${this.#prefix(r.spec.name)}restarting in ${waitS.toFixed(1)} s (restart ${r.backoff.failures})`,
+    );
+    void delay(waitS * 1000, this.#stop.signal).then(() => {
       if (!this.#stopping && !r.stopping) this.#start(r);
-    }, delay * 1000);
+    });
   }
 
   /** Stops one process (SIGTERM, then SIGKILL after `graceS`) and does not restart it. */
@@ -162,6 +172,7 @@ export class Supervisor {
     try {
       child.kill("SIGTERM");
     } catch {
+      // Already exited: nothing to wait for.
       return;
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -184,6 +195,7 @@ export class Supervisor {
   /** Stops the nodes in start order, then the services in reverse order, each within `graceS`. */
   async stop(graceS: number): Promise<void> {
     this.#stopping = true;
+    this.#stop.abort();
     const nodes = this.#procs.filter((p) => p.spec.role !== "service");
     const services = this.#procs.filter((p) => p.spec.role === "service").reverse();
     for (const r of [...nodes, ...services]) {

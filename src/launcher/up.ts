@@ -1,9 +1,11 @@
 /**
- * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema in `pipeline_config.ts`). The file is
- * checked completely first; a bad one gets one line with the key path and exit 2, before anything starts. Then each
- * node runs as its own process with its own permissions, its lines prefixed with its name, restarted with backoff
- * when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully in pipeline order (sources first, so the last
- * partial segment is flushed and saved), then any Redis it started, and exits 0; a second signal kills them at once.
+ * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema: README, "Running a whole
+ * pipeline"). The file is checked completely first; a bad one gets one line with the key path and exit 2,
+ * before anything starts. Then each node runs as its own process with its own permissions, its lines prefixed
+ * with its name, restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
+ * in pipeline order (sources first, so the last partial segment is flushed and saved), then any Redis it
+ * started, and exits 0; a second signal (a second or more after the first: `src/runtime/signals.ts`) kills
+ * them at once.
  *
  * `--check` only checks the file and prints each node's command line.
  *
@@ -16,7 +18,8 @@
  */
 
 import { killAllChildren } from "../runtime/children.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { onShutdownSignals, signalExitCode } from "../runtime/signals.ts";
+import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
 import { nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
@@ -70,15 +73,15 @@ async function main(args: string[]): Promise<number> {
 
   // Listen before starting anything, so a signal during the start still stops what was started.
   const stop = Promise.withResolvers<Deno.Signal>();
-  let signals = 0;
-  const onSignal = (sig: Deno.Signal) => () => {
-    if (++signals === 1) return stop.resolve(sig);
-    say(`received ${sig} again: killing every node now`);
-    killAllChildren("SIGKILL");
-    Deno.exit(sig === "SIGINT" ? 130 : 143);
-  };
-  const signalsHandled: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  for (const s of signalsHandled) Deno.addSignalListener(s, onSignal(s));
+  onShutdownSignals({
+    signals: ["SIGINT", "SIGTERM", "SIGHUP"],
+    onStop: (sig) => stop.resolve(sig),
+    onRepeat(sig) {
+      say(`received ${sig} again: killing every node now`);
+      killAllChildren("SIGKILL");
+      Deno.exit(signalExitCode(sig));
+    },
+  });
 
   const runner = await PipelineRunner.start(pipeline, { log: (l) => console.log(l) });
   const sig = await stop.promise;
@@ -92,7 +95,7 @@ if (import.meta.main) {
     code = await main(Deno.args);
   } catch (err) {
     console.error(err instanceof UsageError ? errorMessage(err) : `up: error: ${errorMessage(err)}`);
-    code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
+    code = exitCodeOf(err);
     killAllChildren("SIGKILL");
   }
   Deno.exit(code);

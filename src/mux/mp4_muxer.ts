@@ -1,32 +1,17 @@
 /**
- * MP4 muxing, the one module that knows the muxer library: Mediabunny, the maintained successor that mp4-muxer's
- * author points to (mp4-muxer is deprecated). Swapping the library means rewriting this file only.
- *
- * What the file gets: one video track, H.264 tagged `avc1` or HEVC tagged `hvc1` (Apple players refuse `hev1`);
- * samples timed by the chunks' timestamps, i.e. by capture time, so irregular intervals survive (each sample lasts
- * until the next one; the last lasts 1/fps); the first sample at time 0; the `moov` box before `mdat` (fast start),
- * so players start without reading the whole file. Chunks are Annex B; this module builds avcC/hvcC from the first
- * key frame's parameter sets (annexb.ts) and hands Mediabunny length-prefixed samples without parameter sets or AUDs,
- * as ffmpeg writes a file whose encoder has global headers. Left to itself, Mediabunny would keep the parameter sets
- * in-band as well, which `hvc1` forbids (the sample entry alone carries them, array_completeness = 1) and Apple
- * players dislike. For `avc1` in-band copies are allowed, but we drop them too: the avcC is the one source of truth,
- * one rule serves both codecs, the samples are smaller, and it is what ffmpeg's own H.264 MP4s look like. Only copies
- * identical to the record's are dropped: a stream that did change its parameter sets mid-segment would still decode
- * (though no longer be strict `hvc1`); our encoders restart at every segment and never do.
- *
- * The sample timescale is Mediabunny's default 57600 Hz (no track frame rate is given, which would snap timestamps to
- * a 1/fps grid), so a capture time is kept within 9 µs.
+ * MP4 muxing, the one module that knows the muxer library (Mediabunny): one `avc1`/`hvc1` track timed by
+ * capture time, `moov` first, parameter sets in avcC/hvcC only, written into fixed pages (paged_target.ts)
+ * and handed on as them. Why each of these: docs/design.md, "Mux".
  *
  * @example
  * ```ts
+ * import type { ChunkMetadata, EncodedChunk } from "../encode/types.ts";
  * import { Mp4SegmentMuxer } from "./mp4_muxer.ts";
+ * declare const chunk: EncodedChunk, metadata: ChunkMetadata;
  * const mux = new Mp4SegmentMuxer({ codec: "avc", width: 1280, height: 960, fps: 10 });
  * await mux.add(chunk, metadata); // for each encoder output, in order
  * const mp4: Uint8Array[] = await mux.finalize(); // the file's bytes in order, in pieces
  * ```
- *
- * The file is written into fixed-size pages (paged_target.ts) and handed on as them, never joined into one buffer:
- * a segment of 1000 frames of 1280×960 is ~30 MB, and each copy of it shows in the node's peak memory.
  * @module
  */
 
@@ -178,6 +163,7 @@ export class Mp4SegmentMuxer {
   /** Drops everything (an abandoned segment). */
   async cancel(): Promise<void> {
     if (this.#queue) {
+      // The segment is abandoned: an error from a pending add() was already thrown to its caller.
       await this.#queue.catch(() => {});
       await this.#output.cancel();
     }
@@ -200,7 +186,9 @@ export class Mp4SegmentMuxer {
  *
  * @example
  * ```ts
+ * import type { DecoderConfig, EncodedChunk } from "../encode/types.ts";
  * import type { MuxMp4Input } from "./mp4_muxer.ts";
+ * declare const chunks: EncodedChunk[], decoderConfig: DecoderConfig;
  * const input: MuxMp4Input = { codec: "avc", width: 1280, height: 960, fps: 10, chunks, decoderConfig };
  * ```
  */
@@ -215,7 +203,9 @@ export interface MuxMp4Input extends MuxerOptions {
  *
  * @example
  * ```ts
+ * import type { DecoderConfig, EncodedChunk } from "../encode/types.ts";
  * import { muxMp4 } from "./mp4_muxer.ts";
+ * declare const chunks: EncodedChunk[], decoderConfig: DecoderConfig;
  * const mp4 = await muxMp4({ codec: "avc", width: 1280, height: 960, fps: 10, chunks, decoderConfig });
  * await Deno.writeFile("segment.mp4", mp4);
  * ```

@@ -1,12 +1,8 @@
 /**
- * Where the muxer writes a segment: fixed-size pages in memory, so the file is held exactly once. A growing buffer
- * (Mediabunny's `BufferTarget`) doubles as it fills, copies itself at every doubling and once more to trim at the
- * end: at 1000 frames of 1280×960 (~30 MB) that is up to three times the segment in memory at once. Pages never
- * move; the finished file is handed on as the list of its pages ({@linkcode PagedTarget.pieces}), which the bus
- * writes to Redis one after another without joining them.
- *
- * Writes may land anywhere: the muxer appends samples, then goes back to the start to write the sample table into
- * the room it reserved. A write past the end fills the gap with zeros.
+ * Where the muxer writes a segment: fixed-size pages in memory, so the file is held exactly once and handed
+ * on as the list of its pages ({@linkcode PagedTarget.pieces}), never joined. Writes may land anywhere (the
+ * sample table is written last, at the start); a write past the end fills the gap with zeros. Why pages:
+ * docs/design.md, "Mux".
  *
  * @example
  * ```ts

@@ -1,7 +1,8 @@
 /**
  * The life of a node: parse flags (argparse-style, with `--config`), read the environment, set up logging, connect
  * to Redis, register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
- * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once). Whatever happens, the node ends with
+ * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once, one within a second of the first is
+ * the same signal delivered twice: see `src/runtime/signals.ts`). Whatever happens, the node ends with
  * one line and an exit code, never a stack trace, and no child process outlives it.
  *
  * @example
@@ -18,7 +19,7 @@
 
 import { RedisBus } from "../bus/redis.ts";
 import { Snowflake } from "../bus/snowflake.ts";
-import { killAllChildren, liveChildren } from "../runtime/children.ts";
+import { killAllChildren, stopAllChildren } from "../runtime/children.ts";
 import { COMMON_FLAGS } from "./common_flags.ts";
 import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
 import {
@@ -28,11 +29,19 @@ import {
   redisSettingsFromEnv,
   redisSettingsFromUrl,
 } from "../runtime/env.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import {
+  errorMessage,
+  exitCodeOf,
+  FatalError,
+  isRedisPermissionError,
+  UsageError,
+} from "../runtime/errors.ts";
 import { type FlagSpecs, type FlagValues, HelpRequested, parseFlags } from "../runtime/flags.ts";
 import { HealthServer, type Readiness } from "../runtime/health_server.ts";
 import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
+import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
+import { onShutdownSignals, REPEAT_WINDOW_MS, signalExitCode } from "../runtime/signals.ts";
 import { NodeRegistration, registerTopic } from "../bus/registry.ts";
 
 /** The flags of a node: its own plus {@linkcode COMMON_FLAGS}. */
@@ -122,6 +131,8 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     format: f.logFormat as LogFormat,
   });
   for (const w of earlyWarnings) log.warn(w);
+  const ldWarning = loaderVarsWarning("ffmpeg"); // a node that may run ffmpeg, where CUDA may need LD_LIBRARY_PATH
+  if (ldWarning) log.warn(ldWarning);
 
   const metrics = new Metrics();
   const started = Date.now();
@@ -133,34 +144,35 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   });
 
   const controller = new AbortController();
-  let signals = 0;
   let bus: RedisBus | undefined;
   let registration: NodeRegistration | undefined;
   let health: HealthServer | undefined;
   let nodeReadiness: () => Readiness = () => ({ ok: true });
   let errorExit: number | undefined;
+  let redisUser: string | undefined;
 
-  const onSignal = (sig: Deno.Signal) => {
-    signals++;
-    if (signals === 1) {
+  const signals = onShutdownSignals({
+    onStop(sig) {
       log.info(
-        `received ${sig}: stopping (flushing for up to ${f.shutdownGrace} s; send it again to exit at once)`,
+        `received ${sig}: stopping (flushing for up to ${f.shutdownGrace} s; send it again after ${
+          REPEAT_WINDOW_MS / 1000
+        } s to exit at once)`,
       );
       controller.abort();
-    } else {
+    },
+    onRepeat(sig) {
       log.warn(`received ${sig} again: exiting now`);
       killAllChildren("SIGKILL");
-      Deno.exit(sig === "SIGINT" ? 130 : 143);
-    }
-  };
-  const listeners: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM"] as const).map((
-    s,
-  ) => [s, () => onSignal(s)]);
-  for (const [s, fn] of listeners) Deno.addSignalListener(s, fn);
+      Deno.exit(signalExitCode(sig));
+    },
+    // The group's signal and its copy from `deno task` or a shell: one signal (see src/runtime/signals.ts).
+    onDuplicate: (sig) => log.debug(`received ${sig} again within ${REPEAT_WINDOW_MS} ms: the same signal`),
+  });
 
   try {
     const redisSettings = f.redisUrl ? redisSettingsFromUrl(f.redisUrl) : redisSettingsFromEnv(env);
     log.addSecret(redisSettings.password);
+    redisUser = redisSettings.username;
     const flagsRecord = flags as Record<string, unknown>;
     const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
     bus = await RedisBus.connect(redisSettings, log, {
@@ -169,29 +181,38 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
       publisher: publishTopic !== null,
     });
     metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
+    bus.onRefused = (err) => {
+      log.critical(refusedLine(err, redisUser));
+      errorExit = 1;
+      controller.abort();
+    };
 
     const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
-    const registerTopics = async (client: RedisBus["client"]) => {
+    const registerTopics = async (bus: RedisBus) => {
       if (publishTopic && def.publishDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: publishTopic,
           description: null,
           data_type: def.publishDataType,
         });
       }
       if (subscribeTopic && def.subscribeDataType) {
-        await registerTopic(client, {
+        await registerTopic(bus, {
           name: subscribeTopic,
           description: null,
           data_type: def.subscribeDataType,
         });
       }
     };
-    const client = bus.client;
-    await registerTopics(client);
+    const connected = bus;
+    await registerTopics(connected);
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    client.on("ready", () => void registerTopics(client).catch(() => {}));
-    registration = new NodeRegistration(bus.client, {
+    connected.onReconnect(() =>
+      void registerTopics(connected).catch((err) =>
+        log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
+      )
+    );
+    registration = new NodeRegistration(bus, {
       name: f.name,
       device,
       type: def.type,
@@ -254,31 +275,42 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     if (!controller.signal.aborted && errorExit === undefined) log.info("work finished");
     return errorExit ?? 0;
   } catch (err) {
+    if (isRedisPermissionError(err)) {
+      if (errorExit === undefined) log.critical(refusedLine(err, redisUser));
+      return 1;
+    }
     return fail(err, def.command, log);
   } finally {
-    for (const [s, fn] of listeners) Deno.removeSignalListener(s, fn);
-    if (liveChildren() > 0) killAllChildren("SIGKILL");
+    // The node's modules stop their children in order; any still running now is ended here (a leak: say so).
+    const left = await stopAllChildren();
+    if (left > 0) log.warn(`stopped ${left} child process(es) left running at exit`);
     await registration?.unregister();
     await health?.close();
     await bus?.close();
-    if (signals > 0 || errorExit !== undefined) log.info("stopped");
+    // Last: a duplicate of the stop signal arriving during the cleanup above must not kill the node midway.
+    signals.dispose();
+    if (signals.received || errorExit !== undefined) log.info("stopped");
   }
+}
+
+/** One line for an ACL refusal: what Redis refused, to whom, and where the right permissions are written. */
+function refusedLine(err: unknown, user: string | undefined): string {
+  return `${errorMessage(err)} (Redis user ${user ?? "default"} lacks this permission: the README's ` +
+    `"Security" section gives each node's ACL SETUSER line)`;
 }
 
 function fail(err: unknown, prog: string, log?: Logger): number {
   if (err instanceof UsageError) {
     printLine(err.message.startsWith(prog) ? err.message : `${prog}: error: ${err.message}`);
-    return 2;
-  }
-  if (err instanceof FatalError) {
+  } else if (err instanceof FatalError) {
     if (log) log.critical(err.message);
     else printLine(`${prog}: error: ${err.message}`);
-    return err.exitCode;
+  } else {
+    const msg = `unexpected error: ${errorMessage(err)}`;
+    if (log) log.critical(msg);
+    else printLine(`${prog}: ${msg}`);
   }
-  const msg = `unexpected error: ${errorMessage(err)}`;
-  if (log) log.critical(msg);
-  else printLine(`${prog}: ${msg}`);
-  return 1;
+  return exitCodeOf(err);
 }
 
 function printLine(line: string): void {

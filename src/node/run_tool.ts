@@ -12,7 +12,7 @@
  */
 
 import { killAllChildren } from "../runtime/children.ts";
-import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
+import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { HelpRequested } from "../runtime/flags.ts";
 
 /** Runs `main` and exits the process with its code (see the module doc). */
@@ -30,7 +30,7 @@ export async function runTool(prog: string, main: () => Promise<number | void>):
       console.error(
         err instanceof UsageError && text.startsWith(`${prog}:`) ? text : `${prog}: error: ${text}`,
       );
-      code = err instanceof UsageError ? 2 : err instanceof FatalError ? err.exitCode : 1;
+      code = exitCodeOf(err);
     }
   }
   killAllChildren("SIGKILL");

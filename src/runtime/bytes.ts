@@ -33,6 +33,7 @@ export function byteLengthOf(pieces: readonly Uint8Array[]): number {
  * @example
  * ```ts
  * import { joinBytes } from "./bytes.ts";
+ * declare const pieces: Uint8Array[];
  * await Deno.writeFile("segment.mp4", joinBytes(pieces));
  * ```
  */

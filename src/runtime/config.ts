@@ -5,7 +5,9 @@
  *
  * @example
  * ```ts
+ * import type { FlagSpecs } from "./flags.ts";
  * import { loadConfigFile } from "./config.ts";
+ * declare const specs: FlagSpecs;
  * // rtsp.yaml:  url: rtsp://cam/live\nrtsp-transport: udp
  * const preset = await loadConfigFile("rtsp.yaml", specs);
  * ```

@@ -22,6 +22,7 @@ export const denoEnv: EnvReader = (name) => {
   try {
     return Deno.env.get(name);
   } catch {
+    // No --allow-env for this name: treated as unset, as the node's permissions intend.
     return undefined;
   }
 };

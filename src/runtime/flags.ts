@@ -43,6 +43,8 @@ export interface FlagSpec {
   readonly metavar?: string;
   /** Where the value may also come from when not given on the command line. */
   readonly env?: string;
+  /** A string flag that may be given more than once: the values are joined with commas, in order. */
+  readonly repeatable?: boolean;
 }
 
 /** A node's flags, keyed by the property name its code reads. */
@@ -237,7 +239,8 @@ export function parseFlags<T extends FlagSpecs>(
       raw = next;
       i++;
     }
-    given.set(key, coerceFlag(spec, raw));
+    const value = coerceFlag(spec, raw);
+    given.set(key, spec.repeatable && given.has(key) ? `${given.get(key)},${value}` : value);
   }
 
   const out: Record<string, unknown> = {};

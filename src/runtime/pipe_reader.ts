@@ -1,10 +1,8 @@
 /**
  * Reads a subprocess pipe into one reused buffer, for the per-frame pipes of ffmpeg.
  *
- * Why not `for await (const chunk of child.stdout)`: Deno's default reader allocates and zero-fills a fresh 64 KiB
- * buffer for every read, even for a 100-byte line of ffmpeg's stderr. On the RTSP node that memset and the page faults it
- * causes were the largest item of the Deno process' own CPU in a `perf` profile (10 fps 1280×960, ~1.8 ms per
- * frame in all). A BYOB reader fills the same buffer every time.
+ * Deno's default reader allocates and zero-fills a fresh 64 KiB buffer for every read; a BYOB reader fills
+ * the same buffer every time (what that saved: docs/design.md, "Capture").
  *
  * @example
  * ```ts
@@ -23,8 +21,9 @@
  *
  * @example
  * ```ts
- * const lines = new LineSplitter();
- * for await (const chunk of readReused(child.stderr)) for (const l of lines.push(chunk)) console.log(l);
+ * declare const child: Deno.ChildProcess;
+ * const text = new TextDecoder();
+ * for await (const chunk of readReused(child.stderr)) console.log(text.decode(chunk, { stream: true }));
  * ```
  */
 export async function* readReused(
@@ -52,6 +51,7 @@ export async function* readReused(
       yield value;
     }
   } finally {
+    // The consumer left early; a stream that already failed has nothing left to cancel.
     if (!ended) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }

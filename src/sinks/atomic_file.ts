@@ -13,6 +13,7 @@
  */
 
 import { randomBytes } from "node:crypto";
+import { errorMessage, FatalError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
 /** Infix of every temporary name, so leftovers are recognisable. */
@@ -94,6 +95,7 @@ export async function writeFileAtomic(
     }
     await Deno.rename(tmp, path);
   } catch (err) {
+    // The temporary file may never have been created; the original error is what matters.
     await Deno.remove(tmp).catch(() => {});
     throw err;
   }
@@ -127,4 +129,32 @@ export async function cleanupTempFiles(dir: string, log?: Logger): Promise<strin
     });
   }
   return removed;
+}
+
+/**
+ * Creates `dir` if missing and proves it writable with a probe file, so a node refuses to start, in one line, rather
+ * than fail on its first segment. `what` names the directory (`save directory`); `grant` says where this process's
+ * write permission comes from, for the line given when Deno's sandbox refuses.
+ *
+ * @example
+ * ```ts
+ * import { ensureWritableDir } from "./atomic_file.ts";
+ * await ensureWritableDir("./received_videos", "save directory", "bin/msight-launch grants exactly --save-dir");
+ * ```
+ */
+export async function ensureWritableDir(dir: string, what: string, grant: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = `${dir}/.msight-write-probe`;
+    await writeFileAtomic(probe, "");
+    await Deno.remove(probe);
+  } catch (err) {
+    // A sandbox refusal (NotCapable) gets its own line: Deno's "run again with --allow-write" hint misleads
+    // under bin/msight-launch or a compiled binary, where the grant follows the node's flag or the build.
+    throw new FatalError(
+      err instanceof Deno.errors.NotCapable
+        ? `${what} ${dir} is not writable: Deno's write permission of this process does not cover it (${grant})`
+        : `${what} ${dir} is not writable: ${errorMessage(err)}`,
+    );
+  }
 }

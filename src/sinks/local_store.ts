@@ -18,10 +18,9 @@
 
 import { statfs } from "node:fs/promises";
 import type { VideoData } from "../bus/message.ts";
-import { errorMessage, FatalError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Counter, Metrics } from "../runtime/metrics.ts";
-import { cleanupTempFiles, syncDir, writeFileAtomic } from "./atomic_file.ts";
+import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
 import { readFrameId, segmentMetadataJson, sha256Hex } from "./metadata.ts";
 import { segmentStem, STEM_PATTERN, type TimeZoneMode } from "./naming.ts";
 
@@ -80,6 +79,7 @@ export async function freeBytes(dir: string): Promise<number | null> {
     const s = await statfs(dir);
     return Number(s.bavail) * Number(s.bsize);
   } catch {
+    // No statfs here (or no permission): the caller warns once that --min-free-bytes is ignored.
     return null;
   }
 }
@@ -120,7 +120,7 @@ export class LocalStore {
 
   /**
    * Creates the save directory if missing, proves it writable, removes temporary files left by a crash (logged),
-   * and indexes the segments already there. An unusable directory is a {@linkcode FatalError} naming it.
+   * and indexes the segments already there. An unusable directory is a `FatalError` naming it.
    *
    * @example
    * ```ts
@@ -132,20 +132,11 @@ export class LocalStore {
   static async open(opts: LocalStoreOptions): Promise<LocalStore> {
     const store = new LocalStore(opts);
     const dir = store.saveDir;
-    try {
-      await Deno.mkdir(dir, { recursive: true });
-      const probe = `${dir}/.msight-write-probe`;
-      await writeFileAtomic(probe, "");
-      await Deno.remove(probe);
-    } catch (err) {
-      // A sandbox refusal (NotCapable) gets its own line: Deno's "run again with --allow-write" hint misleads
-      // under bin/msight-launch or a compiled binary, where the grant follows --save-dir or the build.
-      throw new FatalError(
-        err instanceof Deno.errors.NotCapable
-          ? `save directory ${dir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --save-dir; a compiled dumper only the directory it was compiled with)`
-          : `save directory ${dir} is not writable: ${errorMessage(err)}`,
-      );
-    }
+    await ensureWritableDir(
+      dir,
+      "save directory",
+      "bin/msight-launch grants exactly --save-dir; a compiled dumper only the directory it was compiled with",
+    );
     await cleanupTempFiles(dir, opts.log);
     await store.rescan();
     opts.log.info(`saving segments to ${dir}`, {
@@ -241,6 +232,7 @@ export class LocalStore {
   ): Promise<{ frameId: bigint | null; sha256: string | null; videoSize: number }> {
     try {
       const text = await Deno.readTextFile(`${this.saveDir}/${stem}.json`);
+      // A metadata file without its video reads as size -1, which never matches a redelivered segment.
       const st = await Deno.stat(`${this.saveDir}/${stem}.mp4`).catch(() => null);
       const sha = /"sha256"\s*:\s*"([0-9a-f]{64})"/.exec(text);
       return { frameId: readFrameId(text), sha256: sha ? sha[1] : null, videoSize: st?.size ?? -1 };

@@ -18,6 +18,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { isoMicros } from "../bus/describe.ts";
 import type { VideoData } from "../bus/message.ts";
 
 /** Facts about the `.mp4` as written, which the `.json` records. */
@@ -92,22 +93,6 @@ function write(v: unknown, indent: number, pad: string, seen: Set<object>): stri
   }
   seen.delete(v);
   return out;
-}
-
-/**
- * ISO 8601 UTC of an epoch-seconds instant, to the microsecond (`2026-01-24T16:28:45.649586Z`).
- *
- * @example
- * ```ts
- * import { isoMicros } from "./metadata.ts";
- * isoMicros(1769272125.649586); // "2026-01-24T16:28:45.649586Z"
- * ```
- */
-export function isoMicros(epochS: number): string {
-  const totalUs = Math.round(epochS * 1e6);
-  const wholeS = Math.floor(totalUs / 1e6);
-  const us = String(totalUs - wholeS * 1e6).padStart(6, "0");
-  return new Date(wholeS * 1000).toISOString().replace(/\.\d{3}Z$/, `.${us}Z`);
 }
 
 /**

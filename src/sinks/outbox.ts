@@ -1,13 +1,8 @@
 /**
- * The S3 pusher's durable outbox: a segment is first written to a spool directory on disk (atomically: the `.mp4`,
- * then an entry file that commits it), and only then acknowledged; a worker uploads entries oldest first and
- * deletes them once both objects are stored. While S3 is down or slow the worker retries with exponential backoff
- * and jitter, and the spool keeps filling. It is bounded by `spoolMaxBytes`: when full, the **oldest** waiting
- * segments are dropped (logged, counted with a reason), since the newest footage is the one still being watched.
- * A restart re-scans the spool and resumes in the same order.
- *
- * Spool layout: `<seq>.mp4` + `<seq>.entry.json` (seq zero-padded, increasing), `failed/` for segments S3
- * rejected for good (kept for an operator, not counted in the bound).
+ * The S3 pusher's durable outbox: a segment is spooled to disk atomically before it is acknowledged, uploaded
+ * oldest first with retries, and deleted once stored; bounded by `spoolMaxBytes` (when full the oldest
+ * waiting segment is dropped, logged and counted); a restart resumes in the same order. Layout and rationale:
+ * docs/design.md, "Sinks".
  *
  * @example
  * ```ts
@@ -29,10 +24,11 @@
  */
 
 import type { VideoData } from "../bus/message.ts";
-import { errorMessage, FatalError } from "../runtime/errors.ts";
+import { Backoff, delay } from "../runtime/async.ts";
+import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Counter, type Histogram, Metrics } from "../runtime/metrics.ts";
-import { cleanupTempFiles, syncDir, writeFileAtomic } from "./atomic_file.ts";
+import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
 import { segmentMetadataJson, sha256Hex } from "./metadata.ts";
 import { s3Keys } from "./naming.ts";
 import { classifyS3Error, type UploadJob } from "./s3_uploader.ts";
@@ -53,7 +49,7 @@ export interface OutboxOptions {
   uploader: SegmentUploader;
   log: Logger;
   metrics?: Metrics;
-  /** First retry delay (default 1 s); doubles per failure, with jitter. */
+  /** First retry delay (default 1 s); doubles per failure, ±20 % jitter so many pushers do not retry in step. */
   initialBackoffMs?: number;
   /** Longest retry delay (default 60 s). */
   maxBackoffMs?: number;
@@ -161,7 +157,7 @@ export class Outbox {
 
   /**
    * Opens (creating if missing) the spool, removes what interrupted writes left, loads the waiting entries in order
-   * and starts the upload worker. A spool directory that cannot be written is a {@linkcode FatalError}.
+   * and starts the upload worker. A spool directory that cannot be written is a `FatalError`.
    *
    * @example
    * ```ts
@@ -172,19 +168,12 @@ export class Outbox {
    */
   static async open(opts: OutboxOptions): Promise<Outbox> {
     const ob = new Outbox(opts);
-    try {
-      await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
-      const probe = `${ob.spoolDir}/.msight-write-probe`;
-      await writeFileAtomic(probe, "");
-      await Deno.remove(probe);
-    } catch (err) {
-      // As in the dumper: a sandbox refusal says which grant is missing, not Deno's generic hint.
-      throw new FatalError(
-        err instanceof Deno.errors.NotCapable
-          ? `spool directory ${ob.spoolDir} is not writable: Deno's write permission of this process does not cover it (bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with)`
-          : `spool directory ${ob.spoolDir} is not writable: ${errorMessage(err)}`,
-      );
-    }
+    await ensureWritableDir(
+      ob.spoolDir,
+      "spool directory",
+      "bin/msight-launch grants exactly --spool-dir; a compiled pusher only the directory it was compiled with",
+    );
+    await Deno.mkdir(`${ob.spoolDir}/failed`, { recursive: true });
     await cleanupTempFiles(ob.spoolDir, opts.log);
     await ob.#scan();
     if (ob.#entries.length > 0) {
@@ -239,6 +228,7 @@ export class Outbox {
         rec = JSON.parse(text);
         videoSize = (await Deno.stat(`${this.spoolDir}/${base}.mp4`)).size;
       } catch {
+        // Unreadable or torn entry: handled as invalid just below (logged there).
         rec = null;
       }
       if (!isEntryRecord(rec) || videoSize !== rec.byteSize) {
@@ -252,6 +242,7 @@ export class Outbox {
       this.#entries.push({ ...rec, diskBytes: rec.byteSize + size });
     }
     // A video without its entry is an enqueue that never completed (and was never acknowledged): redelivered.
+    // Best effort: a file that cannot be removed now is swept again at the next start.
     for (const v of videos) await Deno.remove(`${this.spoolDir}/${v}`).catch(() => {});
     this.#entries.sort((a, b) => a.seq - b.seq);
     this.#nextSeq = this.#entries.length > 0 ? this.#entries[this.#entries.length - 1].seq + 1 : 1;
@@ -271,6 +262,7 @@ export class Outbox {
   enqueue(seg: VideoData): Promise<EnqueueResult> {
     if (this.#closing) return Promise.reject(new Error("outbox is closed"));
     const p = this.#chain.then(() => this.#enqueue(seg));
+    // The error reaches the caller through `p`; the chain only orders the next enqueue after this one.
     this.#chain = p.catch(() => {});
     return p;
   }
@@ -334,7 +326,7 @@ export class Outbox {
         spool_max_bytes: this.#opts.spoolMaxBytes,
       });
       // Deleting files is not awaited: the entry is already gone from the queue, and a leftover is swept on start.
-      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {});
+      this.#removeFiles(`${this.spoolDir}/${seqName(victim.seq)}`).catch(() => {}); // swept on start
     }
   }
 
@@ -354,7 +346,10 @@ export class Outbox {
   }
 
   async #run(): Promise<void> {
-    let failures = 0;
+    const backoff = new Backoff({
+      initial: this.#opts.initialBackoffMs ?? 1000,
+      max: this.#opts.maxBackoffMs ?? 60000,
+    });
     while (!this.#closed) {
       const e = this.#entries[0];
       if (!e) {
@@ -378,8 +373,10 @@ export class Outbox {
         this.#uploadSeconds.observe((performance.now() - started) / 1000);
         this.#deliverySeconds.observe((Date.now() - e.enqueuedAtMs) / 1000);
         this.#uploaded.inc();
-        if (failures > 0) this.#log.info(`uploads resumed after ${failures} failed attempt(s)`);
-        failures = 0;
+        if (backoff.failures > 0) {
+          this.#log.info(`uploads resumed after ${backoff.failures} failed attempt(s)`);
+        }
+        backoff.reset();
         this.#forget(e);
         await this.#removeFiles(base).catch((err) =>
           this.#log.warn(`could not remove uploaded ${base}.mp4: ${errorMessage(err)}`)
@@ -393,16 +390,16 @@ export class Outbox {
           await this.#quarantine(e, base, errorMessage(err));
           continue;
         }
-        failures++;
         this.#retried.inc();
-        const delay = this.#backoff(failures, c.kind === "config");
+        // A misconfiguration will not clear soon: wait the longest delay at once.
+        const wait = c.kind === "config" ? backoff.atCap() : backoff.next();
         const log = c.kind === "config" ? this.#log.error.bind(this.#log) : this.#log.warn.bind(this.#log);
-        log(`upload of ${e.videoKey} failed; retrying in ${(delay / 1000).toFixed(1)} s`, {
-          attempt: failures,
+        log(`upload of ${e.videoKey} failed; retrying in ${(wait / 1000).toFixed(1)} s`, {
+          attempt: backoff.failures,
           depth: this.depth,
           error: errorMessage(err),
         });
-        await this.#sleep(delay);
+        await delay(wait, this.#abort.signal);
       }
     }
   }
@@ -418,30 +415,9 @@ export class Outbox {
       await syncDir(this.spoolDir);
     } catch (err) {
       this.#log.warn(`could not move ${base} to failed/: ${errorMessage(err)}`);
+      // Already logged above; a leftover is swept on the next start.
       await this.#removeFiles(base).catch(() => {});
     }
-  }
-
-  /** Exponential backoff with "equal jitter": half fixed, half random, so many pushers do not retry in step. */
-  #backoff(failures: number, slow: boolean): number {
-    const initial = this.#opts.initialBackoffMs ?? 1000;
-    const max = this.#opts.maxBackoffMs ?? 60000;
-    const d = slow ? max : Math.min(max, initial * 2 ** (failures - 1));
-    return d / 2 + Math.random() * (d / 2);
-  }
-
-  #sleep(ms: number): Promise<void> {
-    const signal = this.#abort.signal;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
   }
 
   #notifyIdle(): void {

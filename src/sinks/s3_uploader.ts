@@ -1,15 +1,8 @@
 /**
- * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`.
- *
- * Integrity: every request carries `Content-MD5` (the server rejects a body that does not match it with
- * `BadDigest`), and each object gets `x-amz-meta-sha256` with the SHA-256 of the whole file for end-to-end checks.
- * Content-MD5 rather than the SDK's newer flexible checksums (`x-amz-checksum-*`, aws-chunked trailers) because
- * S3-compatible stores such as Ceph radosgw before Reef reject or ignore those; the SDK's automatic checksums are
- * therefore limited to operations that require them.
- *
- * Files above the multipart threshold go up in parts, each part retried on its own; a failed multipart upload is
- * aborted, and leftovers of earlier attempts on the same key are aborted before a new one starts, so none leak.
- * Every failure is an {@linkcode UploadError} whose `kind` says whether to retry.
+ * Uploads a segment's `.mp4` then its `.json` to S3 (or an S3-compatible store) with `@aws-sdk/client-s3`,
+ * with `Content-MD5` on every request and `x-amz-meta-sha256` on every object; large files go up in parts,
+ * and failed multipart uploads never leak. Every failure is an {@linkcode UploadError} whose `kind` says
+ * whether to retry. Why Content-MD5 rather than flexible checksums: docs/design.md, "Sinks".
  *
  * @example
  * ```ts
@@ -35,6 +28,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
+import { Backoff, delay } from "../runtime/async.ts";
 import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 
@@ -181,6 +175,7 @@ async function resolveDefaultRegion(): Promise<string> {
   try {
     return await probe.config.region();
   } catch {
+    // No region anywhere in the SDK's chain: MSight's default, as --aws-region documents.
     return "us-east-1";
   } finally {
     probe.destroy();
@@ -189,19 +184,6 @@ async function resolveDefaultRegion(): Promise<string> {
 
 function md5Base64(bytes: Uint8Array): string {
   return createHash("md5").update(bytes).digest("base64");
-}
-
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** An S3 client bound to one bucket. Call {@linkcode S3Uploader.close} when done (it owns sockets). */
@@ -487,6 +469,7 @@ export class S3Uploader {
     signal?: AbortSignal,
   ): Promise<string> {
     const md5 = md5Base64(body);
+    const backoff = new Backoff({ initial: 400, max: 5000 });
     for (let attempt = 1;; attempt++) {
       try {
         const out = await this.client.send(
@@ -506,7 +489,7 @@ export class S3Uploader {
         const e = toUploadError(err, `part ${n} of ${key}`);
         if (e.kind !== "retryable" || attempt >= attempts || signal?.aborted) throw e;
         this.#log.warn(`retrying part ${n} of ${key}`, { attempt, error: e.message });
-        await abortableSleep(Math.min(5000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2), signal);
+        await delay(backoff.next(), signal);
       }
     }
   }

@@ -85,7 +85,7 @@ function assertTimestamps(frames: CapturedFrame[], fps: number): void {
     assert.equal(frames[i].index, frames[i - 1].index + 1);
   }
   const last = frames.at(-1) as CapturedFrame;
-  assert.ok(last.captureTime <= now && last.captureTime > now - 5, "captureTime is recent wall-clock time");
+  assert.ok(last.captureTime <= now && last.captureTime > now - 10, "captureTime is recent wall-clock time");
   // Rate from capture times and from pts: both follow the stream's own clock.
   const span = last.captureTime - frames[0].captureTime;
   const rate = (frames.length - 1) / span;
@@ -111,9 +111,11 @@ Deno.test("mcity camera over TCP: 1280x960 JPEG frames that decode, increasing t
     assert.deepEqual(await decodeJpeg(frames[24].data), { width: 1280, height: 960 });
     assertTimestamps(frames, 10);
     // The capture time is when the frame left ffmpeg's decoder (ffmpeg's clock), so it precedes its arrival here
-    // by about the JPEG encoding and the pipe, never more than a frame or two on an idle machine.
+    // by about the JPEG encoding and the pipe: a frame or two on an idle machine, over a second on a loaded one
+    // (1.3 s seen with both cores busy). Only the sign and a loose bound are asserted; `deno task bench source`
+    // measures the lag itself.
     const lag = Date.now() / 1000 - (frames.at(-1) as CapturedFrame).captureTime;
-    assert.ok(lag >= 0 && lag < 0.5, `last frame received ${lag.toFixed(3)} s after its capture time`);
+    assert.ok(lag >= 0 && lag < 5, `last frame received ${lag.toFixed(3)} s after its capture time`);
     const stats = cap.stats();
     assert.equal(stats.state, "streaming");
     assert.equal(stats.reconnects, 0);

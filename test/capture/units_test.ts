@@ -1,13 +1,13 @@
 // Unit tests of the capture's pure parts: frame splitting under any chunking, stderr parsing, the capture clock,
-// backoff, the ffmpeg command line and the JPEG quality mapping.
+// the ffmpeg command line and the JPEG quality mapping.
 import assert from "node:assert/strict";
 import { JpegSplitter } from "../../src/capture/jpeg_splitter.ts";
 import { ByteQueue } from "../../src/capture/byte_queue.ts";
 import { classifyFfmpegLine, LineSplitter } from "../../src/capture/stderr.ts";
 import { FrameClock } from "../../src/capture/clock.ts";
-import { Backoff } from "../../src/capture/backoff.ts";
 import {
   buildFfmpegArgs,
+  decodedFormatFilter,
   frameReportFilters,
   jpegQualityToQscale,
   maskUrl,
@@ -15,28 +15,11 @@ import {
   validateRtspUrl,
 } from "../../src/capture/ffmpeg_args.ts";
 import { DropOldestQueue } from "../../src/capture/frame_queue.ts";
+import { joinBytes } from "../../src/runtime/bytes.ts";
 import { UsageError } from "../../src/runtime/errors.ts";
+import { seededRandom } from "../helpers/random.ts";
 
 const FRAMES = new URL("../fixtures/mcity-gs-ne/frames/", import.meta.url);
-
-/** A seeded PRNG so a failing random split can be replayed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 async function ffmpegJpegs(n: number, size: string): Promise<Uint8Array[]> {
   const out = await new Deno.Command("ffmpeg", {
@@ -77,7 +60,7 @@ function withTrickyHeader(jpeg: Uint8Array): Uint8Array {
   const payload = new Uint8Array([0xff, 0xd9, 0xff, 0xd8, 0x00, 0xff, 0xd9, 0x41]);
   const com = new Uint8Array([0xff, 0xfe, 0x00, payload.length + 2, ...payload]);
   const app1 = new Uint8Array([0xff, 0xe1, 0x00, 0x06, 0xff, 0xd8, 0xff, 0xd9]);
-  return concat([jpeg.subarray(0, 2), com, app1, jpeg.subarray(2)]);
+  return joinBytes([jpeg.subarray(0, 2), com, app1, jpeg.subarray(2)]);
 }
 
 function splitAll(stream: Uint8Array, cuts: (i: number) => number): Uint8Array[] {
@@ -94,7 +77,7 @@ function splitAll(stream: Uint8Array, cuts: (i: number) => number): Uint8Array[]
 Deno.test("JpegSplitter: same images at every chunk size 1..N", async () => {
   const small = await ffmpegJpegs(4, "32x24");
   const images = [...small, withTrickyHeader(small[0])];
-  const stream = concat(images);
+  const stream = joinBytes(images);
   for (let size = 1; size <= stream.length; size++) {
     const got = splitAll(stream, () => size);
     assert.equal(got.length, images.length, `chunk size ${size}`);
@@ -121,7 +104,7 @@ Deno.test("JpegSplitter: stuffed FF and restart markers at every byte alignment 
     for (let j = 0; j < 9 + shift; j++) body.push(0x11);
     images.push(new Uint8Array([0xff, 0xd8, ...sos, ...body, 0xff, 0xd9]));
   }
-  const stream = concat(images);
+  const stream = joinBytes(images);
   for (const size of [1, 3, 4, 5, 7, 64, stream.length]) {
     assert.deepEqual(splitAll(stream, () => size), images, `chunk size ${size}`);
   }
@@ -133,9 +116,9 @@ Deno.test("JpegSplitter: real camera frames under random splits, garbage and tru
   );
   const small = await ffmpegJpegs(3, "64x48");
   const images = [real[0], small[0], real[1], withTrickyHeader(real[2]), small[1], real[3], small[2]];
-  const stream = concat(images);
+  const stream = joinBytes(images);
   for (let seed = 1; seed <= 40; seed++) {
-    const r = rng(seed);
+    const r = seededRandom(seed);
     const got = splitAll(stream, () => 1 + Math.floor(r() * (r() < 0.5 ? 16 : 70000)));
     assert.equal(got.length, images.length, `seed ${seed}`);
     got.forEach((g, i) => assert.deepEqual(g, images[i], `seed ${seed}, image ${i}`));
@@ -145,7 +128,7 @@ Deno.test("JpegSplitter: real camera frames under random splits, garbage and tru
   const truncated = real[0].subarray(0, 30000);
   const got = [
     ...s.push(new Uint8Array([0x00, 0xff, 0xff, 0x12, 0xff])),
-    ...s.push(concat([truncated, small[0], small[1]])),
+    ...s.push(joinBytes([truncated, small[0], small[1]])),
   ];
   assert.deepEqual(got, [small[0], small[1]]);
   assert.ok(s.corruptFrames >= 1);
@@ -241,7 +224,7 @@ Deno.test("classifyFfmpegLine: the metadata filter's frame reports, exact past p
 
 Deno.test("FrameClock: follows pts, removes arrival jitter, never later than arrival, monotonic", () => {
   const clock = new FrameClock();
-  const r = rng(7);
+  const r = seededRandom(7);
   const base = 1_700_000_000;
   let prev = -Infinity;
   const out: number[] = [];
@@ -320,19 +303,6 @@ Deno.test("FrameClock: bursts, slow camera clock, pts going back, a pause, and a
   assert.ok(Math.abs(stamp(NaN, 411) - 411) < 1e-9);
 });
 
-Deno.test("Backoff: doubles to the cap with bounded jitter, resets", () => {
-  const b = new Backoff({ initialS: 0.5, maxS: 30, jitter: 0 });
-  assert.deepEqual(Array.from({ length: 9 }, () => b.next()), [0.5, 1, 2, 4, 8, 16, 30, 30, 30]);
-  b.reset();
-  assert.equal(b.next(), 0.5);
-  const j = new Backoff({ initialS: 1, maxS: 30, jitter: 0.2, random: rng(3) });
-  for (let i = 0; i < 12; i++) {
-    const base = Math.min(30, 2 ** i);
-    const d = j.next();
-    assert.ok(d >= base * 0.8 - 1e-9 && d <= Math.min(30, base * 1.2) + 1e-9, `${i}: ${d}`);
-  }
-});
-
 Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outputs", () => {
   const jpeg = buildFfmpegArgs({
     url: "rtsp://cam/live",
@@ -353,8 +323,11 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   const jpegReports = frameReportFilters().join(",");
   assert.equal(
     after(jpeg, "-vf"),
-    `${jpegReports},scale=w='max(2,trunc(iw*0.5/2)*2)':h='max(2,trunc(ih*0.5/2)*2)',setpts=N`,
-    "reported before scaling (the clock report is the arrival), the encoder's pts replaced last",
+    `${jpegReports},${
+      decodedFormatFilter(false)
+    },scale=w='max(2,trunc(iw*0.5/2)*2)':h='max(2,trunc(ih*0.5/2)*2)',setpts=N`,
+    "reported before scaling (the clock report is the arrival), CUDA's NV12 turned into the CPU decoder's " +
+      "format, the encoder's pts replaced last",
   );
   assert.equal(
     jpegReports,

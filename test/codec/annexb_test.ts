@@ -12,7 +12,8 @@ import {
   splitNals,
   unescapeRbsp,
 } from "../../src/codec/annexb.ts";
-import { concatBytes, ffmpegRecordFields, loadFrames, parseRecord, run } from "../helpers/media.ts";
+import { ffmpegRecordFields, loadFrames, parseRecord, run } from "../helpers/media.ts";
+import { joinBytes } from "../../src/runtime/bytes.ts";
 
 const sc4 = [0, 0, 0, 1];
 const sc3 = [0, 0, 1];
@@ -203,7 +204,7 @@ Deno.test("annexb: records need every parameter set", () => {
 
 /** Encodes three fixture frames to a bare Annex B stream with the given ffmpeg encoder arguments. */
 async function encodeBare(codec: NalCodec, args: string[]): Promise<Uint8Array> {
-  const jpegs = concatBytes((await loadFrames(3)).map((f) => f.jpeg));
+  const jpegs = joinBytes((await loadFrames(3)).map((f) => f.jpeg));
   const enc = codec === "avc" ? ["-c:v", "libx264", "-f", "h264"] : ["-c:v", "libx265", "-f", "hevc"];
   const input = ["-v", "error", "-f", "image2pipe", "-c:v", "mjpeg", "-i", "pipe:0", "-vf", "scale=320:240"];
   return await run("ffmpeg", [...input, "-preset", "ultrafast", ...args, ...enc, "pipe:1"], jpegs);

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { defaultPreset, normalizeConfig, outputSize } from "../../src/encode/config.ts";
 import { detectEncoderKind } from "../../src/encode/mod.ts";
-import type { InputFrame } from "../../src/codec/frame.ts";
 import { Mp4SegmentMuxer } from "../../src/mux/mp4_muxer.ts";
 import { joinBytes } from "../../src/runtime/bytes.ts";
 import { FatalError } from "../../src/runtime/errors.ts";
@@ -84,33 +83,61 @@ Deno.test("ffmpeg encoder: libx265 → HEVC tagged hvc1", async () => {
   assert.equal(await decodeFrameCount(mp4), 6);
 });
 
-Deno.test("ffmpeg encoder: raw BGR24 input, and a second segment after flush restarts with a key frame", async () => {
-  const frames = await loadFrames(6);
-  const raw: InputFrame[] = await Promise.all(frames.map(async (f) => ({
-    data: await convertFrame(f.jpeg, 320, 240, "bgr24"),
-    format: "bgr24" as const,
-    width: 320,
-    height: 240,
-    timestampUs: f.timestampUs,
-  })));
+Deno.test("ffmpeg encoder: raw BGR24 input", async () => {
+  const frames = await loadFrames(4);
   const c = collectingEncoder("ffmpeg", { width: 320, height: 240, framerate: 10 });
-  for (const f of raw.slice(0, 4)) c.encoder.encode(f);
-  await c.encoder.flush();
-  // The next segment re-encodes the last two frames (overlap): older timestamps are fine after a flush.
-  for (const f of raw.slice(2)) c.encoder.encode(f);
+  for (const f of frames) {
+    const data = await convertFrame(f.jpeg, 320, 240, "bgr24");
+    c.encoder.encode({ data, format: "bgr24", width: 320, height: 240, timestampUs: f.timestampUs });
+  }
   await c.encoder.flush();
   c.encoder.close();
   assert.deepEqual(c.errors, []);
-  assert.equal(c.chunks.length, 8);
-  assert.equal(c.chunks[4].type, "key");
-  assert.ok(c.metas[4]?.decoderConfig, "new segment announces its decoderConfig");
-  assert.equal(c.chunks[4].timestamp, frames[2].timestampUs);
-  const second = await muxCollected(c, "avc", 4);
-  const { stream } = await probe(second);
+  assert.deepEqual(c.chunks.map((ch) => ch.timestamp), frames.map((f) => f.timestampUs));
+  assert.equal(c.chunks[0].type, "key");
+  const mp4 = await muxCollected(c, "avc");
+  const { stream } = await probe(mp4);
   assert.equal(Number(stream.nb_frames), 4);
   assert.equal(stream.width, 320);
-  assert.equal(await decodeFrameCount(second), 4);
+  assert.equal(await decodeFrameCount(mp4), 4);
 });
+
+for (const kind of ["ffmpeg", "wasm"] as const) {
+  Deno.test(`${kind} encoder: one encoder makes one segment; a frame of another size or format is refused`, async () => {
+    const [first, second] = jpegInputs(await loadFrames(2));
+    const c = collectingEncoder(kind, { width: 1280, height: 960, framerate: 10, preset: "ultrafast" });
+    assert.throws(
+      () => c.encoder.configure({ width: 640, height: 480, framerate: 10 }),
+      /configure\(\) while configured/,
+    );
+    assert.throws(
+      () => c.encoder.encode({ ...first, width: 640, height: 480 }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        /frame is 640x480 but the encoder is configured for 1280x960/.test(e.message),
+    );
+    c.encoder.encode(first);
+    const raw = { data: new Uint8Array(1280 * 960 * 3), format: "bgr24" as const, width: 1280, height: 960 };
+    assert.throws(
+      () => c.encoder.encode({ ...raw, timestampUs: second.timestampUs }),
+      (e: Error) =>
+        e instanceof TypeError && /frame is bgr24 but this segment's frames are jpeg/.test(e.message),
+    );
+    assert.throws(() => c.encoder.encode(first), RangeError, "timestamps increase");
+    c.encoder.encode(second);
+    await c.encoder.flush();
+    assert.deepEqual(c.errors, []);
+    assert.deepEqual(c.chunks.map((ch) => ch.timestamp), [first.timestampUs, second.timestampUs]);
+    assert.equal(c.encoder.encodeQueueSize, 0);
+    assert.throws(
+      () => c.encoder.encode({ ...second, timestampUs: second.timestampUs + 1e5 }),
+      /encode\(\) while flushed/,
+    );
+    await assert.rejects(() => c.encoder.flush(), /flush\(\) while flushed/);
+    c.encoder.close();
+    assert.equal(c.encoder.state, "closed");
+  });
+}
 
 Deno.test("ffmpeg encoder: odd 641x481 input is cropped to 640x480 (4:2:0 cannot code odd sizes) and plays", async () => {
   const frames = await loadFrames(4);

@@ -3,7 +3,8 @@
  *
  * @example
  * ```ts
- * import { probeMp4 } from "./helpers/ffprobe.ts";
+ * import { probeMp4 } from "./ffprobe.ts";
+ * declare const mp4: Uint8Array;
  * const p = await probeMp4(mp4);
  * console.log(p.codec, p.tag, p.frames, p.duration, p.boxes);
  * ```

@@ -4,7 +4,9 @@
  *
  * @example
  * ```ts
+ * import type { NodeProcess } from "./process.ts";
  * import { descendants, pipelineYaml, running } from "./launcher.ts";
+ * declare const up: NodeProcess;
  * const yaml = pipelineYaml({ camera: "rtsp://127.0.0.1:8554/x", sink: "  - {name: d, node: dumper, ...}" });
  * const procs = await descendants(up.child.pid);
  * console.log((await running(procs)).length);
@@ -18,6 +20,8 @@
  *
  * @example
  * ```ts
+ * import type { RtspServer } from "./rtsp_server.ts";
+ * declare const cam: RtspServer;
  * pipelineYaml({ camera: cam.url, sink: "  - {name: d, node: dumper, flags: {st: aggregated_video, sd: /x}}" });
  * ```
  */
@@ -105,6 +109,8 @@ function procInfo(pid: number): (ProcInfo & { ppid: number }) | undefined {
  *
  * @example
  * ```ts
+ * import type { NodeProcess } from "./process.ts";
+ * declare const up: NodeProcess;
  * const procs = await descendants(up.child.pid);
  * ```
  */
@@ -132,6 +138,8 @@ export async function descendants(pid: number): Promise<ProcInfo[]> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * declare const procs: ProcInfo[];
  * assert.deepEqual(await running(procs), []);
  * ```
  */

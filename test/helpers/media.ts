@@ -397,17 +397,6 @@ export function parseRecord(codec: NalCodec, payload: Uint8Array): AvccFields | 
   return codec === "avc" ? parseAvcc(payload) : parseHvcc(payload);
 }
 
-/** Concatenates byte arrays. */
-export function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.byteLength;
-  }
-  return out;
-}
-
 /**
  * The fields of the avcC/hvcC record that ffmpeg itself writes for an Annex B stream (`-c copy`, tagged hvc1), the
  * reference our records are compared with.

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { startNats } from "./helpers/nats_server.ts";
+ * import { startNats } from "./nats_server.ts";
  * const nats = await startNats();
  * // ... MSIGHT_BUS_URL=nats.url ...
  * await nats.stop();

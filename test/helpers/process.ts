@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { startNode } from "./helpers/process.ts";
+ * import { startNode } from "./process.ts";
  * const p = startNode("nodes/echo.ts", ["-st", "t"], { REDIS_URL: "redis://127.0.0.1:6379" });
  * await p.waitForLine(/listening on t/);
  * p.kill("SIGTERM");
@@ -25,6 +25,8 @@ export interface NodeProcess {
   exit: Promise<number>;
   waitForLine(re: RegExp, timeoutMs?: number, stream?: "stdout" | "stderr" | "any"): Promise<string>;
   kill(signal?: Deno.Signal): void;
+  /** Sends `signal` to the whole process group (`kill -SIG -- -PGID`); only for a process started `detached`. */
+  killGroup(signal?: Deno.Signal): void;
   /** SIGKILL if still running, and wait. */
   stop(): Promise<void>;
 }
@@ -44,14 +46,24 @@ async function pump(stream: ReadableStream<Uint8Array>, into: string[], onLine: 
   if (buf) into.push(buf), onLine();
 }
 
+/** Options of {@linkcode startProcess}. */
+export interface StartOptions {
+  /**
+   * Start it in its own session and process group (`setsid`), as a terminal or systemd does: its group can then be
+   * signalled with {@linkcode NodeProcess.killGroup} without reaching the test runner.
+   */
+  detached?: boolean;
+}
+
 /** Starts `deno run <permissions> <script> <args>` from the project root; permissions default to `-A`. */
 export function startNode(
   script: string,
   args: string[],
   env: Record<string, string>,
   permissions: string[] = ["-A"],
+  opts: StartOptions = {},
 ): NodeProcess {
-  return startProcess(DENO, ["run", ...permissions, script, ...args], env);
+  return startProcess(DENO, ["run", ...permissions, script, ...args], env, ROOT, opts);
 }
 
 /** Starts any command with the same line capture, in the project root unless `cwd` is given. */
@@ -60,11 +72,13 @@ export function startProcess(
   args: string[],
   env: Record<string, string>,
   cwd: string = ROOT,
+  opts: StartOptions = {},
 ): NodeProcess {
   const child = new Deno.Command(cmd, {
     args,
     env,
     cwd,
+    detached: opts.detached ?? false,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -75,13 +89,13 @@ export function startProcess(
   const waiters = new Set<() => void>();
   const notify = () => waiters.forEach((w) => w());
   const pumps = Promise.all([pump(child.stdout, stdout, notify), pump(child.stderr, stderr, notify)]);
+  let exited = false;
   const exit = child.status.then(async (s) => {
     await pumps;
+    exited = true; // before the notice, so a waiter sees the exit and stops waiting
     notify();
     return s.code;
   });
-  let exited = false;
-  exit.then(() => (exited = true));
   return {
     child,
     stdout,
@@ -124,8 +138,19 @@ export function startProcess(
         // Already exited.
       }
     },
+    killGroup(signal = "SIGTERM") {
+      if (!opts.detached) {
+        throw new Error("killGroup: the process was not started in its own group (detached)");
+      }
+      try {
+        Deno.kill(-child.pid, signal);
+      } catch {
+        // The whole group has exited.
+      }
+    },
     async stop() {
-      if (!exited) this.kill("SIGKILL");
+      if (opts.detached) this.killGroup("SIGKILL");
+      else if (!exited) this.kill("SIGKILL");
       await exit;
     },
   };

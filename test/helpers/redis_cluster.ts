@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { startRedisCluster } from "./helpers/redis_cluster.ts";
+ * import { startRedisCluster } from "./redis_cluster.ts";
  * const cluster = await startRedisCluster();
  * // ... MSIGHT_BUS_URL=cluster.url ...
  * await cluster.stop();

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { startRtspServer } from "./helpers/rtsp_server.ts";
+ * import { startRtspServer } from "./rtsp_server.ts";
  * const server = await startRtspServer({ source: "mcity" });
  * try {
  *   console.log(server.url); // rtsp://127.0.0.1:40123/live.stream

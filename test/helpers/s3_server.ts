@@ -22,6 +22,9 @@
  * @module
  */
 
+import { delay } from "../../src/runtime/async.ts";
+import { freePort } from "./net.ts";
+
 /** A running test S3 server. */
 export interface S3TestServer {
   /** `http://127.0.0.1:<port>` */
@@ -76,17 +79,6 @@ export function s3ServerMissing(): string | null {
     "apt-get install --no-install-recommends radosgw ceph-mon ceph-osd ceph-mgr";
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Runs a command to completion within `timeoutMs`; throws with its output on failure. */
 async function runChecked(cmd: string, args: string[], timeoutMs: number): Promise<string> {
   const out = await new Deno.Command(cmd, {
@@ -139,7 +131,7 @@ async function waitHttp(url: string, deadline: number, what: () => string): Prom
     } catch {
       // Not listening yet.
     }
-    await sleep(250);
+    await delay(250);
   }
   throw new Error(`radosgw did not answer at ${url} in time; ${what()}`);
 }

@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { makeSegment } from "./helpers/segments.ts";
+ * import { makeSegment } from "./segments.ts";
  * const seg = await makeSegment("cam", 1769272125.649586, 3);
  * ```
  * @module

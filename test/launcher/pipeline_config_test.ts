@@ -55,7 +55,12 @@ Deno.test("every file in examples/ loads, with the environment it needs", async 
   };
   const files: string[] = [];
   for await (const e of Deno.readDir("examples")) if (e.name.endsWith(".yaml")) files.push(e.name);
-  assert.deepEqual(files.sort(), ["multi_camera.yaml", "tutorial_dumper.yaml", "tutorial_s3.yaml"]);
+  assert.deepEqual(files.sort(), [
+    "multi_camera.yaml",
+    "reference.yaml",
+    "tutorial_dumper.yaml",
+    "tutorial_s3.yaml",
+  ]);
   const byFile = new Map<string, Pipeline>();
   for (const f of files) {
     const p = parsePipeline(
@@ -163,7 +168,7 @@ Deno.test("unknown keys at every level are refused, with a did-you-mean", () => 
   );
   assert.match(
     errorOf(TUTORIAL.replace("node: dumper", "node: dumpr")),
-    /^pipeline\.yaml: nodes\[2\]\.node: dumpr is not a node type: expected one of rtsp, aggregator, dumper, pusher \(did you mean dumper\?\)/,
+    /^pipeline\.yaml: nodes\[2\]\.node: dumpr is not a node type: expected one of rtsp, aggregator, dumper, pusher, web \(did you mean dumper\?\)/,
   );
   // The pipeline file is the config: --config inside it is refused.
   assert.match(
@@ -319,4 +324,24 @@ Deno.test("up refuses a bad file with one line and exit 2, before starting anyth
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a web console in a pipeline file: it starts after the sinks' producers; off loopback it needs a token", () => {
+  const web = `
+  - name: console
+    node: web
+    flags:
+      save-dir: ./received_videos
+      port: 8080`;
+  const p = load(TUTORIAL + web);
+  assert.deepEqual(p.nodes.map((n) => n.name), ["rtsp_node", "image-aggregator", "video_dumper", "console"]);
+  assert.ok(p.nodes[3].argv.includes("--save-dir=./received_videos"));
+  assert.match(
+    errorOf(TUTORIAL + web + "\n      host: 0.0.0.0"),
+    /^pipeline\.yaml: nodes\[3\]\.flags\.host: --host 0\.0\.0\.0 is not loopback: give --auth-token/,
+  );
+  assert.equal(
+    load(TUTORIAL + web + "\n      host: 0.0.0.0\n      auth-token: long-enough-token").nodes.length,
+    4,
+  );
 });

@@ -13,7 +13,6 @@ import { Mp4SegmentMuxer, muxMp4 } from "../../src/mux/mp4_muxer.ts";
 import { joinBytes } from "../../src/runtime/bytes.ts";
 import {
   collectingEncoder,
-  concatBytes,
   decodeFrameCount,
   ffmpegRecordFields,
   type FixtureFrame,
@@ -30,7 +29,7 @@ import {
 
 /** Encodes fixture frames with a bare ffmpeg (not our encoder) and times the pictures by their capture times. */
 async function bareChunks(frames: FixtureFrame[], codec: NalCodec, encoderParams = "") {
-  const input = concatBytes(frames.map((f) => f.jpeg));
+  const input = joinBytes(frames.map((f) => f.jpeg));
   const enc = codec === "avc"
     ? [
       "-c:v",
@@ -164,7 +163,7 @@ Deno.test("muxer: refuses a stream that does not start with a key frame, or goes
   const mux = new Mp4SegmentMuxer({ codec: "avc", width: 640, height: 480, fps: 10 });
   assert.throws(() => mux.add(chunks[1], { decoderConfig }), /key frame/);
   // A key frame without its parameter sets cannot give the avcC record.
-  const bare = concatBytes(
+  const bare = joinBytes(
     splitNals(chunks[0].data).filter((n) => ![7, 8].includes(nalType("avc", n))).flatMap((n) => [
       new Uint8Array([0, 0, 0, 1]),
       n,
@@ -213,7 +212,7 @@ async function assertConfigLikeFfmpeg(mp4: Uint8Array, chunks: EncodedChunk[], c
   const ours = videoSampleEntry(mp4);
   assert.equal(ours.type, codec === "avc" ? "avc1" : "hvc1");
   assert.equal(ours.config.type, codec === "avc" ? "avcC" : "hvcC");
-  const stream = concatBytes(chunks.map((c) => c.data));
+  const stream = joinBytes(chunks.map((c) => c.data));
   const fields = parseRecord(codec, ours.config.payload);
   assert.deepEqual(fields, await ffmpegRecordFields(codec, stream));
   const ps = parameterSets(codec, splitNals(chunks[0].data));

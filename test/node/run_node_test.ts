@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { REPEAT_WINDOW_MS } from "../../src/runtime/signals.ts";
 import { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
 import { startRedis } from "../helpers/redis_server.ts";
@@ -40,7 +41,7 @@ Deno.test("bus: ImageData and VideoData go through a real Redis byte-exact, fram
 
 Deno.test("runtime: a real node registers as MSight does, serves /metrics and /readyz, survives a Redis restart, stops on SIGTERM", async () => {
   const redis = await startRedis();
-  const port = await freePort();
+  const port = freePort();
   const node = startNode("nodes/echo.ts", [
     "-n",
     "echo_t",
@@ -167,7 +168,7 @@ Deno.test("runtime: bad flags exit 2 and unreachable Redis exits 1, each with on
     "echo: unrecognized argument --rtae (did you mean --rate?)",
   ]);
 
-  const port = await freePort();
+  const port = freePort();
   const down = startNode("nodes/echo.ts", ["-st", "t", "--redis-connect-timeout", "1"], {
     REDIS_URL: `redis://127.0.0.1:${port}/0`,
     MSIGHT_EDGE_DEVICE_NAME: "d",
@@ -185,10 +186,10 @@ Deno.test("runtime: bad flags exit 2 and unreachable Redis exits 1, each with on
   assert.ok(!st.stderr[0].includes("pw123"));
 });
 
-Deno.test("runtime: a second SIGTERM during a graceful stop exits at once", async () => {
+Deno.test("runtime: a second SIGTERM during a graceful stop (a second after the first) exits at once", async () => {
   const redis = await startRedis();
   const spool = await Deno.makeTempDir();
-  const deadS3 = await freePort(); // nothing listens: uploads can only wait
+  const deadS3 = freePort(); // nothing listens: uploads can only wait
   const node = startNode("nodes/pusher.ts", [
     "-n",
     "p2",
@@ -213,10 +214,13 @@ Deno.test("runtime: a second SIGTERM during a graceful stop exits at once", asyn
     await node.waitForLine(/queued .* for upload/);
     node.kill("SIGTERM");
     await node.waitForLine(/uploading the 1 segment\(s\) in the outbox for up to 60 s/);
+    // A repeat within REPEAT_WINDOW_MS of the first is the same signal delivered twice (src/runtime/signals.ts).
+    await new Promise((r) => setTimeout(r, REPEAT_WINDOW_MS + 200));
     const t0 = Date.now();
     node.kill("SIGTERM");
     assert.equal(await node.exit, 143);
-    assert.ok(Date.now() - t0 < 3000, "exited at once");
+    // "At once" against the 60 s drain, with room for a loaded machine.
+    assert.ok(Date.now() - t0 < 15_000, "exited at once");
     assert.ok(node.stderr.some((l) => /received SIGTERM again: exiting now/.test(l)));
   } finally {
     r.disconnect();

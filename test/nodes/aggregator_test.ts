@@ -68,7 +68,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(args: string[], perms = ["-A"]): Promise<Rig> {
+async function rig(args: string[], perms = permissionFlags("aggregator")): Promise<Rig> {
   const redis = await startRedis();
   const pub = new Redis({ host: "127.0.0.1", port: redis.port });
   const sub = new Redis({ host: "127.0.0.1", port: redis.port });
@@ -257,24 +257,30 @@ Deno.test("aggregator: idle, gap and resolution flushes; raw BGR input; odd size
   }
 });
 
-Deno.test("aggregator: libx265 is tagged hvc1; h264_nvenc falls back to libx264 with one warning", async () => {
+Deno.test("aggregator: libx265 is tagged hvc1; h264_nvenc / hevc_nvenc without NVENC fall back to libx264 / libx265 with one warning, the first segment whole", async () => {
   const frames = (await realFrames()).slice(0, 12);
-  for (
-    const [codec, tag, name, warn] of [["libx265", "hvc1", "hevc", false], [
-      "h264_nvenc",
-      "avc1",
-      "h264",
-      true,
-    ]] as const
-  ) {
-    const r = await rig(["--fps", "10", "--buffer-size", "6", "--overlap-size", "0", "--codec", codec]);
+  const cases = [
+    ["libx265", "hvc1", "hevc", false],
+    ["h264_nvenc", "avc1", "h264", true],
+    ["hevc_nvenc", "hvc1", "hevc", true],
+  ] as const;
+  for (const [codec, tag, name, warn] of cases) {
+    // The node's own scoped permissions, as launched.
+    const r = await rig(
+      ["--fps", "10", "--buffer-size", "6", "--overlap-size", "0", "--codec", codec],
+      ["--no-prompt", ...permissionFlags("aggregator")],
+    );
     try {
-      for (const f of frames) await r.send(image("x", f.t, f.jpeg, [960, 1280, 3]));
+      const sent = frames.map((f) => image("x", f.t, f.jpeg, [960, 1280, 3]));
+      for (const m of sent) await r.send(m);
       await waitFor(() => r.segments.length >= 2, 30_000, `${codec} segments`);
       const p = await probeMp4(r.segments[0].video);
-      assert.deepEqual([p.codec, p.tag, p.frames], [name, tag, 6]);
-      const warnings = r.node.stderr.filter((l) => /WARNING :: h264_nvenc cannot be used/.test(l));
+      assert.deepEqual([p.codec, p.tag, p.frames], [name, tag, 6], codec);
+      // Nothing lost while NVENC failed to open: the first segment holds the first six frames.
+      assert.deepEqual(r.segments[0].frameIds, sent.slice(0, 6).map((m) => m.frameId), codec);
+      const warnings = r.node.stderr.filter((l) => / - WARNING :: /.test(l));
       assert.equal(warnings.length, warn ? 1 : 0, r.node.stderr.join("\n"));
+      if (warn) assert.match(warnings[0], new RegExp(`WARNING :: ${codec} cannot be used`));
     } finally {
       await r.close();
     }

@@ -396,7 +396,7 @@ Deno.test({
           const topic = "full_video";
           const prefix = "full";
           const spool = `${root}/full-spool`;
-          const metricsPort = await freePort();
+          const metricsPort = freePort();
           const producer = new StreamProducer(bus, topic, { maxLen: 1000, maxAgeS: 0 });
           const sent: VideoData[] = [];
           const publish = async (i: number) => {

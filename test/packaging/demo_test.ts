@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startNode } from "../helpers/process.ts";
+import { freePort, waitFor } from "../helpers/net.ts";
 
 /** Command lines of live processes matching the extended regex `pattern` (pgrep -f, minus the pgrep itself). */
 async function processesWith(pattern: string): Promise<string[]> {
@@ -15,12 +16,28 @@ async function processesWith(pattern: string): Promise<string[]> {
 Deno.test("demo: --duration 25 saves segments (the last flushed at shutdown), exits 0, leaves no process behind", async () => {
   const root = await Deno.makeTempDir({ prefix: "msight-demo-" });
   const saveDir = `${root}/received_videos`;
+  const webPort = freePort();
   const demo = startNode(
     "nodes/demo.ts",
-    ["--duration", "25", "--buffer-size", "30", "--save-dir", saveDir],
+    ["--duration", "25", "--buffer-size", "30", "--save-dir", saveDir, "--web-port", `${webPort}`],
     { MSIGHT_EDGE_DEVICE_NAME: "demo-test" },
   );
   try {
+    // The web console it prints shows the three nodes and the camera.
+    await demo.waitForLine(new RegExp(`web console: http://127\\.0\\.0\\.1:${webPort}/`), 60_000);
+    await waitFor(
+      async () => {
+        // Not listening yet, or mid-restart: poll again.
+        const get = (p: string) =>
+          fetch(`http://127.0.0.1:${webPort}${p}`).then((r) => r.json()).catch(() => []);
+        const nodes = (await get("/api/nodes")) as { name: string; status: string }[];
+        const running = ["rtsp_node", "image-aggregator", "video_dumper", "console"]
+          .every((n) => nodes.some((x) => x.name === n && x.status === "RUNNING"));
+        return running && ((await get("/api/cameras")) as unknown[]).length === 1;
+      },
+      20_000,
+      "the console showing the four nodes running and the camera",
+    );
     const code = await Promise.race([
       demo.exit,
       new Promise<number>((_, reject) =>

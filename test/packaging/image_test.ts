@@ -37,11 +37,14 @@ Deno.test({
 Deno.test("image: image-install.sh lists profiles, refuses an unknown one in one line; setup.sh installs through it", async () => {
   const list = await run("scripts/image-install.sh", ["--list", "runtime"]);
   assert.deepEqual(list.stdout.split("\n"), ["ffmpeg", "ca-certificates", "tini", "curl"]);
+  assert.deepEqual((await run("scripts/image-install.sh", ["--list", "browser"])).stdout.split("\n"), [
+    "chromium",
+  ]);
   const bad = await run("scripts/image-install.sh", ["--check", "nope"]);
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr,
-    "image-install: error: unknown profile nope: expected runtime, redis, nats, camera or s3",
+    "image-install: error: unknown profile nope: expected runtime, redis, nats, camera, s3 or browser",
   );
   const setup = await read("scripts/setup.sh");
   assert.match(setup, /^\s+scripts\/image-install\.sh "\$\{need\[@\]\}"/m);
@@ -104,6 +107,8 @@ for (const file of ["Dockerfile", "Dockerfile.cuda"]) {
         rt.some((l) => /^ENV NVIDIA_DRIVER_CAPABILITIES=\S*\bvideo\b/.test(l)),
         "NVDEC needs the video capability",
       );
+      // The base image's LD_LIBRARY_PATH would make Deno refuse every ffmpeg spawn under scoped --allow-run.
+      assert.ok(rt.includes("ENV LD_LIBRARY_PATH="), "LD_LIBRARY_PATH emptied");
     }
   });
 }

@@ -18,6 +18,26 @@ function assertOneFatalLine(stderr: string[], re: RegExp): string {
   return fatal[0];
 }
 
+Deno.test("permissions: each node may run exactly the programs it starts (ffmpeg for rtsp and aggregator, else none)", () => {
+  assert.deepEqual(
+    permissionFlags("web").filter((f) => f.startsWith("--allow-write")),
+    [],
+    "the web console writes nothing",
+  );
+  const runs = Object.fromEntries(
+    NODE_NAMES.map((n) => [n, permissionFlags(n).filter((f) => f.startsWith("--allow-run"))]),
+  );
+  assert.deepEqual(runs, {
+    rtsp: ["--allow-run=ffmpeg"],
+    aggregator: ["--allow-run=ffmpeg"],
+    dumper: [],
+    pusher: [],
+    status: [],
+    echo: [],
+    web: [],
+  });
+});
+
 Deno.test("permissions: the dumper granted dir A but given --save-dir B is refused by Deno, in one line naming B", async () => {
   const redis = await startRedis();
   const root = await Deno.makeTempDir({ prefix: "msight-perm-" });
@@ -62,7 +82,10 @@ Deno.test("permissions: the rtsp node may run ffmpeg only: --ffmpeg /bin/sh is r
   );
   try {
     assert.equal(await node.exit, 2);
-    assertOneFatalLine(node.stderr, /"\/bin\/sh" is not allowed to run: this node's Deno run permission/);
+    assertOneFatalLine(
+      node.stderr,
+      /"\/bin\/sh" is not allowed to run: Deno refused it: Requires run access to "\/bin\/sh"/,
+    );
   } finally {
     await node.stop();
     await redis.stop();
@@ -73,7 +96,7 @@ Deno.test("permissions: the pusher granted spool A but given --spool-dir B is re
   const redis = await startRedis();
   const root = await Deno.makeTempDir({ prefix: "msight-perm-" });
   // An S3 endpoint nobody listens on: unreachable S3 is not fatal, so the node goes on to open its outbox.
-  const s3 = `http://127.0.0.1:${await freePort()}`;
+  const s3 = `http://127.0.0.1:${freePort()}`;
   const node = startNode(
     "nodes/pusher.ts",
     [
@@ -200,6 +223,7 @@ Deno.test("permissions: deno.json runs every node through bin/msight-launch, and
     msight_launch_aws_video_pusher: "pusher",
     msight_status: "status",
     msight_echo: "echo",
+    msight_launch_web: "web",
   };
   for (const [name, node] of Object.entries(launchers)) {
     const text = await Deno.readTextFile(`${ROOT}bin/${name}`);

@@ -184,3 +184,18 @@ Deno.test("log: MSight's line format, JSON lines, and secrets masked", () => {
   assert.deepEqual([o.level, o.device, o.node, o.msg, o.id], ["WARNING", "dev", "n1", "x", "1"]);
   assert.equal(maskUrlCredentials("rtsps://u:p@h:322/x"), "rtsps://***:***@h:322/x");
 });
+
+Deno.test("flags: a repeatable flag keeps every value, in order, joined with commas; others keep the last", () => {
+  const specs = {
+    dir: { long: "save-dir", short: "sd", type: "string", repeatable: true, help: "dirs" },
+    name: { long: "name", type: "string", help: "name" },
+  } as const;
+  const v = parseFlags(
+    specs,
+    ["--save-dir", "a", "-sd", "b", "--save-dir=c,d", "--name", "x", "--name", "y"],
+    "t",
+  );
+  assert.equal(v.dir, "a,b,c,d");
+  assert.equal(v.name, "y");
+  assert.equal(parseFlags(specs, ["--save-dir", "only"], "t").dir, "only");
+});

@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
 import { VIDEO_DATA_TYPE, type VideoData } from "../../src/bus/message.ts";
-import {
-  isoMicros,
-  readFrameId,
-  segmentMetadataJson,
-  sha256Hex,
-  toJsonText,
-} from "../../src/sinks/metadata.ts";
+import { isoMicros } from "../../src/bus/describe.ts";
+import { readFrameId, segmentMetadataJson, sha256Hex, toJsonText } from "../../src/sinks/metadata.ts";
 
 const FIXTURES = new URL("../fixtures/msight-wire/", import.meta.url);
 
@@ -127,4 +122,10 @@ Deno.test("toJsonText handles bigint anywhere, Maps, bytes, non-finite numbers, 
   // Same text as JSON.stringify for plain values.
   const plain = { s: "é\u2028", n: 1.5, b: true, z: null, arr: [1, { x: 2 }] };
   assert.equal(toJsonText(plain, 2), JSON.stringify(plain, null, 2));
+});
+
+Deno.test("isoMicros: microseconds exact, rounding carried into the seconds", () => {
+  assert.equal(isoMicros(1769272125.649586), "2026-01-24T16:28:45.649586Z");
+  assert.equal(isoMicros(0.000001), "1970-01-01T00:00:00.000001Z");
+  assert.equal(isoMicros(1.9999996), "1970-01-01T00:00:02.000000Z");
 });

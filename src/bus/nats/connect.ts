@@ -8,6 +8,9 @@
  * @example
  * ```ts
  * import { connectNats } from "./connect.ts";
+ * import type { NatsSettings } from "../select.ts";
+ * import type { Logger } from "../../runtime/log.ts";
+ * declare const settings: NatsSettings, log: Logger;
  * const nc = await connectNats(settings, log, { name: "video_dumper" });
  * await nc.conn.drain();
  * ```

@@ -11,6 +11,9 @@
  * ```ts
  * import { NatsBackend } from "./mod.ts";
  * import { connectNats } from "./connect.ts";
+ * import type { NatsSettings } from "../select.ts";
+ * import type { Logger } from "../../runtime/log.ts";
+ * declare const settings: NatsSettings, log: Logger, bytes: Uint8Array;
  * const link = await connectNats(settings, log);
  * const bus = new NatsBackend(link, settings.display, log);
  * await bus.publish("rtsp_topic", bytes);

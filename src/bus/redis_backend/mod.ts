@@ -6,6 +6,10 @@
  * @example
  * ```ts
  * import { RedisBackend } from "./mod.ts";
+ * import { RedisBus } from "../redis.ts";
+ * import type { RedisSettings } from "../../runtime/env.ts";
+ * import type { Logger } from "../../runtime/log.ts";
+ * declare const settings: RedisSettings, log: Logger, bytes: Uint8Array;
  * const bus = new RedisBackend(await RedisBus.connect(settings, log, { publisher: true }));
  * await bus.publish("rtsp_topic", bytes);
  * await bus.close();

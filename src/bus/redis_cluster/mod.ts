@@ -10,6 +10,9 @@
  * @example
  * ```ts
  * import { RedisClusterBackend } from "./mod.ts";
+ * import type { RedisClusterSettings } from "../select.ts";
+ * import type { Logger } from "../../runtime/log.ts";
+ * declare const settings: RedisClusterSettings, log: Logger, bytes: Uint8Array;
  * const bus = await RedisClusterBackend.connect(settings, log, { name: "video_dumper" });
  * await bus.publish("rtsp_topic", bytes);
  * await bus.close();

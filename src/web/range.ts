@@ -1,0 +1,47 @@
+/**
+ * HTTP `Range` requests (RFC 9110 §14) for the recordings, which a `<video>` element seeks with: one byte range per
+ * request (browsers ask for one; several would need multipart replies, so they are served whole, as the RFC
+ * allows). A range that does not fit the file is 416; a header we cannot read is ignored (200, the whole file).
+ *
+ * @example
+ * ```ts
+ * import { parseRange } from "./range.ts";
+ * parseRange("bytes=0-99", 1000); // { start: 0, end: 99 }
+ * parseRange("bytes=-100", 1000); // { start: 900, end: 999 }
+ * parseRange("bytes=2000-", 1000); // "unsatisfiable"
+ * ```
+ * @module
+ */
+
+/** An inclusive byte range within a file. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Longest `Range` header read; longer ones are ignored (served whole). */
+const MAX_HEADER = 200;
+
+/**
+ * Reads a `Range` header against a file of `size` bytes: a range to serve (206), `"unsatisfiable"` (416), or
+ * `undefined` to serve the whole file (no header, another unit, several ranges, or syntax we do not read).
+ */
+export function parseRange(header: string | null, size: number): ByteRange | "unsatisfiable" | undefined {
+  if (header === null || header.length > MAX_HEADER) return undefined;
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m) return undefined;
+  const [, a, b] = m;
+  if (a === "" && b === "") return undefined;
+  if (a === "") {
+    // A suffix: the last N bytes.
+    const n = Number(b);
+    if (!Number.isSafeInteger(n) || n === 0 || size === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(a);
+  if (!Number.isSafeInteger(start) || start >= size) return "unsatisfiable";
+  let end = b === "" ? size - 1 : Number(b);
+  if (!Number.isSafeInteger(end) && b !== "") end = size - 1;
+  if (end < start) return undefined; // syntactically invalid: RFC 9110 says ignore the header
+  return { start, end: Math.min(end, size - 1) };
+}
