@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { startRedisCluster } from "../helpers/redis_cluster.ts";
+import { startProcess } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
 import { connectBus } from "../../src/bus/connect.ts";
 import { consumeDurable } from "../../src/bus/durable_loop.ts";
@@ -11,7 +12,7 @@ import { Logger } from "../../src/runtime/log.ts";
 const log = new Logger({ device: "t", node: "t", level: "CRITICAL" });
 const payload = (i: number) => new Uint8Array([0xff, i, 0x00, i, 0x0d, 0x0a]);
 
-Deno.test("redis cluster: frames by classic PUBLISH reach a subscriber on any node; the registry is in MSIGHT:NODES", async () => {
+Deno.test("redis cluster: frames by classic PUBLISH reach MSight's RedisCluster client and a subscriber on any node; the registry is in MSIGHT:NODES", async () => {
   const cluster = await startRedisCluster();
   // MSight's variables, the node list as a Python list literal.
   const env: Record<string, string> = {
@@ -49,6 +50,29 @@ Deno.test("redis cluster: frames by classic PUBLISH reach a subscriber on any no
       status: "RUNNING",
     });
     assert.deepEqual((await sub.registry.readNodes()).map((n) => n.name), ["cam1"]);
+
+    // MSight's own way of listening on a cluster (redis-py's RedisCluster, its pubsub): in order and byte-exact.
+    const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    const warmUp = hex(payload(100)), end = hex(payload(200));
+    const msight = startProcess("/usr/bin/python3", [
+      new URL("../fixtures/msight-cluster/subscribe.py", import.meta.url).pathname,
+      "rtsp_topic",
+      end,
+    ], env);
+    await msight.waitForLine(/^ready$/, 20_000, "stdout");
+    // Its SUBSCRIBE reaches the cluster a moment after "ready": publish until it sees one.
+    await waitFor(
+      async () => {
+        await pub.publish("rtsp_topic", payload(100));
+        return msight.stdout.length > 1;
+      },
+      20_000,
+      "MSight's subscriber receiving",
+    );
+    for (const i of [0, 1, 2, 3, 200]) await pub.publish("rtsp_topic", payload(i));
+    assert.equal(await msight.exit, 0, msight.stderr.join("\n"));
+    const frames = msight.stdout.slice(1).filter((l) => l !== warmUp);
+    assert.deepEqual(frames, [0, 1, 2, 3, 200].map((i) => hex(payload(i))));
   } finally {
     raw.disconnect();
     await pub.close();

@@ -25,11 +25,11 @@ Deno.test({
   name: "image: every package of the images' install profiles has an apt install candidate (Debian bookworm)",
   ignore: !hasApt,
   async fn() {
-    const r = await run("scripts/image-install.sh", ["--check", "runtime", "redis", "nats", "camera", "s3"]);
+    const r = await run("scripts/image-install.sh", ["--check", "runtime", "redis", "bus", "camera", "s3"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^image-install: ok: 17 packages of runtime redis nats camera s3 have install candidates/,
+      /^image-install: ok: 18 packages of runtime redis bus camera s3 have install candidates/,
     );
   },
 });
@@ -44,7 +44,7 @@ Deno.test("image: image-install.sh lists profiles, refuses an unknown one in one
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr,
-    "image-install: error: unknown profile nope: expected runtime, redis, nats, camera, s3 or browser",
+    "image-install: error: unknown profile nope: expected runtime, redis, bus, camera, s3 or browser",
   );
   const setup = await read("scripts/setup.sh");
   assert.match(setup, /^\s+scripts\/image-install\.sh "\$\{need\[@\]\}"/m);
