@@ -15,6 +15,7 @@ import { aggregatorBench } from "./aggregator.ts";
 import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { natsSegmentsBench } from "./nats_segments.ts";
+import { busBench } from "./bus.ts";
 import { webBench } from "./web.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
@@ -31,6 +32,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
     capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),
   // How JetStream carries segments larger than max_payload (src/bus/nats/segments.ts).
   "nats-segments": () => natsSegmentsBench(),
+  // One publisher to one subscriber of 1280×960 JPEG frames on every back end (src/bus/).
+  bus: () => busBench(),
 };
 
 const names = Deno.args.length > 0 ? Deno.args : Object.keys(BENCHES);
