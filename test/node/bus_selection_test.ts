@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { startNode } from "../helpers/process.ts";
+import { DENO, startNode, startProcess } from "../helpers/process.ts";
+import { startNats } from "../helpers/nats_server.ts";
+import { connectBus } from "../../src/bus/connect.ts";
+import { selectBus } from "../../src/bus/select.ts";
+import { Logger } from "../../src/runtime/log.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 
 Deno.test("node: MSIGHT_PUBSUB_BACKEND=kafka and a back end the nodes do not run on yet exit 2 with one line", async () => {
@@ -39,5 +43,37 @@ Deno.test("node: --bus-url redis://... picks the Redis the node runs on", async 
     node.kill("SIGTERM");
     assert.equal(await node.exit, 0);
     await redis.stop();
+  }
+});
+
+Deno.test("status: with NATS alone it reads the registry from JetStream KV", async () => {
+  const nats = await startNats();
+  const log = new Logger({ device: "t", node: "t", level: "CRITICAL" });
+  const bus = await connectBus(selectBus({ env: (k) => nats.env[k] }), log);
+  try {
+    await bus.registry.putNode({
+      name: "cam1",
+      device: "edge-1",
+      publish_topic: "rtsp_topic",
+      subscribe_topic: null,
+      type: "RTSPSourceNode",
+      last_heartbeat: Date.now() / 1000,
+      status: "RUNNING",
+    });
+    await bus.registry.registerTopic({ name: "rtsp_topic", description: null, data_type: "ImageData" });
+    const st = startProcess(DENO, ["run", "-A", "nodes/status.ts", "--json"], nats.env);
+    assert.equal(await st.exit, 0, st.stderr.join("\n"));
+    const out = JSON.parse(st.stdout.join("\n")) as { nodes: { name: string }[]; topics: { name: string }[] };
+    assert.deepEqual(out.nodes.map((n) => n.name), ["cam1"]);
+    assert.deepEqual(out.topics.map((t) => t.name), ["rtsp_topic"]);
+    const table = startProcess(DENO, ["run", "-A", "nodes/status.ts"], nats.env);
+    assert.equal(await table.exit, 0);
+    assert.match(
+      table.stdout[0],
+      /^nats:\/\/127\.0\.0\.1:\d+ \(registry nats:\/\/127\.0\.0\.1:\d+\): 1 node\(s\), 1 topic\(s\)/,
+    );
+  } finally {
+    await bus.close();
+    await nats.stop();
   }
 });
