@@ -16,6 +16,7 @@
 import { headers, type NatsConnection, nuid } from "@nats-io/transport-node";
 import {
   AckPolicy,
+  type Consumer,
   DeliverPolicy,
   DiscardPolicy,
   jetstream,
@@ -168,6 +169,7 @@ export class NatsSegments implements SegmentStreams {
 export class NatsDurableConsumer implements DurableConsumer {
   #ready = false;
   #bucket?: ObjectStore;
+  #consumer?: Consumer;
   /** Messages read and not yet acknowledged, by entry id. */
   readonly #inHand = new Map<string, JsMsg>();
   claimed = 0;
@@ -211,7 +213,9 @@ export class NatsDurableConsumer implements DurableConsumer {
     this.#inHand.clear();
     try {
       await this.#ensure();
-      const c = await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
+      // Looked up once (an API request): reads then go straight to the consumer.
+      this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
+      const c = this.#consumer;
       // One at a time: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
       const m = await c.next({ expires: Math.max(1000, blockMs) });
       if (!m) return [];
@@ -224,7 +228,11 @@ export class NatsDurableConsumer implements DurableConsumer {
       // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
       return [{ id, bytes: (await this.#bucket.getBlob(object)) ?? new Uint8Array(0) }];
     } catch (err) {
-      if (isNotFound(err)) this.#ready = false;
+      // The stream or the group is gone (a server that lost its store): create them again.
+      if (isNotFound(err)) {
+        this.#ready = false;
+        this.#consumer = undefined;
+      }
       throw err;
     }
   }
