@@ -16,12 +16,15 @@ import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { natsSegmentsBench } from "./nats_segments.ts";
 import { busBench } from "./bus.ts";
+import { msightBench } from "./msight.ts";
 import { webBench } from "./web.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
   aggregator: () => aggregatorBench(),
   faults: () => faultsBench(),
+  // Ours beside MSight_Core 2.0.2's Python nodes (test/peers/msight_core), same input, same time.
+  msight: () => msightBench(),
   web: () => webBench(),
   capacity: () => capacityBench(),
   // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then

@@ -19,7 +19,7 @@ import { DUMPER_FLAGS } from "../src/node/dumper_flags.ts";
 if (import.meta.main) {
   await runNode({
     command: "dumper",
-    type: "VideoLocalDumperNode",
+    type: "VideoLocalDumperSinkNode", // MSight's class name, so both status tools show the same kind
     description: "Write each video segment of a topic as .mp4 + .json files.",
     flags: DUMPER_FLAGS,
     subscribeDataType: VIDEO_DATA_TYPE,

@@ -22,7 +22,7 @@ import { checkPusherFlags, PUSHER_FLAGS } from "../src/node/pusher_flags.ts";
 if (import.meta.main) {
   await runNode({
     command: "pusher",
-    type: "AWSVideoPusherNode",
+    type: "AWSVideoPusherSinkNode", // MSight's class name, so both status tools show the same kind
     description:
       "Upload each video segment of a topic to S3 (.mp4 + .json), through a durable outbox on disk.",
     flags: PUSHER_FLAGS,

@@ -16,6 +16,7 @@ import { selectBus } from "../src/bus/select.ts";
 import { denoEnv } from "../src/runtime/env.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { Logger } from "../src/runtime/log.ts";
+import { judgeNode } from "../src/bus/registry.ts";
 import { runTool } from "../src/node/run_tool.ts";
 import { STATUS_FLAGS } from "../src/node/status_flags.ts";
 
@@ -45,7 +46,15 @@ async function main(): Promise<number> {
     if (flags.json) {
       console.log(JSON.stringify(
         {
-          nodes: nodes.map((n) => ({ ...n, heartbeat_age_s: Number((now - n.last_heartbeat).toFixed(3)) })),
+          nodes: nodes.map((n) => {
+            const j = judgeNode(n, now, flags.staleAfter);
+            return {
+              ...n,
+              heartbeat_age_s: Number((now - n.last_heartbeat).toFixed(3)),
+              judged: j.status,
+              rule: j.rule,
+            };
+          }),
           topics,
         },
         null,
@@ -59,18 +68,18 @@ async function main(): Promise<number> {
     console.log(`${where}: ${nodes.length} node(s), ${topics.length} topic(s)\n`);
     const fmtTopic = (t: string | string[] | null) => (Array.isArray(t) ? t.join(",") : t ?? "-");
     console.log(table([
-      ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES"],
+      ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES", "JUDGED BY"],
       ...nodes.map((n) => {
-        const age = now - n.last_heartbeat;
-        const status = age > flags.staleAfter && n.status === "RUNNING" ? "STALE" : n.status;
+        const j = judgeNode(n, now, flags.staleAfter);
         return [
           n.name,
           n.type,
           n.device,
-          status,
-          `${age.toFixed(1)} s ago`,
+          j.status,
+          `${(now - n.last_heartbeat).toFixed(1)} s ago`,
           fmtTopic(n.publish_topic),
           fmtTopic(n.subscribe_topic),
+          j.rule,
         ];
       }),
     ]));

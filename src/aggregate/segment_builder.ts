@@ -57,6 +57,8 @@ export class SegmentBuilder {
   #muxChain: Promise<void> = Promise.resolve();
   #error: Error | undefined;
   #first: number | undefined;
+  /** The 1/fps slot of the last frame added (its MP4 time is slot/fps). */
+  #lastSlot = -1;
   readonly frameIds: bigint[] = [];
   readonly captureTimestamps: number[] = [];
 
@@ -86,19 +88,24 @@ export class SegmentBuilder {
     return this.frameIds.length;
   }
 
-  /** Queues a frame for encoding (its timestamp is its capture time, relative to the segment's first frame). */
+  /**
+   * Queues a frame for encoding. Its MP4 time is its capture time (relative to the segment's first frame) rounded to
+   * the 1/fps grid, and at least one slot after the frame before: see {@linkcode mediaSlot}.
+   */
   add(frame: SegmentFrame): void {
     if (this.#error) return;
     this.#first ??= frame.captureTs;
     this.frameIds.push(frame.frameId);
     this.captureTimestamps.push(frame.captureTs);
+    const fps = this.opts.config.framerate;
+    this.#lastSlot = mediaSlot(frame.captureTs - this.#first, fps, this.#lastSlot);
     try {
       this.#encoder.encode({
         data: frame.data,
         format: frame.format,
         width: frame.width,
         height: frame.height,
-        timestampUs: Math.round((frame.captureTs - this.#first) * 1e6),
+        timestampUs: Math.round(this.#lastSlot * 1e6 / fps),
       });
     } catch (err) {
       this.#error ??= err as Error;
@@ -136,4 +143,22 @@ export class SegmentBuilder {
     // The segment is being dropped (and counted by the caller): a muxer error on the way out changes nothing.
     void this.#muxer.cancel().catch(() => {});
   }
+}
+
+/**
+ * The 1/fps slot a frame is shown in: its capture time (seconds after the segment's first frame) rounded to the
+ * grid, and never earlier than the slot after `lastSlot`. Any capture times (duplicates, sub-millisecond gaps, jumps
+ * backwards, arrival jitter) thus give strictly increasing MP4 times at least 1/fps apart: a player or ffmpeg that
+ * times frames on a 1/fps base (ffmpeg does, decoding to `-f null`) never sees two in one tick. The exact capture
+ * times travel in the message's `capture_timestamps`.
+ *
+ * @example
+ * ```ts
+ * import { mediaSlot } from "./segment_builder.ts";
+ * mediaSlot(0.024, 10, 0); // => 1 (rounds to 0, which is taken)
+ * ```
+ */
+export function mediaSlot(relativeS: number, fps: number, lastSlot: number): number {
+  const slot = Number.isFinite(relativeS) ? Math.round(relativeS * fps) : lastSlot + 1;
+  return Math.max(slot, lastSlot + 1);
 }

@@ -30,15 +30,69 @@ export const NODES_KEY = "MSIGHT:NODES";
 /** The hash of registered topics. */
 export const TOPICS_KEY = "MSIGHT:TOPICS";
 
-/** A node's entry in `MSIGHT:NODES`, as MSight writes it. */
+/** A node's entry in `MSIGHT:NODES`, as MSight writes it, plus two keys of ours (MSight ignores unknown keys). */
 export interface NodeEntry {
   name: string;
   device: string;
   publish_topic: string | string[] | null;
   subscribe_topic: string | null;
+  /** The node's class name; ours use MSight's (`RTSPSourceNode`, `VideoLocalDumperSinkNode`, ...). */
   type: string;
   last_heartbeat: number;
   status: "REGISTERED" | "RUNNING" | "STOPPED" | "ERROR";
+  /** `msight-edge` on our entries: how `status` tells ours from MSight's of the same class. */
+  impl?: string;
+  /** Our heartbeat period in seconds (a timer; MSight's counts loop iterations). */
+  heartbeat_interval_s?: number;
+}
+
+/** The `impl` of our entries. */
+export const OUR_IMPL = "msight-edge";
+/** MSight's SourceNode default `heartbeat_tolerance` (s): past it, MSight's own monitor marks a source ERROR. */
+export const MSIGHT_SOURCE_TOLERANCE_S = 60;
+
+/** How `status` judges an entry: the status to show and the rule of that kind of node. */
+export interface NodeJudgement {
+  status: NodeEntry["status"] | "STALE";
+  rule: string;
+}
+
+/**
+ * Judges an entry by the rules of the node that wrote it. Ours beat on a timer: STALE when the heartbeat is older
+ * than max(`staleAfterS`, 1.5 periods). MSight's sources beat every 10 frames: STALE past max(`staleAfterS`, 60 s,
+ * MSight's own tolerance for sources). MSight's aggregators and sinks beat every `--heartbeat-update-interval`
+ * *messages* (none at all while their topic is quiet; every ~50 s for a sink at buffer 50), and MSight never judges
+ * them by age: their status is shown as MSight writes it, as MSight's own status does.
+ *
+ * @example
+ * ```ts
+ * import { judgeNode } from "./registry.ts";
+ * judgeNode({ name: "d", device: "x", publish_topic: null, subscribe_topic: "v", type: "VideoLocalDumperSinkNode",
+ *   last_heartbeat: 0, status: "RUNNING" }, 50, 15).status; // => "RUNNING" (MSight sink: counts messages)
+ * ```
+ */
+export function judgeNode(e: NodeEntry, nowS: number, staleAfterS: number): NodeJudgement {
+  const age = nowS - e.last_heartbeat;
+  if (e.impl === OUR_IMPL) {
+    const period = e.heartbeat_interval_s ?? 10;
+    const limit = Math.max(staleAfterS, 1.5 * period);
+    return {
+      status: e.status === "RUNNING" && age > limit ? "STALE" : e.status,
+      rule: `ours: beats every ${period} s, stale after ${limit} s`,
+    };
+  }
+  const source = e.publish_topic !== null && !e.subscribe_topic;
+  if (source) {
+    const limit = Math.max(staleAfterS, MSIGHT_SOURCE_TOLERANCE_S);
+    return {
+      status: e.status === "RUNNING" && age > limit ? "STALE" : e.status,
+      rule: `MSight source: beats every 10 frames, stale after ${limit} s`,
+    };
+  }
+  return {
+    status: e.status,
+    rule: "MSight processor/sink: beats per messages, not judged by age (as MSight)",
+  };
 }
 
 /** A topic's entry in `MSIGHT:TOPICS`. */
@@ -55,6 +109,8 @@ export interface NodeIdentity {
   type: string;
   publishTopic: string | null;
   subscribeTopic: string | null;
+  /** The heartbeat period written into the entry (`heartbeat_interval_s`). */
+  heartbeatIntervalS?: number;
 }
 
 /** Registers a topic unless it is already there (MSight keeps the first registration). */
@@ -104,6 +160,10 @@ export class NodeRegistration {
       type: this.id.type,
       last_heartbeat: Date.now() / 1000,
       status: this.#status,
+      impl: OUR_IMPL,
+      ...(this.id.heartbeatIntervalS !== undefined
+        ? { heartbeat_interval_s: this.id.heartbeatIntervalS }
+        : {}),
     };
   }
 

@@ -1,7 +1,8 @@
 /**
- * MP4 muxing, the one module that knows the muxer library (Mediabunny): one `avc1`/`hvc1` track timed by
- * capture time, `moov` first, parameter sets in avcC/hvcC only, written into fixed pages (paged_target.ts)
- * and handed on as them. Why each of these: docs/design.md, "Mux".
+ * MP4 muxing, the one module that knows the muxer library (Mediabunny): one `avc1`/`hvc1` track timed by the
+ * chunks' timestamps (strictly increasing: the segment builder puts them on the 1/fps grid by capture time),
+ * `moov` first, parameter sets in avcC/hvcC only, written into fixed pages (paged_target.ts) and handed on as
+ * them. Why each of these: docs/design.md, "Mux".
  *
  * @example
  * ```ts

@@ -5,13 +5,20 @@
  */
 
 import { ENCODER_CODECS } from "../encode/config.ts";
-import { PUBLISH_TOPIC, SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
+import {
+  GAP_WITH_SHORT,
+  PROCESSING_SENSOR_NAME,
+  PUBLISH_TOPIC,
+  SUBSCRIBE_TOPIC,
+} from "../node/common_flags.ts";
 import { UsageError } from "../runtime/errors.ts";
 
 /** The aggregator's own flags. */
 export const AGGREGATOR_FLAGS = {
   ...SUBSCRIBE_TOPIC,
   ...PUBLISH_TOPIC,
+  ...PROCESSING_SENSOR_NAME,
+  ...GAP_WITH_SHORT,
   fps: {
     long: "fps",
     type: "number",
@@ -19,7 +26,8 @@ export const AGGREGATOR_FLAGS = {
     min: 0,
     minExclusive: true,
     max: 240,
-    help: "real output frame rate: faster cameras are thinned on a 1/fps grid of capture times",
+    help:
+      "real output frame rate: a source at or below it keeps every frame, a faster one is thinned to it (by capture time)",
   },
   bufferSize: {
     long: "buffer-size",
@@ -101,10 +109,20 @@ export const AGGREGATOR_FLAGS = {
 
 /** Cross-flag checks of the aggregator (the launcher runs them too, before anything starts). */
 export function checkAggregatorFlags(f: { bufferSize: number; overlapSize: number }): void {
-  if (f.overlapSize >= f.bufferSize) {
+  if (f.overlapSize > f.bufferSize) {
     throw new UsageError(
       `--overlap-size ${f.overlapSize} is invalid: expected fewer than --buffer-size ${f.bufferSize} frames, ` +
         "so each segment adds new frames",
+    );
+  }
+  if (f.overlapSize === f.bufferSize) {
+    // MSight accepts it: its buffer then never empties, and every new frame publishes a video of the last
+    // buffer + 1 frames (one full encode per frame). We refuse rather than re-encode a sliding window.
+    throw new UsageError(
+      `--overlap-size ${f.overlapSize} equal to --buffer-size is refused: MSight then publishes a video of the ` +
+        `last ${f.bufferSize + 1} frames for every new frame (a sliding window); use --overlap-size ${
+          f.bufferSize - 1
+        } at most`,
     );
   }
 }

@@ -71,6 +71,14 @@ export const COMMON_FLAGS = {
       "on an unexpected internal error: stop the node (exit 1) or log it and continue; a bad message never stops it",
   },
   gap: { long: "gap", type: "int", default: 0, min: 0, help: "process every (gap+1)-th message" },
+  groupId: {
+    long: "group-id",
+    type: "string",
+    help:
+      "consumer group (MSight: the NATS queue group / Kafka consumer group): our sinks read the durable stream in this " +
+      "group (default: --name), so sinks sharing it share the work; sources and the aggregator accept it and, like " +
+      "MSight's on Redis, do not use it",
+  },
   metricsPort: {
     long: "metrics-port",
     type: "int",
@@ -117,6 +125,12 @@ export const COMMON_FLAGS = {
   },
 } as const;
 
+/**
+ * `-g/--gap`, as MSight's common parser has it, for every node but the RTSP one (where `-g` is the GPU index, as
+ * our tutorials say; `--gap` is the gap there).
+ */
+export const GAP_WITH_SHORT = { gap: { ...COMMON_FLAGS.gap, short: "g" } } as const;
+
 /** `-pt/--publish-topic`, for nodes that publish. */
 export const PUBLISH_TOPIC = {
   publishTopic: {
@@ -136,6 +150,20 @@ export const SUBSCRIBE_TOPIC = {
     type: "string",
     required: true,
     help: "topic to subscribe to",
+  },
+} as const;
+
+/**
+ * `-sn/--sensor-name` as MSight's processing nodes take it: optional, and unused (MSight's aggregator groups frames
+ * by each message's own sensor name and never reads it); accepted so MSight's commands run unchanged.
+ */
+export const PROCESSING_SENSOR_NAME = {
+  sensorName: {
+    long: "sensor-name",
+    short: "sn",
+    type: "string",
+    help:
+      "accepted as MSight's processing nodes do, and unused: frames are grouped by each message's sensor_name",
   },
 } as const;
 

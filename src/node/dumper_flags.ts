@@ -4,12 +4,13 @@
  * @module
  */
 
-import { SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
+import { GAP_WITH_SHORT, SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
 import { TRANSPORT_FLAG } from "../sinks/transport_flag.ts";
 
 /** The dumper's own flags. */
 export const DUMPER_FLAGS = {
   ...SUBSCRIBE_TOPIC,
+  ...GAP_WITH_SHORT,
   saveDir: {
     long: "save-dir",
     short: "sd",

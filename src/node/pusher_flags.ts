@@ -4,7 +4,7 @@
  * @module
  */
 
-import { SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
+import { GAP_WITH_SHORT, SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
 import { TRANSPORT_FLAG } from "../sinks/transport_flag.ts";
 import { normalizePrefix } from "../sinks/naming.ts";
 import { errorMessage, UsageError } from "../runtime/errors.ts";
@@ -12,6 +12,7 @@ import { errorMessage, UsageError } from "../runtime/errors.ts";
 /** The pusher's own flags. */
 export const PUSHER_FLAGS = {
   ...SUBSCRIBE_TOPIC,
+  ...GAP_WITH_SHORT,
   bucketName: { long: "bucket-name", type: "string", required: true, help: "S3 bucket" },
   prefix: { long: "prefix", type: "string", default: "", help: "key prefix (MSight's layout below it)" },
   awsRegion: {

@@ -223,6 +223,7 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
       type: def.type,
       publishTopic,
       subscribeTopic,
+      heartbeatIntervalS: f.heartbeatUpdateInterval,
     }, log);
     await registration.register();
     registration.startHeartbeat(f.heartbeatUpdateInterval);

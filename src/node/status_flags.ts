@@ -12,7 +12,9 @@ export const STATUS_FLAGS = {
     default: 15,
     min: 0,
     metavar: "SECONDS",
-    help: "mark a node STALE when its heartbeat is older than this",
+    help:
+      "mark one of our nodes STALE when its heartbeat is older than this (or 1.5 periods), an MSight source past " +
+      "this or 60 s; MSight's aggregators and sinks beat per message and are shown as MSight shows them",
   },
   redisUrl: {
     long: "redis-url",

@@ -21,8 +21,8 @@ import type { VideoData } from "../bus/message.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Counter, Metrics } from "../runtime/metrics.ts";
 import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
-import { readFrameId, segmentMetadataJson, sha256Hex } from "./metadata.ts";
-import { segmentStem, STEM_PATTERN, type TimeZoneMode } from "./naming.ts";
+import { mediaFacts, readFrameId, segmentMetadataJson, sha256Hex } from "./metadata.ts";
+import { firstFrameTime, segmentStem, STEM_PATTERN, type TimeZoneMode } from "./naming.ts";
 
 /** Configuration of a {@linkcode LocalStore}. */
 export interface LocalStoreOptions {
@@ -196,7 +196,7 @@ export class LocalStore {
    */
   async write(seg: VideoData): Promise<WriteResult> {
     const sha256 = sha256Hex(seg.video);
-    const base = segmentStem(seg.sensorName, seg.captureTimestamp, this.#opts.timezone ?? "utc");
+    const base = segmentStem(seg.sensorName, firstFrameTime(seg).epochS, this.#opts.timezone ?? "utc");
     let stem = base;
     let existing = await this.#existing(stem);
     if (existing.frameId !== null && existing.frameId !== seg.frameId) {
@@ -214,7 +214,11 @@ export class LocalStore {
       this.#log.debug(`segment ${stem} already saved; not rewritten`);
       return { status: "unchanged", stem, videoPath, metadataPath, deleted: [] };
     }
-    const json = segmentMetadataJson(seg, { byteSize: seg.video.byteLength, sha256 });
+    const json = segmentMetadataJson(seg, {
+      byteSize: seg.video.byteLength,
+      sha256,
+      media: await mediaFacts(seg, this.#log),
+    });
     // The .mp4 must be durable before the .json that declares it complete.
     await writeFileAtomic(videoPath, seg.video);
     await writeFileAtomic(metadataPath, json);

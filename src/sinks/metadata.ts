@@ -1,6 +1,7 @@
 /**
  * The `.json` written beside each segment's `.mp4`: MSight's VideoData keys in MSight's order (with `video` null),
- * then ours (codec, size, rate, frame count, duration, start/end, byte size and SHA-256 of the `.mp4`).
+ * then ours (codec, size, rate, frame count, duration, start/end and where the start came from, byte size and SHA-256
+ * of the `.mp4`). The media fields are read from the `.mp4` itself (mp4_probe.ts), for MSight's segments as for ours.
  *
  * Frame ids are 64-bit Snowflakes above 2^53. They are written as JSON **numbers with every digit** (as Python's
  * `json.dump` writes MSight's ints), not as strings, so MSight's readers get the same types. `JSON.stringify`
@@ -20,12 +21,40 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { isoMicros } from "../bus/describe.ts";
 import type { VideoData } from "../bus/message.ts";
+import { type Mp4Facts, probeMp4 } from "../mux/mp4_probe.ts";
+import type { Logger } from "../runtime/log.ts";
+import { errorMessage } from "../runtime/errors.ts";
+import { firstFrameTime } from "./naming.ts";
 
 /** Facts about the `.mp4` as written, which the `.json` records. */
 export interface VideoFacts {
   byteSize: number;
   /** Lower-case hex SHA-256 of the `.mp4` bytes. */
   sha256: string;
+  /** What the MP4 itself says ({@linkcode mediaFacts}); null when it could not be read (the fields are then null). */
+  media?: Mp4Facts | null;
+}
+
+/**
+ * Reads a segment's MP4 for the `.json`'s media fields; a file Mediabunny cannot read is logged and gives null
+ * (the segment is still stored: the bytes are what the aggregator sent).
+ *
+ * @example
+ * ```ts
+ * import { mediaFacts } from "./metadata.ts";
+ * declare const seg: import("../bus/message.ts").VideoData;
+ * const media = await mediaFacts(seg); // { codec: "h264", width: 1280, ... } or null
+ * ```
+ */
+export async function mediaFacts(seg: VideoData, log?: Logger): Promise<Mp4Facts | null> {
+  try {
+    return await probeMp4(seg.video);
+  } catch (err) {
+    log?.warn(
+      `the MP4 of segment ${seg.frameId} could not be read (${errorMessage(err)}); its media fields are null`,
+    );
+    return null;
+  }
 }
 
 /**
@@ -96,22 +125,24 @@ function write(v: unknown, indent: number, pad: string, seen: Set<object>): stri
 }
 
 /**
- * The ordered fields of a segment's `.json`. `video` is always null (the bytes are in the `.mp4`). Our fields come
- * from the aggregator's `info` when present; without it (a segment from MSight's own aggregator) frame count,
- * start and end are derived from the frame lists and the rest is null.
+ * The ordered fields of a segment's `.json`. `video` is always null (the bytes are in the `.mp4`). `codec`, `width`,
+ * `height`, `fps` and `duration` are what the MP4 says (`facts.media`); `start` is the first frame's time by
+ * {@linkcode firstFrameTime}, with `start_source` naming where it came from; `end` is the last capture time.
+ * `flush_reason`, `encoder` and `overlap_frames` come only from our aggregator's `info`.
  *
  * @example
  * ```ts
  * import { segmentMetadata, toJsonText } from "./metadata.ts";
  * declare const seg: import("../bus/message.ts").VideoData;
- * toJsonText(segmentMetadata(seg, { byteSize: 10, sha256: "ab" }), 2);
+ * toJsonText(segmentMetadata(seg, { byteSize: 10, sha256: "ab", media: null }), 2);
  * ```
  */
 export function segmentMetadata(seg: VideoData, facts: VideoFacts): Record<string, unknown> {
   const info = seg.info;
+  const media = facts.media ?? null;
   const ts = seg.captureTimestamps;
-  const firstTs = ts.length > 0 ? ts[0] : seg.captureTimestamp;
-  const lastTs = ts.length > 0 ? ts[ts.length - 1] : seg.captureTimestamp;
+  const start = firstFrameTime(seg);
+  const lastTs = ts.length > 0 ? ts[ts.length - 1] : start.epochS;
   const out: Record<string, unknown> = {
     data_type: seg.dataType,
     sensor_name: seg.sensorName,
@@ -123,14 +154,15 @@ export function segmentMetadata(seg: VideoData, facts: VideoFacts): Record<strin
     detection_results: seg.detectionResults ?? null,
     frame_ids: seg.frameIds,
     capture_timestamps: seg.captureTimestamps,
-    codec: info?.codec ?? null,
-    width: info?.width ?? null,
-    height: info?.height ?? null,
-    fps: info?.fps ?? null,
-    frame_count: info?.frameCount ?? seg.frameIds.length,
-    duration: info?.durationS ?? null,
-    start: info?.start ?? (Number.isFinite(firstTs) ? isoMicros(firstTs) : null),
-    end: info?.end ?? (Number.isFinite(lastTs) ? isoMicros(lastTs) : null),
+    codec: media?.codec ?? null,
+    width: media?.width ?? null,
+    height: media?.height ?? null,
+    fps: media?.fps ?? null,
+    frame_count: media?.frames ?? info?.frameCount ?? seg.frameIds.length,
+    duration: media?.duration ?? null,
+    start: Number.isFinite(start.epochS) ? isoMicros(start.epochS) : null,
+    start_source: start.source,
+    end: Number.isFinite(lastTs) ? isoMicros(lastTs) : null,
     byte_size: facts.byteSize,
     sha256: facts.sha256,
   };

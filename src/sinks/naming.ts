@@ -1,7 +1,8 @@
 /**
  * Names of a segment's files and S3 objects, shared by the local dumper and the S3 pusher so both sinks agree.
  *
- * The stem is MSight's `<sensor>_<YYYYMMDD>_<HHMMSS>_<ffffff>` taken from the first frame's capture time. Sensor and
+ * The stem is MSight's `<sensor>_<YYYYMMDD>_<HHMMSS>_<ffffff>` taken from the first frame's capture time (the best one
+ * the message carries: {@linkcode firstFrameTime}; MSight stamps a VideoData itself when it packs it). Sensor and
  * device names come off the bus, so they are untrusted: {@linkcode safeName} turns any string into one path
  * component that cannot climb out of a directory and stays distinct from every other name's result.
  *
@@ -16,6 +17,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { Snowflake } from "../bus/snowflake.ts";
 
 /** Which clock the file stem is written in: UTC (the default) or the host's local time zone. */
 export type TimeZoneMode = "utc" | "local";
@@ -122,6 +124,41 @@ export interface NamedSegment {
   sensorName: string;
   deviceName: string;
   captureTimestamp: number;
+  captureTimestamps?: number[];
+  frameIds?: bigint[];
+}
+
+/** Where a segment's first-frame time came from (the `.json`'s `start_source`). */
+export type StartSource = "capture_timestamps" | "frame_id" | "capture_timestamp";
+
+/** Snowflake times outside 2000-2200 are not times: ids from some other scheme. */
+const PLAUSIBLE_MS = [946_684_800_000, 7_258_118_400_000];
+
+/**
+ * The best first-frame time a segment carries, in this order: `capture_timestamps[0]` (ours and MSight's
+ * aggregators copy each frame's capture time there); else the millisecond time in the first frame id (MSight's and
+ * our ids are Snowflakes with a Unix-epoch millisecond time, `id >> 22`); else the message's own
+ * `capture_timestamp`, which MSight's aggregator sets when it packs the video, seconds to minutes after the first
+ * frame.
+ *
+ * @example
+ * ```ts
+ * import { firstFrameTime } from "./naming.ts";
+ * firstFrameTime({ sensorName: "c", deviceName: "d", captureTimestamp: 1800, frameIds: [7421057263124512769n] });
+ * // { epochS: 1769308617.234, source: "frame_id" }
+ * ```
+ */
+export function firstFrameTime(seg: NamedSegment): { epochS: number; source: StartSource } {
+  const t0 = seg.captureTimestamps?.[0];
+  if (typeof t0 === "number" && Number.isFinite(t0) && t0 > 0) {
+    return { epochS: t0, source: "capture_timestamps" };
+  }
+  const id0 = seg.frameIds?.[0];
+  if (id0 !== undefined) {
+    const ms = Snowflake.timestampMs(id0);
+    if (ms >= PLAUSIBLE_MS[0] && ms <= PLAUSIBLE_MS[1]) return { epochS: ms / 1000, source: "frame_id" };
+  }
+  return { epochS: seg.captureTimestamp, source: "capture_timestamp" };
 }
 
 /** The S3 keys of a segment's two objects. */
@@ -155,7 +192,8 @@ export function normalizePrefix(prefix: string): string {
 }
 
 /**
- * S3 keys `<prefix>/<device>/<sensor>/<YYYY-MM-DD>/<HH>/<stem>.mp4|.json` (UTC date and hour of the first frame);
+ * S3 keys `<prefix>/<device>/<sensor>/<YYYY-MM-DD>/<HH>/<stem>.mp4|.json` (UTC date and hour of the first frame,
+ * {@linkcode firstFrameTime});
  * an empty prefix gives keys without a leading slash. The stem is always in UTC here, whatever the dumper uses.
  *
  * @example
@@ -166,8 +204,9 @@ export function normalizePrefix(prefix: string): string {
  * ```
  */
 export function s3Keys(seg: NamedSegment, prefix: string): SegmentKeys {
-  const t = timeParts(seg.captureTimestamp, "utc");
-  const stem = segmentStem(seg.sensorName, seg.captureTimestamp, "utc");
+  const start = firstFrameTime(seg).epochS;
+  const t = timeParts(start, "utc");
+  const stem = segmentStem(seg.sensorName, start, "utc");
   const dir = [
     normalizePrefix(prefix),
     safeName(seg.deviceName),

@@ -29,7 +29,7 @@ import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type Counter, type Histogram, Metrics } from "../runtime/metrics.ts";
 import { cleanupTempFiles, ensureWritableDir, syncDir, writeFileAtomic } from "./atomic_file.ts";
-import { segmentMetadataJson, sha256Hex } from "./metadata.ts";
+import { mediaFacts, segmentMetadataJson, sha256Hex } from "./metadata.ts";
 import { s3Keys } from "./naming.ts";
 import { classifyS3Error, type UploadJob } from "./s3_uploader.ts";
 
@@ -286,7 +286,11 @@ export class Outbox {
       seq: this.#nextSeq++,
       videoKey: keys.video,
       metadataKey: keys.metadata,
-      metadataJson: segmentMetadataJson(seg, { byteSize: seg.video.byteLength, sha256 }),
+      metadataJson: segmentMetadataJson(seg, {
+        byteSize: seg.video.byteLength,
+        sha256,
+        media: await mediaFacts(seg, this.#log),
+      }),
       sha256,
       byteSize: seg.video.byteLength,
       frameId: String(seg.frameId),

@@ -30,17 +30,20 @@ export interface SinkContext {
   log: SegmentReaderOptions["log"];
   metrics: SegmentReaderOptions["metrics"];
   signal: AbortSignal;
-  flags: { subscribeTopic: string; name: string; transport: string; gap: number };
+  flags: { subscribeTopic: string; name: string; groupId?: string; transport: string; gap: number };
 }
 
-/** The segment-reader options of a sink: its topic, its `--name` as consumer group, `--transport` and `--gap`. */
+/**
+ * The segment-reader options of a sink: its topic, its `--group-id` (default: its `--name`) as the stream's consumer
+ * group, `--transport` and `--gap`.
+ */
 export function sinkReaderOptions(ctx: SinkContext): SegmentReaderOptions {
   return {
     bus: ctx.bus,
     log: ctx.log,
     metrics: ctx.metrics,
     topic: ctx.flags.subscribeTopic,
-    group: ctx.flags.name,
+    group: ctx.flags.groupId ?? ctx.flags.name,
     transport: ctx.flags.transport as Transport,
     signal: ctx.signal,
     gap: ctx.flags.gap,

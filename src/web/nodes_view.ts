@@ -16,7 +16,7 @@
  */
 
 import type { RedisBus } from "../bus/redis.ts";
-import { type NodeEntry, readNodes } from "../bus/registry.ts";
+import { judgeNode, type NodeEntry, readNodes } from "../bus/registry.ts";
 import { errorMessage } from "../runtime/errors.ts";
 
 /** Figures from a node's `/metrics`. */
@@ -126,7 +126,8 @@ export class NodesView {
 
   #row(e: NodeEntry, now: number): NodeRow {
     const age = now - (typeof e.last_heartbeat === "number" ? e.last_heartbeat : 0);
-    const stale = age > this.staleAfterS;
+    // By the rules of the kind of node that wrote the entry (MSight's sinks beat per message, not per second).
+    const stale = judgeNode({ ...e, last_heartbeat: now - age }, now, this.staleAfterS).status === "STALE";
     return {
       name: String(e.name),
       type: String(e.type),

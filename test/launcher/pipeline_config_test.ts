@@ -216,7 +216,11 @@ Deno.test("required flags, cross-flag checks, names and Redis are checked before
   );
   assert.match(
     errorOf(TUTORIAL.replace("overlap-size: 0", "overlap-size: 100")),
-    /^pipeline\.yaml: nodes\[1\]\.flags\.overlap-size: --overlap-size 100 is invalid: expected fewer than --buffer-size 100/,
+    /^pipeline\.yaml: nodes\[1\]\.flags\.overlap-size: --overlap-size 100 equal to --buffer-size is refused: MSight then/,
+  );
+  assert.match(
+    errorOf(TUTORIAL.replace("overlap-size: 0", "overlap-size: 101")),
+    /^pipeline\.yaml: nodes\[1\]\.flags\.overlap-size: --overlap-size 101 is invalid: expected fewer than --buffer-size 100/,
   );
   assert.match(
     errorOf(TUTORIAL.replace("name: video_dumper", "name: rtsp_node")),

@@ -66,7 +66,11 @@ Deno.test("runtime: a real node registers as MSight does, serves /metrics and /r
       "type",
       "last_heartbeat",
       "status",
+      "impl",
+      "heartbeat_interval_s",
     ]);
+    assert.equal(entry.impl, "msight-edge");
+    assert.equal(entry.heartbeat_interval_s, 0.5);
     assert.equal(entry.device, "test-device");
     assert.equal(entry.subscribe_topic, "rtsp_topic");
     assert.equal(entry.status, "RUNNING");
@@ -129,16 +133,42 @@ Deno.test("runtime: a real node registers as MSight does, serves /metrics and /r
   }
 });
 
-Deno.test("runtime: status lists our nodes and MSight's, with heartbeat age, and topics", async () => {
+Deno.test("runtime: status lists our nodes and MSight's, each judged by the rules of its kind, and topics", async () => {
   const redis = await startRedis();
   const r = new Redis({ host: "127.0.0.1", port: redis.port });
+  const now = Date.now() / 1000;
+  // Exactly as MSight's Python writes them (json.dumps spacing).
+  const msight = (name: string, type: string, pub: string | null, sub: string | null, age: number) =>
+    `{"name": "${name}", "device": "jetson", "publish_topic": ${
+      pub ? `"${pub}"` : "null"
+    }, "subscribe_topic": ${sub ? `"${sub}"` : "null"}, "type": "${type}", "last_heartbeat": ${
+      now - age
+    }, "status": "RUNNING"}`;
   try {
-    // Exactly as MSight's Python writes them (json.dumps spacing).
+    // An MSight source beats every 10 frames; its own tolerance is 60 s.
+    await r.hset(NODES_KEY, "py_node", msight("py_node", "RTSPSourceNode", "rtsp_topic", null, 42));
+    await r.hset(NODES_KEY, "py_dead", msight("py_dead", "RTSPSourceNode", "rtsp_topic", null, 75));
+    // An MSight sink beats every 10 messages: ~50 s at buffer 50. MSight's status says RUNNING, and so do we.
     await r.hset(
       NODES_KEY,
-      "py_node",
-      '{"name": "py_node", "device": "jetson", "publish_topic": "rtsp_topic", "subscribe_topic": null, "type": "RTSPSourceNode", "last_heartbeat": ' +
-        (Date.now() / 1000 - 42) + ', "status": "RUNNING"}',
+      "py_dumper",
+      msight("py_dumper", "VideoLocalDumperSinkNode", null, "aggregated_video", 50),
+    );
+    // Ours beat every --heartbeat-update-interval seconds: 50 s of silence is a dead node.
+    await r.hset(
+      NODES_KEY,
+      "our_dumper",
+      JSON.stringify({
+        name: "our_dumper",
+        device: "edge",
+        publish_topic: null,
+        subscribe_topic: "aggregated_video",
+        type: "VideoLocalDumperSinkNode",
+        last_heartbeat: now - 50,
+        status: "RUNNING",
+        impl: "msight-edge",
+        heartbeat_interval_s: 10,
+      }),
     );
     await r.hset(
       TOPICS_KEY,
@@ -148,13 +178,22 @@ Deno.test("runtime: status lists our nodes and MSight's, with heartbeat age, and
     const st = startProcess(DENO, ["run", "-A", "nodes/status.ts"], redis.env);
     assert.equal(await st.exit, 0, st.stderr.join("\n"));
     const out = st.stdout.join("\n");
-    assert.match(out, /py_node\s+RTSPSourceNode\s+jetson\s+STALE\s+4[234]\.\d s ago\s+rtsp_topic\s+-/);
+    assert.match(out, /py_node\s+RTSPSourceNode\s+jetson\s+RUNNING\s+4[234]\.\d s ago\s+rtsp_topic\s+-/);
+    assert.match(out, /py_dead\s+RTSPSourceNode\s+jetson\s+STALE\s+7[456]\.\d s ago/);
+    assert.match(out, /py_dumper\s+VideoLocalDumperSinkNode\s+jetson\s+RUNNING\s+(49|50|51)\.\d s ago/);
+    assert.match(out, /our_dumper\s+VideoLocalDumperSinkNode\s+edge\s+STALE\s+/);
     assert.match(out, /rtsp_topic\s+msight_core.data.image.ImageData/);
     const js = startProcess(DENO, ["run", "-A", "nodes/status.ts", "--json"], redis.env);
     assert.equal(await js.exit, 0);
     const parsed = JSON.parse(js.stdout.join("\n"));
-    assert.equal(parsed.nodes[0].name, "py_node");
-    assert.ok(parsed.nodes[0].heartbeat_age_s > 40);
+    const byName = new Map<string, { judged: string; heartbeat_age_s: number }>(
+      parsed.nodes.map((n: { name: string; judged: string; heartbeat_age_s: number }) => [n.name, n]),
+    );
+    assert.ok(byName.get("py_node")!.heartbeat_age_s > 40);
+    assert.deepEqual(
+      ["py_node", "py_dead", "py_dumper", "our_dumper"].map((n) => byName.get(n)!.judged),
+      ["RUNNING", "STALE", "RUNNING", "STALE"],
+    );
   } finally {
     r.disconnect();
     await redis.stop();

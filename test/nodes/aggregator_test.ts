@@ -12,6 +12,7 @@ import { probeMp4 } from "../helpers/ffprobe.ts";
 import { decodeMessage, encodeMessage } from "../../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE, type ImageData, type VideoData } from "../../src/bus/message.ts";
 import { Snowflake } from "../../src/bus/snowflake.ts";
+import { mediaSlot } from "../../src/aggregate/segment_builder.ts";
 import { permissionFlags } from "../../src/launcher/permissions.ts";
 
 const FIX = new URL("../fixtures/mcity-gs-ne/", import.meta.url).pathname;
@@ -134,11 +135,15 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
       );
       assert.equal(p.frames, s.frameIds.length);
       assert.equal(s.info!.frameCount, s.frameIds.length);
-      // Plays at real speed: the file lasts the real time span (+ one frame), and each sample sits at its capture time.
+      // Plays at real speed: each sample sits at its capture time on the 1/fps grid (never two in one slot), so the
+      // file lasts the real time span (+ one frame) to within a slot.
       const span = s.captureTimestamps.at(-1)! - s.captureTimestamps[0];
-      assert.ok(Math.abs(p.duration - (span + 0.1)) < 0.02, `duration ${p.duration} vs span ${span}`);
-      const rel = s.captureTimestamps.map((t) => t - s.captureTimestamps[0]);
-      p.pts.forEach((x, k) => assert.ok(Math.abs(x - rel[k]) < 0.002, `sample ${k}: ${x} vs ${rel[k]}`));
+      assert.ok(Math.abs(p.duration - (span + 0.1)) < 0.11, `duration ${p.duration} vs span ${span}`);
+      let slot = -1;
+      const slots = s.captureTimestamps.map((t) => (slot = mediaSlot(t - s.captureTimestamps[0], 10, slot)));
+      p.pts.forEach((x, k) =>
+        assert.ok(Math.abs(x - slots[k] / 10) < 0.002, `sample ${k}: ${x} vs ${slots[k]}`)
+      );
       assert.equal(s.captureTimestamp, s.captureTimestamps[0]);
       assert.equal(s.sensorName, "gs-ne");
       assert.equal(s.info!.encoder, "ffmpeg:libx264");
@@ -177,7 +182,8 @@ Deno.test("aggregator: two interleaved sensors stay apart; a 25 fps camera is th
       "fast25 segments",
     );
     const fast = r.segments.filter((s) => s.sensorName === "fast25");
-    for (const s of fast) {
+    // The full ones (the last frames, decided at the idle flush, may make a short third).
+    for (const s of fast.filter((s) => s.info!.flushReason === "full")) {
       const gaps = s.captureTimestamps.slice(1).map((t, k) => t - s.captureTimestamps[k]);
       const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
       assert.ok(Math.abs(mean - 0.1) < 0.01, `thinned to 10 fps: mean interval ${mean}`);
@@ -307,7 +313,7 @@ Deno.test("aggregator: without --allow-run it encodes with ffmpeg.wasm, and the 
       8,
     ]);
     const span = s.captureTimestamps.at(-1)! - s.captureTimestamps[0];
-    assert.ok(Math.abs(p.duration - (span + 0.1)) < 0.02);
+    assert.ok(Math.abs(p.duration - (span + 0.1)) < 0.11);
   } finally {
     await r.close();
   }

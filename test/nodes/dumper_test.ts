@@ -34,7 +34,7 @@ Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor
   );
   try {
     await node.waitForLine(/reading aggregated_video over plain pub\/sub/);
-    const seg = await makeSegment("test_camera", 1769272125.649586);
+    const seg = await makeSegment("test_camera", 1769272135.649586);
     await r.publish("aggregated_video", Buffer.from(encodeMessage(seg)));
     await r.publish("aggregated_video", Buffer.from([0xde, 0xad])); // malformed: counted, not fatal
     await r.publish(
@@ -42,14 +42,15 @@ Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor
       Buffer.from(await Deno.readFile("test/fixtures/msight-wire/video.msgpack")),
     );
     await waitFor(async () => (await listDir(saveDir)).length === 4, 10_000, "two segments on disk");
+    // MSight's segment is named from its first frame (16:28:45.649586), not its capture_timestamp (16:28:46.512345).
     assert.deepEqual(await listDir(saveDir), [
       "test_camera_20260124_162845_649586.json",
       "test_camera_20260124_162845_649586.mp4",
-      "test_camera_20260124_162846_512345.json",
-      "test_camera_20260124_162846_512345.mp4",
+      "test_camera_20260124_162855_649586.json",
+      "test_camera_20260124_162855_649586.mp4",
     ]);
-    assert.deepEqual(await Deno.readFile(`${saveDir}/test_camera_20260124_162845_649586.mp4`), seg.video);
-    const jsonText = await Deno.readTextFile(`${saveDir}/test_camera_20260124_162846_512345.json`);
+    assert.deepEqual(await Deno.readFile(`${saveDir}/test_camera_20260124_162855_649586.mp4`), seg.video);
+    const jsonText = await Deno.readTextFile(`${saveDir}/test_camera_20260124_162845_649586.json`);
     // Every digit of the 64-bit ids, as MSight's own fixture has them.
     assert.match(jsonText, /"frame_id": ?7421057266765168641/);
     assert.match(jsonText, /7421057263124512769,/);
@@ -58,6 +59,15 @@ Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor
     assert.equal(meta.video, null);
     assert.equal(meta.sensor_name, "test_camera");
     assert.match(meta.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(meta.start_source, "capture_timestamps");
+    // Read from the MP4 itself, although MSight's message carries none of these.
+    assert.deepEqual([meta.codec, meta.width, meta.height, meta.fps, meta.duration], [
+      "h264",
+      320,
+      240,
+      10,
+      0.5,
+    ]);
     assert.ok(node.stderr.some((l) => /dropped a malformed message on aggregated_video/.test(l)));
     node.kill("SIGTERM");
     assert.equal(await node.exit, 0);

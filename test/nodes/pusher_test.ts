@@ -218,8 +218,9 @@ Deno.test({
 
           const base =
             "msight_tutorial/test-device/test_camera/2026-01-24/16/test_camera_20260124_162845_649586";
+          // MSight's fixture is named from its first frame (16:28:45.649586), not its capture_timestamp (46.512345).
           const mswBase =
-            "msight_tutorial/testing/test_camera/2026-01-24/16/test_camera_20260124_162846_512345";
+            "msight_tutorial/testing/test_camera/2026-01-24/16/test_camera_20260124_162845_649586";
           const nextBase =
             "msight_tutorial/test-device/test_camera/2026-01-24/17/test_camera_20260124_172845_000001";
           assert.deepEqual(
@@ -251,6 +252,15 @@ Deno.test({
           // The .json: MSight's keys, every digit of the 64-bit ids.
           const mswText = await getText(`${mswBase}.json`);
           assert.match(mswText, /"frame_id": 7421057266765168641,/);
+          const mswMeta = JSON.parse(mswText);
+          assert.equal(mswMeta.start_source, "capture_timestamps");
+          assert.deepEqual([mswMeta.codec, mswMeta.width, mswMeta.height, mswMeta.fps, mswMeta.duration], [
+            "h264",
+            320,
+            240,
+            10,
+            0.5,
+          ]);
           for (const id of expected.fields.frame_ids as string[]) assert.ok(mswText.includes(id), id);
           const ourText = await getText(`${base}.json`);
           assert.match(ourText, new RegExp(`"frame_id": ${seg.frameId},`));

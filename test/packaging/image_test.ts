@@ -25,12 +25,25 @@ Deno.test({
   name: "image: every package of the images' install profiles has an apt install candidate (Debian bookworm)",
   ignore: !hasApt,
   async fn() {
-    const r = await run("scripts/image-install.sh", ["--check", "runtime", "redis", "bus", "camera", "s3"]);
+    const r = await run("scripts/image-install.sh", [
+      "--check",
+      "runtime",
+      "redis",
+      "camera",
+      "s3",
+      "msight",
+      "bus",
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^image-install: ok: 18 packages of runtime redis bus camera s3 have install candidates/,
+      /^image-install: ok: 28 packages of runtime redis camera s3 msight bus have install candidates/,
     );
+    // The test profile's Python packages, by the names the interop suite needs.
+    const msight = await run("scripts/image-install.sh", ["--list", "msight"]);
+    for (const p of ["python3-av", "python3-opencv", "python3-numpy", "python3-msgpack", "python3-redis"]) {
+      assert.ok(msight.stdout.split("\n").includes(p), p);
+    }
   },
 });
 
@@ -44,7 +57,7 @@ Deno.test("image: image-install.sh lists profiles, refuses an unknown one in one
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr,
-    "image-install: error: unknown profile nope: expected runtime, redis, bus, camera, s3 or browser",
+    "image-install: error: unknown profile nope: expected runtime, redis, camera, s3, browser, msight or bus",
   );
   const setup = await read("scripts/setup.sh");
   assert.match(setup, /^\s+scripts\/image-install\.sh "\$\{need\[@\]\}"/m);

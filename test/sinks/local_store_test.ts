@@ -6,6 +6,7 @@ import { Metrics } from "../../src/runtime/metrics.ts";
 import { cleanupTempFiles, isTempName, writeFileAtomic } from "../../src/sinks/atomic_file.ts";
 import { LocalStore } from "../../src/sinks/local_store.ts";
 import { sha256Hex } from "../../src/sinks/metadata.ts";
+import { smallMp4 } from "../helpers/segments.ts";
 
 const FRAME0 = 7421057263124512769n;
 
@@ -242,6 +243,35 @@ Deno.test("retention by min free bytes deletes oldest when the disk is 'full'", 
     assert.equal((await listDir(dir)).length, 2);
     assert.ok(lines.some((l) => l.includes("reason=min_free")));
     assert.ok(lines.some((l) => l.includes("below min free bytes")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dumper: an MSight segment is named from its first frame, not its pack time, and the .json describes the MP4", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await LocalStore.open({ saveDir: dir, log: quietLog() });
+    const first = 1769272125.649586;
+    // As MSight's aggregator publishes it: no extra keys, capture_timestamp set when packing (83 s later).
+    const seg: VideoData = { ...segment(0), video: await smallMp4(), captureTimestamp: first + 83 };
+    const res = await store.write(seg);
+    assert.equal(res.stem, "cam_20260124_162845_649586");
+    const obj = JSON.parse(await Deno.readTextFile(res.metadataPath));
+    assert.equal(obj.start, "2026-01-24T16:28:45.649586Z");
+    assert.equal(obj.start_source, "capture_timestamps");
+    assert.deepEqual([obj.codec, obj.width, obj.height, obj.fps, obj.duration], ["h264", 320, 240, 10, 0.5]);
+    // Without capture times, the first frame id's Snowflake millisecond names it.
+    const noTimes: VideoData = { ...seg, captureTimestamps: [], frameId: FRAME0 + 5000n };
+    const r2 = await store.write(noTimes);
+    const ms = Number(FRAME0 >> 22n);
+    assert.equal(
+      r2.stem,
+      `cam_${new Date(ms).toISOString().replace(/[-:]/g, "").replace("T", "_").slice(0, 15)}_${
+        String(ms % 1000).padStart(3, "0")
+      }000`,
+    );
+    assert.equal(JSON.parse(await Deno.readTextFile(r2.metadataPath)).start_source, "frame_id");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

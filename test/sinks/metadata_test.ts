@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
 import { VIDEO_DATA_TYPE, type VideoData } from "../../src/bus/message.ts";
 import { isoMicros } from "../../src/bus/describe.ts";
-import { readFrameId, segmentMetadataJson, sha256Hex, toJsonText } from "../../src/sinks/metadata.ts";
+import {
+  mediaFacts,
+  readFrameId,
+  segmentMetadataJson,
+  sha256Hex,
+  toJsonText,
+} from "../../src/sinks/metadata.ts";
 
 const FIXTURES = new URL("../fixtures/msight-wire/", import.meta.url);
 
@@ -69,6 +75,7 @@ Deno.test("metadata has MSight's keys in MSight's order, video null, then ours",
     "frame_count",
     "duration",
     "start",
+    "start_source",
     "end",
     "byte_size",
     "sha256",
@@ -84,16 +91,36 @@ Deno.test("metadata has MSight's keys in MSight's order, video null, then ours",
   assert.ok(text.endsWith("}\n"));
 });
 
-Deno.test("metadata takes our fields from SegmentInfo when present", () => {
-  const seg: VideoData = {
+Deno.test("metadata: the media fields are read from the MP4 itself, for MSight's segments and ours alike", async () => {
+  // MSight's segment: no info, and its capture_timestamp is when MSight packed the video, 83 s after the first frame.
+  const msight: VideoData = {
+    ...fixtureSegment(),
+    captureTimestamp: fixtureSegment().captureTimestamps[0] + 83,
+  };
+  const media = await mediaFacts(msight);
+  assert.deepEqual(media, { codec: "h264", width: 320, height: 240, fps: 10, duration: 0.5, frames: 5 });
+  const obj = JSON.parse(segmentMetadataJson(msight, { byteSize: 1, sha256: "ab", media }));
+  assert.deepEqual([obj.codec, obj.width, obj.height, obj.fps, obj.duration, obj.frame_count], [
+    "h264",
+    320,
+    240,
+    10,
+    0.5,
+    5,
+  ]);
+  assert.equal(obj.start, "2026-01-24T16:28:45.649586Z");
+  assert.equal(obj.start_source, "capture_timestamps");
+  assert.equal(obj.flush_reason, undefined);
+  // Ours: info that disagrees with the file loses; flush reason and encoder still come from info.
+  const ours: VideoData = {
     ...fixtureSegment(),
     info: {
-      codec: "h264",
+      codec: "hevc",
       width: 1280,
       height: 546,
-      fps: 10,
+      fps: 25,
       frameCount: 5,
-      durationS: 0.5,
+      durationS: 9,
       start: "2026-01-24T16:28:45.649586Z",
       end: "2026-01-24T16:28:46.049586Z",
       encoder: "ffmpeg:libx264",
@@ -101,13 +128,17 @@ Deno.test("metadata takes our fields from SegmentInfo when present", () => {
       overlapFrames: 0,
     },
   };
-  const obj = JSON.parse(segmentMetadataJson(seg, { byteSize: 1, sha256: "ab" }));
-  assert.equal(obj.codec, "h264");
-  assert.equal(obj.width, 1280);
-  assert.equal(obj.duration, 0.5);
-  assert.equal(obj.flush_reason, "full");
-  assert.equal(obj.encoder, "ffmpeg:libx264");
-  assert.equal(obj.end, "2026-01-24T16:28:46.049586Z");
+  const o = JSON.parse(
+    segmentMetadataJson(ours, { byteSize: 1, sha256: "ab", media: await mediaFacts(ours) }),
+  );
+  assert.deepEqual([o.codec, o.width, o.height, o.fps, o.duration], ["h264", 320, 240, 10, 0.5]);
+  assert.equal(o.flush_reason, "full");
+  assert.equal(o.encoder, "ffmpeg:libx264");
+  // Bytes that are no MP4: null media fields, the segment is still described.
+  const junk: VideoData = { ...fixtureSegment(), video: new Uint8Array([1, 2, 3]) };
+  assert.equal(await mediaFacts(junk), null);
+  const j = JSON.parse(segmentMetadataJson(junk, { byteSize: 3, sha256: "ab", media: null }));
+  assert.deepEqual([j.codec, j.width, j.duration], [null, null, null]);
 });
 
 Deno.test("toJsonText handles bigint anywhere, Maps, bytes, non-finite numbers, and refuses cycles", () => {

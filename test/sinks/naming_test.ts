@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  firstFrameTime,
   MAX_SAFE_NAME_LENGTH,
   normalizePrefix,
   s3Keys,
@@ -117,4 +118,28 @@ Deno.test("S3 keys: prefix/device/sensor/date/hour/stem, UTC", () => {
   assert.equal(s3Keys(seg, "/a/b/").video.slice(0, 12), "a/b/testing/");
   assert.equal(normalizePrefix("//x//y/"), "x/y");
   assert.throws(() => normalizePrefix("a/../b"), RangeError);
+});
+
+Deno.test("naming: the first-frame time comes from capture_timestamps, else the first Snowflake id, else the message", () => {
+  const ids = [7421057263124512769n, 7421057263543943169n];
+  const idMs = Number(ids[0] >> 22n); // MSight's snowflake-id generator: Unix-epoch milliseconds, epoch 0
+  const packed = TS + 83; // MSight stamps the VideoData when it packs it
+  const base = { sensorName: "rtsp_sensor", deviceName: "d", captureTimestamp: packed };
+  assert.deepEqual(firstFrameTime({ ...base, captureTimestamps: [TS, TS + 0.1], frameIds: ids }), {
+    epochS: TS,
+    source: "capture_timestamps",
+  });
+  assert.deepEqual(firstFrameTime({ ...base, captureTimestamps: [], frameIds: ids }), {
+    epochS: idMs / 1000,
+    source: "frame_id",
+  });
+  assert.deepEqual(firstFrameTime({ ...base, frameIds: [12345n] }), {
+    epochS: packed,
+    source: "capture_timestamp",
+  });
+  assert.deepEqual(firstFrameTime(base), { epochS: packed, source: "capture_timestamp" });
+  // The S3 key and the local stem are named by it.
+  const k = s3Keys({ ...base, captureTimestamps: [], frameIds: ids }, "p");
+  assert.equal(k.stem, segmentStem("rtsp_sensor", idMs / 1000));
+  assert.equal(s3Keys({ ...base, captureTimestamps: [TS] }, "p").stem, segmentStem("rtsp_sensor", TS));
 });
