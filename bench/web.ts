@@ -18,6 +18,7 @@ import { type NodeProcess, startNode } from "../test/helpers/process.ts";
 import { launchChromium } from "../test/helpers/chromium.ts";
 import { freePort } from "../test/helpers/net.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
+import { delay } from "../src/runtime/async.ts";
 import { cpuSeconds } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 
@@ -49,7 +50,7 @@ function treeCpu(pid: number): number {
 
 async function cpuOver(pids: () => number[], seconds: number): Promise<number[]> {
   const before = pids().map((p) => treeCpu(p));
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await delay(seconds * 1000);
   return pids().map((p, i) => (treeCpu(p) - before[i]) / seconds * 100);
 }
 
@@ -59,6 +60,7 @@ export async function webBench(): Promise<BenchRow[]> {
   const redis = await startRedis();
   const cams: RtspServer[] = [];
   const nodes: NodeProcess[] = [];
+  let webNode: NodeProcess | undefined; // stopped in finally, like the rest
   const rows: BenchRow[] = [];
   try {
     for (let i = 0; i < CAMERAS; i++) {
@@ -84,7 +86,7 @@ export async function webBench(): Promise<BenchRow[]> {
       ));
     }
     const port = freePort();
-    const web = startNode("nodes/web.ts", ["-n", "console", "--port", `${port}`], redis.env, [
+    const web = webNode = startNode("nodes/web.ts", ["-n", "console", "--port", `${port}`], redis.env, [
       "--no-prompt",
       ...permissionFlags("web"),
     ]);
@@ -97,9 +99,9 @@ export async function webBench(): Promise<BenchRow[]> {
       if (Date.now() > deadline) {
         throw new Error(`only ${cams.length} of ${CAMERAS} cameras reached the console`);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await delay(500);
     }
-    await new Promise((r) => setTimeout(r, 5000));
+    await delay(5000);
     const pipelinePids = () => nodes.map((n) => n.child.pid);
     const sumPipeline = (v: number[]) => v.reduce((a, b) => a + b, 0);
     const idle = await cpuOver(() => [web.child.pid, ...pipelinePids()], windowS);
@@ -119,7 +121,7 @@ export async function webBench(): Promise<BenchRow[]> {
         20_000,
         "4 previews shown",
       );
-      await new Promise((r) => setTimeout(r, 3000));
+      await delay(3000);
       const bpid = browser.pid;
       const b0 = treeCpu(bpid);
       const open = await cpuOver(() => [web.child.pid, ...pipelinePids()], windowS);
@@ -164,9 +166,8 @@ export async function webBench(): Promise<BenchRow[]> {
     } finally {
       await browser.close();
     }
-    web.kill("SIGTERM");
-    await web.exit;
   } finally {
+    await webNode?.stop();
     for (const n of nodes) await n.stop();
     for (const c of cams) await c.stop();
     await redis.stop();

@@ -54,7 +54,10 @@ if (import.meta.main) {
       ctx.log.info(`console on http://${shown}:${web.port}/${token ? " (token required)" : ""}`);
       for (const d of saveDirs) ctx.log.info(`browsing recordings in ${d} (read-only)`);
       if (s3) ctx.log.info(`browsing recordings in s3://${s3.bucket}/${s3.prefix} (read-only)`);
-      await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+      // A stop that came while starting has already fired its event: do not wait for another.
+      if (!ctx.signal.aborted) {
+        await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+      }
       await web.close();
     },
   });

@@ -121,7 +121,10 @@ export class FramePublisher {
     const { published, notPublished, skipped, publishSeconds } = this.#m;
     const capture = this.#capture;
     await capture.start();
-    signal.addEventListener("abort", () => void capture.stop(), { once: true });
+    const stop = () => void capture.stop();
+    // A stop that came during start() has already fired: stop now, or an unreachable camera would be waited for.
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
     let n = 0;
     let lostWhileDown = 0;
     for await (const frame of capture) {
@@ -172,6 +175,7 @@ export class FramePublisher {
         );
       }
     }
+    signal.removeEventListener("abort", stop);
     await capture.stop();
   }
 }

@@ -19,7 +19,7 @@
  */
 
 import { spawnChild } from "../runtime/children.ts";
-import { FatalError } from "../runtime/errors.ts";
+import { FatalError, SegmentError } from "../runtime/errors.ts";
 import { childEnv, spawnRefusal } from "../runtime/spawn_env.ts";
 import { type AccessUnit, AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec, EncoderConfig, EncoderFallback, EncoderInit, EncoderOptions } from "./types.ts";
@@ -321,8 +321,9 @@ export class FfmpegEncoder extends EncoderFrontEnd {
       if (this.#timestamps.length > 0) {
         const missing = this.#timestamps.length;
         this.#timestamps = [];
-        throw new FatalError(
+        throw new SegmentError(
           `ffmpeg returned ${missing} fewer pictures than frames (${exit.stderr || "no message"})`,
+          "encoder_error",
         );
       }
     }
@@ -378,8 +379,9 @@ export class FfmpegEncoder extends EncoderFrontEnd {
       }
       return;
     }
-    throw new FatalError(
+    throw new SegmentError(
       `ffmpeg (${proc.codec}) failed with exit code ${exit.code}: ${stderrReason(exit.stderr)}`,
+      "encoder_error",
     );
   }
 }

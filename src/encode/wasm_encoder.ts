@@ -18,7 +18,7 @@
  */
 
 import type { FFmpeg } from "@ffmpeg/ffmpeg";
-import { FatalError } from "../runtime/errors.ts";
+import { FatalError, SegmentError } from "../runtime/errors.ts";
 import { AccessUnitSplitter } from "../codec/annexb.ts";
 import type { EncoderCodec } from "./types.ts";
 import { cropArgs, presetFor } from "./config.ts";
@@ -207,14 +207,17 @@ export class WasmEncoder extends EncoderFrontEnd {
     // No file clean-up: the encoder makes one segment, and close() ends the worker with its whole heap.
     if (rc !== 0) {
       const why = lines.filter((l) => l !== "Aborted()").pop() ?? "no message";
-      throw new FatalError(`ffmpeg.wasm failed with exit code ${rc}: ${why}`);
+      throw new SegmentError(`ffmpeg.wasm failed with exit code ${rc}: ${why}`, "encoder_error");
     }
     const stream = await ffmpeg.readFile(out);
     if (!(stream instanceof Uint8Array)) throw new Error("ffmpeg.wasm returned text for a binary file");
     const split = new AccessUnitSplitter("avc");
     const units = [...split.push(stream), ...split.end()];
     if (units.length !== files.length) {
-      throw new FatalError(`ffmpeg.wasm returned ${units.length} pictures for ${files.length} frames`);
+      throw new SegmentError(
+        `ffmpeg.wasm returned ${units.length} pictures for ${files.length} frames`,
+        "encoder_error",
+      );
     }
     units.forEach((au, i) => this.output(au, files[i].timestampUs));
   }

@@ -1,6 +1,6 @@
 /**
  * The `web` node's own flags (the common ones are added by `run_node.ts`), shared by the node, the launcher's
- * permissions and the tests. Lists are comma-separated because the flag parser keeps the last of a repeated flag.
+ * permissions and the tests. A list flag may be repeated or comma-separated (the parser joins repeats with commas).
  * @module
  */
 
@@ -69,7 +69,11 @@ export const WEB_FLAGS = {
       "also browse the segments the pusher uploaded to this bucket (AWS SDK credential chain, as the pusher)",
   },
   prefix: { long: "prefix", type: "string", default: "", help: "the pusher's --prefix in --s3-bucket" },
-  awsRegion: { long: "aws-region", type: "string", help: "AWS region of --s3-bucket (default: the SDK's)" },
+  awsRegion: {
+    long: "aws-region",
+    type: "string",
+    help: "AWS region of --s3-bucket (default: the SDK's, else us-east-1, as the pusher)",
+  },
   endpointUrl: {
     long: "endpoint-url",
     type: "string",

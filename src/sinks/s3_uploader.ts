@@ -170,7 +170,7 @@ const MiB = 1024 * 1024;
 const encoder = new TextEncoder();
 
 /** The SDK's own region resolution (env, shared config), or MSight's `us-east-1` where it finds none. */
-async function resolveDefaultRegion(): Promise<string> {
+export async function resolveDefaultRegion(): Promise<string> {
   const probe = new S3Client({});
   try {
     return await probe.config.region();

@@ -19,7 +19,7 @@
 import { Intake } from "../bus/intake.ts";
 import { IMAGE_DATA_TYPE } from "../bus/message.ts";
 import type { RedisBus } from "../bus/redis.ts";
-import { errorMessage, FatalError } from "../runtime/errors.ts";
+import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { NodesView } from "./nodes_view.ts";
@@ -56,6 +56,7 @@ export interface WebConsole {
 
 /** Starts the console; a port in use is a one-line {@linkcode FatalError}. */
 export async function startConsole(o: ConsoleOptions): Promise<WebConsole> {
+  await checkSaveDirs(o.saveDirs, o.log);
   const intakes = new Map<string, Intake>();
   const intakeFor = (topic: string) => {
     let i = intakes.get(topic);
@@ -110,4 +111,23 @@ export async function startConsole(o: ConsoleOptions): Promise<WebConsole> {
       s3?.close();
     },
   };
+}
+
+/** A `--save-dir` that is a file is a usage error; one that does not exist yet is shown empty, with a warning. */
+async function checkSaveDirs(dirs: string[], log: Logger): Promise<void> {
+  for (const d of dirs) {
+    let st: Deno.FileInfo;
+    try {
+      st = await Deno.stat(d);
+    } catch (err) {
+      const why = err instanceof Deno.errors.NotFound
+        ? "does not exist (yet)"
+        : `cannot be read (${errorMessage(err)})`;
+      log.warn(`--save-dir ${d} ${why}: its recordings appear once a dumper writes there`);
+      continue;
+    }
+    if (!st.isDirectory) {
+      throw new UsageError(`--save-dir ${d} is not a directory: give a dumper's --save-dir`);
+    }
+  }
 }

@@ -12,40 +12,28 @@
  * @module
  */
 
-import { parseRange } from "./range.ts";
+import { rangedReply } from "./range.ts";
 
-const TYPES: Record<string, string> = { mp4: "video/mp4", json: "application/json; charset=utf-8" };
 const CHUNK = 64 * 1024;
 
 /** The response for the regular file at `path` (already checked by `safe_path.ts`). */
 export async function serveFile(req: Request, path: string, download: boolean): Promise<Response> {
-  const file = await Deno.open(path, { read: true });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    // Deleted by the dumper's retention since it was listed: gone, not a fault of the console.
+    if (err instanceof Deno.errors.NotFound) {
+      return new Response("no such recording (deleted)\n", { status: 404 });
+    }
+    throw err;
+  }
   let owned = true;
   try {
     const size = (await file.stat()).size;
-    const name = path.slice(path.lastIndexOf("/") + 1);
-    const headers = new Headers({
-      "content-type": TYPES[name.slice(name.lastIndexOf(".") + 1)] ?? "application/octet-stream",
-      "accept-ranges": "bytes",
-      "cache-control": "no-cache",
-    });
-    if (download) {
-      headers.set("content-disposition", `attachment; filename="${name.replace(/[^\w.-]/g, "_")}"`);
-    }
-    const range = parseRange(req.headers.get("range"), size);
-    if (range === "unsatisfiable") {
-      headers.set("content-range", `bytes */${size}`);
-      return new Response(`range ${req.headers.get("range")} is outside the file (${size} bytes)\n`, {
-        status: 416,
-        headers,
-      });
-    }
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    const length = Math.max(0, end - start + 1);
-    headers.set("content-length", String(length));
-    if (range) headers.set("content-range", `bytes ${start}-${end}/${size}`);
-    const status = range ? 206 : 200;
+    const reply = rangedReply(req, path.slice(path.lastIndexOf("/") + 1), size, download);
+    if (reply instanceof Response) return reply;
+    const { status, headers, start, length } = reply;
     if (req.method === "HEAD" || length === 0) return new Response(null, { status, headers });
     await file.seek(start, Deno.SeekMode.Start);
     let left = length;

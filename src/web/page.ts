@@ -76,7 +76,7 @@ const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...kids) => { const e = document.createElement(tag); Object.assign(e, props); e.append(...kids); return e; };
 const fmtTime = (s) => new Date(s * 1000).toISOString().replace("T", " ").replace(/\\.\\d+Z$/, "Z");
 const num = (v, d = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
-const getJson = async (path) => { const r = await fetch(path, { cache: "no-store" }); if (!r.ok) throw new Error(path + ": HTTP " + r.status); return r.json(); };
+const getJson = async (path) => { const r = await fetch(path, { cache: "no-store" }); if (!r.ok) throw new Error(path + ": HTTP " + r.status + ": " + (await r.text()).trim()); return r.json(); };
 let config = { previewFps: 2 };
 let view = "nodes";
 
@@ -92,7 +92,13 @@ function show() {
 }
 
 async function refreshNodes() {
-  const rows = await getJson("/api/nodes");
+  let rows;
+  try {
+    rows = await getJson("/api/nodes");
+  } catch (err) {
+    $("nodes-note").textContent = err.message; // Redis away (503): say so where the rows would be
+    throw err;
+  }
   const body = $("nodes");
   body.replaceChildren(...rows.map((n) => {
     const f = n.figures;
@@ -155,7 +161,12 @@ async function refreshRecordings() {
   const list = $("rec-list");
   const items = [];
   let group = "";
-  for (const s of recordings) {
+  // Newest hour first, and within it one group per sensor (and per source): the list from the API is by time only,
+  // so several cameras' segments interleave there.
+  const hour = (s) => Math.floor(s.start / 3600);
+  const shown = [...recordings].sort((a, b) =>
+    hour(b) - hour(a) || a.sensor.localeCompare(b.sensor) || (a.dir < 0) - (b.dir < 0) || b.start - a.start);
+  for (const s of shown) {
     const g = s.sensor + " · " + fmtTime(s.start).slice(0, 13) + ":00Z" + (s.dir < 0 ? " · S3" : "");
     if (g !== group) { group = g; items.push(el("li", {}, el("h3", { textContent: g }))); }
     const label = fmtTime(s.start).slice(11) + " · " + num(s.end - s.start) + " s · " + (s.codec ?? "?") + " · " + Math.round(s.bytes / 1024) + " KiB";
@@ -176,7 +187,7 @@ async function play(s) {
     ? "This segment is HEVC (H.265): this browser cannot play it. Download it to watch it in a player that can." : "";
   v.dataset.id = s.id;
   v.src = s.video;
-  v.play().catch(() => {});
+  v.play().catch(() => {}); // refused or interrupted: the "error" listener below tells the user what failed
   const a = $("download");
   a.href = s.video + "?download";
   a.hidden = false;

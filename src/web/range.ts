@@ -45,3 +45,46 @@ export function parseRange(header: string | null, size: number): ByteRange | "un
   if (end < start) return undefined; // syntactically invalid: RFC 9110 says ignore the header
   return { start, end: Math.min(end, size - 1) };
 }
+
+const TYPES: Record<string, string> = { mp4: "video/mp4", json: "application/json; charset=utf-8" };
+
+/** How to answer a `GET`/`HEAD` for a recording: status, headers and the bytes to send (`length` from `start`). */
+export interface RangedReply {
+  status: 200 | 206;
+  headers: Headers;
+  start: number;
+  length: number;
+}
+
+/**
+ * The reply for a recording called `name` of `size` bytes under `req`'s `Range`: type from the extension,
+ * `download` as an attachment; a ready 416 {@linkcode Response} for a range past the end. Shared by the local files
+ * and the S3 objects, so both answer a `<video>` alike.
+ */
+export function rangedReply(
+  req: Request,
+  name: string,
+  size: number,
+  download: boolean,
+): RangedReply | Response {
+  const headers = new Headers({
+    "content-type": TYPES[name.slice(name.lastIndexOf(".") + 1)] ?? "application/octet-stream",
+    "accept-ranges": "bytes",
+    "cache-control": "no-cache",
+  });
+  if (download) headers.set("content-disposition", `attachment; filename="${name.replace(/[^\w.-]/g, "_")}"`);
+  const range = parseRange(req.headers.get("range"), size);
+  if (range === "unsatisfiable") {
+    headers.set("content-range", `bytes */${size}`);
+    return new Response(`range ${req.headers.get("range")} is outside the file (${size} bytes)\n`, {
+      status: 416,
+      headers,
+    });
+  }
+  const start = range?.start ?? 0;
+  const end = range?.end ?? size - 1;
+  const length = Math.max(0, end - start + 1);
+  headers.set("content-length", String(length));
+  if (range) headers.set("content-range", `bytes ${start}-${end}/${size}`);
+  return { status: range ? 206 : 200, headers, start, length };
+}

@@ -18,7 +18,8 @@
 
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { normalizePrefix } from "../sinks/naming.ts";
-import { parseRange } from "./range.ts";
+import { resolveDefaultRegion } from "../sinks/s3_uploader.ts";
+import { rangedReply } from "./range.ts";
 import { parseStem, type Segment, segmentFacts } from "./recordings.ts";
 import { isPlainRelativePath } from "./safe_path.ts";
 
@@ -69,7 +70,8 @@ export class S3Recordings {
       responseChecksumValidation: "WHEN_REQUIRED",
       requestHandler: { connectionTimeout: 5000, requestTimeout: 30_000 },
     };
-    if (loc.region) config.region = loc.region;
+    // As the pusher: the SDK's chain, else MSight's us-east-1, so the console finds what the pusher uploaded.
+    config.region = loc.region ?? resolveDefaultRegion;
     if (loc.endpointUrl) config.endpoint = loc.endpointUrl;
     return new S3Recordings(new S3Client(config), loc.bucket, loc.prefix);
   }
@@ -180,33 +182,18 @@ export class S3Recordings {
       size = this.#listed!.sizes.get(key);
       if (size === undefined) return new Response("no such recording\n", { status: 404 });
     }
-    const name = key.slice(key.lastIndexOf("/") + 1);
-    const headers = new Headers({
-      "content-type": name.endsWith(".mp4") ? "video/mp4" : "application/json; charset=utf-8",
-      "accept-ranges": "bytes",
-      "cache-control": "no-cache",
-    });
-    if (download) {
-      headers.set("content-disposition", `attachment; filename="${name.replace(/[^\w.-]/g, "_")}"`);
-    }
-    const range = parseRange(req.headers.get("range"), size);
-    if (range === "unsatisfiable") {
-      headers.set("content-range", `bytes */${size}`);
-      return new Response(`range ${req.headers.get("range")} is outside the file (${size} bytes)\n`, {
-        status: 416,
-        headers,
-      });
-    }
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    headers.set("content-length", String(Math.max(0, end - start + 1)));
-    if (range) headers.set("content-range", `bytes ${start}-${end}/${size}`);
-    const status = range ? 206 : 200;
-    if (req.method === "HEAD" || size === 0) return new Response(null, { status, headers });
+    const reply = rangedReply(req, key.slice(key.lastIndexOf("/") + 1), size, download);
+    if (reply instanceof Response) return reply;
+    const { status, headers, start, length } = reply;
+    if (req.method === "HEAD" || length === 0) return new Response(null, { status, headers });
     let out;
     try {
       out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end}` }),
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: `bytes=${start}-${start + length - 1}`,
+        }),
       );
     } catch (err) {
       const name = (err as Error).name;

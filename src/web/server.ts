@@ -92,26 +92,46 @@ export function sameSecret(a: string, b: string): boolean {
 function cookie(req: Request, name: string): string | undefined {
   for (const part of (req.headers.get("cookie") ?? "").split(";")) {
     const [k, ...v] = part.trim().split("=");
-    if (k === name) return decodeURIComponent(v.join("="));
+    if (k !== name) continue;
+    try {
+      return decodeURIComponent(v.join("="));
+    } catch {
+      return undefined; // not percent-encoding: not our cookie, so no token (401)
+    }
   }
   return undefined;
 }
 
-let lastS3Error: string | undefined;
-let lastPreviewError: string | undefined;
+/**
+ * One server's warnings about faults that last (S3 or Redis away, a camera's frames unshowable): logged when they
+ * change, not once per request of a page that polls.
+ */
+class Warnings {
+  #last = new Map<string, string>();
+  constructor(readonly log: Logger) {}
+  warn(kind: string, msg: string): void {
+    if (this.#last.get(kind) !== msg) this.log.warn(msg);
+    this.#last.set(kind, msg);
+  }
+  clear(kind: string): void {
+    this.#last.delete(kind);
+  }
+}
 
 /** Local and S3 segments, newest first; S3 trouble is reported beside the local ones, not instead of them. */
-async function allSegments(v: Views, log: Logger): Promise<{ all: Segment[]; s3Error: string | null }> {
+async function allSegments(
+  v: Views,
+  warnings: Warnings,
+): Promise<{ all: Segment[]; s3Error: string | null }> {
   const local = await v.recordings.list();
   if (!v.s3) return { all: local, s3Error: null };
   try {
     const remote = await v.s3.list();
-    lastS3Error = undefined;
+    warnings.clear("s3");
     return { all: [...local, ...remote].sort((a, b) => b.start - a.start), s3Error: null };
   } catch (err) {
     const msg = `cannot list ${v.s3.target}: ${errorMessage(err)}`;
-    if (msg !== lastS3Error) log.warn(msg);
-    lastS3Error = msg;
+    warnings.warn("s3", msg);
     return { all: local, s3Error: msg };
   }
 }
@@ -122,10 +142,11 @@ export class WebServer {
 
   /** Listens; throws when the address is taken (the caller turns that into a one-line error). */
   static start(opts: WebServerOptions): WebServer {
+    const warnings = new Warnings(opts.log);
     const server = Deno.serve({ hostname: opts.host, port: opts.port, onListen: () => {} }, async (req) => {
       let res: Response;
       try {
-        res = await handle(req, opts);
+        res = await handle(req, opts, warnings);
       } catch (err) {
         opts.log.error(`request ${req.method} ${new URL(req.url).pathname} failed: ${errorMessage(err)}`);
         res = text(500, "internal error (logged by the console)");
@@ -143,7 +164,7 @@ export class WebServer {
   }
 }
 
-async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
+async function handle(req: Request, opts: WebServerOptions, warnings: Warnings): Promise<Response> {
   if (req.url.length > MAX_URL_LENGTH) return text(414, `URL longer than ${MAX_URL_LENGTH} characters`);
   if (req.method !== "GET" && req.method !== "HEAD") {
     return text(405, `${req.method} is not allowed: this console is read-only`, { allow: "GET, HEAD" });
@@ -187,7 +208,19 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
   if (p === "/api/config") {
     return json({ previewFps: v.previewFps, saveDirs: v.recordings.dirs.length, s3: v.s3?.target ?? null });
   }
-  if (p === "/api/nodes") return json(await v.nodes.snapshot());
+  if (p === "/api/nodes") {
+    let rows;
+    try {
+      rows = await v.nodes.snapshot();
+      warnings.clear("redis");
+    } catch (err) {
+      // Redis away: the page says so and asks again; the console rides the outage out like every node.
+      const msg = `cannot read MSIGHT:NODES: ${errorMessage(err)}`;
+      warnings.warn("redis", msg);
+      return text(503, msg);
+    }
+    return json(rows);
+  }
   if (p === "/api/cameras") return json(v.previews.cameras());
   if (p === "/api/preview") {
     const img = await v.previews.image(
@@ -197,8 +230,7 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
       .catch((err) => {
         // A frame that cannot be shown (raw pixels not matching its size): logged once per kind, answered 404.
         const msg = `cannot show a frame of ${url.searchParams.get("sensor")}: ${errorMessage(err)}`;
-        if (msg !== lastPreviewError) opts.log.warn(msg);
-        lastPreviewError = msg;
+        warnings.warn("preview", msg);
         return undefined;
       });
     if (!img) return text(404, "no frame from this camera (yet)");
@@ -208,7 +240,7 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
     return new Response(req.method === "HEAD" ? null : img.body as Uint8Array<ArrayBuffer>, { headers });
   }
   if (p === "/api/recordings") {
-    const { all, s3Error } = await allSegments(v, opts.log);
+    const { all, s3Error } = await allSegments(v, warnings);
     return json({ total: all.length, segments: all.slice(0, MAX_LISTED), s3Error });
   }
   if (p === "/api/timeline") {
@@ -216,7 +248,7 @@ async function handle(req: Request, opts: WebServerOptions): Promise<Response> {
     if (!Number.isFinite(w) || w < 60 || w > 7 * 86400) {
       return text(400, `window=${url.searchParams.get("window")} is invalid: expected 60 to 604800 seconds`);
     }
-    return json(buildTimeline((await allSegments(v, opts.log)).all, Date.now() / 1000, { windowS: w }));
+    return json(buildTimeline((await allSegments(v, warnings)).all, Date.now() / 1000, { windowS: w }));
   }
   if (p.startsWith("/s3/") && v.s3) {
     let key: string;

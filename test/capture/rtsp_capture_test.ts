@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { type CapturedFrame, type CaptureEvent, RtspCapture } from "../../src/capture/rtsp_capture.ts";
 import { FatalError, UsageError } from "../../src/runtime/errors.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
+import { freePort } from "../helpers/net.ts";
 
 /** Takes `n` frames, failing after `timeoutMs`. */
 async function take(cap: RtspCapture, n: number, timeoutMs: number): Promise<CapturedFrame[]> {
@@ -257,10 +258,8 @@ Deno.test("missing ffmpeg: start() throws FatalError with exit code 2 and one li
 });
 
 Deno.test("unreachable camera: retried forever with growing backoff, state changes reported once each", async () => {
-  // A port that refuses connections: bind one, note it, close it.
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
+  // A port that refuses connections: freePort binds one, notes it and closes it.
+  const port = freePort();
   const { events, onEvent } = recorder();
   const cap = new RtspCapture({ url: `rtsp://u:pw@127.0.0.1:${port}/x`, backoffInitialS: 0.1, onEvent });
   try {

@@ -3,7 +3,7 @@ import { defaultPreset, normalizeConfig, outputSize } from "../../src/encode/con
 import { detectEncoderKind } from "../../src/encode/mod.ts";
 import { Mp4SegmentMuxer } from "../../src/mux/mp4_muxer.ts";
 import { joinBytes } from "../../src/runtime/bytes.ts";
-import { FatalError } from "../../src/runtime/errors.ts";
+import { FatalError, SegmentError } from "../../src/runtime/errors.ts";
 import {
   type Collected,
   collectingEncoder,
@@ -365,4 +365,19 @@ Deno.test("default presets: superfast for x264, veryfast for x265, p4 for NVENC;
   );
   const args = ffmpegArgs(normalizeConfig({ ...base, codec: "h264_nvenc" }), "libx264", "jpeg");
   assert.equal(args[args.indexOf("-preset") + 1], defaultPreset("libx264"), "x264 cannot take p4");
+});
+
+Deno.test("ffmpeg encoder: a segment ffmpeg cannot encode is a SegmentError (one segment lost), not a FatalError", async () => {
+  const frames = jpegInputs(await loadFrames(3));
+  // A JPEG that starts right (SOI) and then is noise: the checks let it through, ffmpeg's decoder does not.
+  const noise = new Uint8Array(4096).map((_, i) => (i * 7919) % 251);
+  noise.set([0xff, 0xd8, 0xff, 0xe0]);
+  frames.splice(1, 0, { ...frames[1], data: noise, timestampUs: frames[0].timestampUs + 50_000 });
+  const c = collectingEncoder("ffmpeg", { codec: "libx264", width: 1280, height: 960, framerate: 10 });
+  for (const f of frames) c.encoder.encode(f);
+  await assert.rejects(
+    () => c.encoder.flush(),
+    (e: Error) => e instanceof SegmentError && e.reason === "encoder_error" && !(e instanceof FatalError),
+  );
+  c.encoder.close();
 });

@@ -72,38 +72,23 @@ export async function launchChromium(): Promise<Browser> {
     stdin: "null",
   }).spawn();
   const stderrLines: string[] = [];
-  const wsUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`chromium did not start:\n${stderrLines.join("\n")}`)),
-      30_000,
-    );
-    (async () => {
-      const dec = new TextDecoder();
-      let buf = "";
-      let found = false;
-      for await (const chunk of child.stderr) {
-        buf += dec.decode(chunk, { stream: true });
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (stderrLines.length < 200) stderrLines.push(line);
-          const m = /DevTools listening on (ws:\/\/\S+)/.exec(line);
-          if (m && !found) {
-            found = true;
-            clearTimeout(timer);
-            resolve(m[1]);
-          }
-        }
-      }
-      if (!found) clearTimeout(timer), reject(new Error(`chromium exited:\n${stderrLines.join("\n")}`));
-    })();
-  });
-  const ws = new WebSocket(wsUrl);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error(`cannot connect to ${wsUrl}`));
-  });
+  const kill = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    // A renderer may still be writing its profile as it dies; a leftover temp dir is harmless.
+    await Deno.remove(profile, { recursive: true }).catch(() => {});
+  };
+  let ws: WebSocket;
+  try {
+    ws = await connect(child, stderrLines);
+  } catch (err) {
+    await kill(); // a browser that did not come up is not left running
+    throw err;
+  }
   let nextId = 1;
   const pending = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>();
   const listeners = new Set<(msg: Json) => void>();
@@ -188,20 +173,53 @@ export async function launchChromium(): Promise<Browser> {
       return page;
     },
     async close() {
+      let timer: ReturnType<typeof setTimeout> | undefined;
       try {
-        await Promise.race([send("Browser.close"), new Promise((r) => setTimeout(r, 3000))]);
+        await Promise.race([send("Browser.close"), new Promise((r) => (timer = setTimeout(r, 3000)))]);
       } catch {
         // The browser is going away either way; the kill below makes sure.
+      } finally {
+        clearTimeout(timer);
       }
       ws.close();
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited after Browser.close.
-      }
-      await child.status;
-      // A renderer may still be writing its profile as it dies; a leftover temp dir is harmless.
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
+      await kill();
     },
   };
+}
+
+/** Waits for the browser's DevTools address on its stderr and opens the WebSocket to it. */
+async function connect(child: Deno.ChildProcess, stderrLines: string[]): Promise<WebSocket> {
+  const wsUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`chromium did not start:\n${stderrLines.join("\n")}`)),
+      30_000,
+    );
+    (async () => {
+      const dec = new TextDecoder();
+      let buf = "";
+      let found = false;
+      for await (const chunk of child.stderr) {
+        buf += dec.decode(chunk, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (stderrLines.length < 200) stderrLines.push(line);
+          const m = /DevTools listening on (ws:\/\/\S+)/.exec(line);
+          if (m && !found) {
+            found = true;
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        }
+      }
+      if (!found) clearTimeout(timer), reject(new Error(`chromium exited:\n${stderrLines.join("\n")}`));
+    })();
+  });
+  const ws = new WebSocket(wsUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`cannot connect to ${wsUrl}`));
+  });
+  return ws;
 }

@@ -22,6 +22,7 @@ import { s3Keys } from "../../src/sinks/naming.ts";
 import { Outbox } from "../../src/sinks/outbox.ts";
 import { classifyS3Error, S3Uploader, type S3UploaderConfig } from "../../src/sinks/s3_uploader.ts";
 import { s3ServerMissing, type S3TestServer, startS3Server } from "../helpers/s3_server.ts";
+import { freePort } from "../helpers/net.ts";
 
 const BUCKET = "msight-test";
 const MiB = 1024 * 1024;
@@ -142,11 +143,7 @@ Deno.test({
           } finally {
             for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
           }
-          const closed = await new Promise<number>((resolve) => {
-            const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-            resolve((l.addr as Deno.NetAddr).port);
-            l.close();
-          });
+          const closed = freePort(); // nothing listens there once freePort returns
           const down = await uploader([], { endpointUrl: `http://127.0.0.1:${closed}` }).check();
           assert.equal(down.ok, false);
         },

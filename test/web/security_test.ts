@@ -126,6 +126,16 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
 
     assert.ok(!statuses.includes(500), `a 500 among ${statuses.join(",")}`);
     assert.ok(!node.stderr.some((l) => /^\s+at /.test(l) || / ERROR :: /.test(l)), node.stderr.join("\n"));
+
+    // Redis away: the Nodes view is a 503 that says why, warned once however often the page asks.
+    await redis.stop();
+    for (let i = 0; i < 3; i++) {
+      const r = await get("/api/nodes");
+      assert.equal(r.r.status, 503);
+      assert.match(new TextDecoder().decode(r.body), /^cannot read MSIGHT:NODES: /);
+    }
+    assert.equal(node.stderr.filter((l) => /WARNING :: cannot read MSIGHT:NODES/.test(l)).length, 1);
+    assert.ok(!node.stderr.some((l) => /^\s+at /.test(l) || / ERROR :: /.test(l)), node.stderr.join("\n"));
   } finally {
     await node.stop();
     await redis.stop();
@@ -133,7 +143,7 @@ Deno.test("web security: only files under --save-dir, Range errors 416, read-onl
   }
 });
 
-Deno.test("web security: off loopback it will not start without a token, and then every request needs it", async () => {
+Deno.test("web security: off loopback it will not start without a token, and then every request needs it; a file as --save-dir is refused", async () => {
   const redis = await startRedis();
   const bare = startWeb(redis, ["--host", "0.0.0.0"]);
   try {
@@ -142,6 +152,19 @@ Deno.test("web security: off loopback it will not start without a token, and the
     assert.match(bare.node.stderr[0], /^web: error: --host 0\.0\.0\.0 is not loopback: give --auth-token/);
   } finally {
     await bare.node.stop();
+  }
+  // A file given as --save-dir: one line and exit 2, as for any bad flag.
+  const file = await Deno.makeTempFile({ prefix: "msight-web-not-a-dir-" });
+  const notDir = startWeb(redis, ["--save-dir", file]);
+  try {
+    assert.equal(await notDir.node.exit, 2);
+    const errors = notDir.node.stderr.filter((l) => !/ - (INFO|WARNING) :: /.test(l));
+    assert.deepEqual(errors, [
+      `web: error: --save-dir ${file} is not a directory: give a dumper's --save-dir`,
+    ]);
+  } finally {
+    await notDir.node.stop();
+    await Deno.remove(file);
   }
   const token = "s3cret-token-42";
   const { node, port } = startWeb(redis, ["--host", "0.0.0.0", "--auth-token", token]);
@@ -162,6 +185,8 @@ Deno.test("web security: off loopback it will not start without a token, and the
     const cookie = login.headers.get("set-cookie") ?? "";
     assert.match(cookie, /^msight_token=.*; HttpOnly; SameSite=Strict/);
     assert.equal((await status("/api/nodes", { cookie: cookie.split(";")[0] })).status, 200);
+    // A cookie that is not percent-encoding is no token (401), not a server error.
+    assert.equal((await status("/api/nodes", { cookie: "msight_token=%ZZ" })).status, 401);
     assert.ok(!node.stderr.some((l) => l.includes(token)), "the token was logged");
   } finally {
     await node.stop();
