@@ -17,6 +17,8 @@ import { faultsBench } from "./faults/faults.ts";
 import { capacityBench, capacityConfigFromEnv } from "./capacity.ts";
 import { soakBench, soakConfigFromEnv } from "./soak.ts";
 import { streamCostBench } from "./stream_cost.ts";
+import { natsSegmentsBench } from "./nats_segments.ts";
+import { busBench } from "./bus.ts";
 import { msightBench } from "./msight.ts";
 import { webBench } from "./web.ts";
 
@@ -39,6 +41,10 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   "stream-cost": () => streamCostBench(),
   soak: () => soakBench(),
   "soak-5m": () => soakBench({ ...soakConfigFromEnv(), durationS: 300 }),
+  // How JetStream carries segments larger than max_payload (src/bus/nats/segments.ts).
+  "nats-segments": () => natsSegmentsBench(),
+  // One publisher to one subscriber of 1280×960 JPEG frames on every back end (src/bus/).
+  bus: () => busBench(),
 };
 
 // `--duration S` (or `--duration=S`): the soak's length in seconds, instead of SOAK_DURATION_S.

@@ -1,6 +1,7 @@
 /**
  * `status`: lists the nodes registered in `MSIGHT:NODES` (ours and MSight's) with each heartbeat's age, and the
- * topics of `MSIGHT:TOPICS`, like MSight's `msight_status`. Exits 0, or 1 when Redis cannot be reached.
+ * topics of `MSIGHT:TOPICS`, like MSight's `msight_status` (with NATS alone: the JetStream KV buckets). Exits 0, or 1
+ * when the bus cannot be reached.
  *
  * @example
  * ```sh
@@ -10,11 +11,12 @@
  * @module
  */
 
-import { RedisBus } from "../src/bus/redis.ts";
-import { denoEnv, redisSettingsFromEnv, redisSettingsFromUrl } from "../src/runtime/env.ts";
+import { connectBus } from "../src/bus/connect.ts";
+import { selectBus } from "../src/bus/select.ts";
+import { denoEnv } from "../src/runtime/env.ts";
 import { parseFlags } from "../src/runtime/flags.ts";
 import { Logger } from "../src/runtime/log.ts";
-import { judgeNode, readNodes, readTopics } from "../src/bus/registry.ts";
+import { judgeNode } from "../src/bus/registry.ts";
 import { runTool } from "../src/node/run_tool.ts";
 import { STATUS_FLAGS } from "../src/node/status_flags.ts";
 
@@ -32,12 +34,12 @@ async function main(): Promise<number> {
     "List registered MSight nodes and topics.",
     denoEnv,
   );
-  const settings = flags.redisUrl ? redisSettingsFromUrl(flags.redisUrl) : redisSettingsFromEnv();
   const log = new Logger({ device: "-", node: "status", level: "WARNING" });
-  log.addSecret(settings.password);
-  const bus = await RedisBus.connect(settings, log, { name: "status", connectTimeoutS: 5 });
+  // The registry is wherever the bus keeps it: Redis (standalone or cluster), or JetStream KV with NATS alone.
+  const selection = selectBus({ busUrl: flags.busUrl, redisUrl: flags.redisUrl, env: denoEnv });
+  const bus = await connectBus(selection, log, { name: "status", connectTimeoutS: 5 });
   try {
-    const [nodes, topics] = await Promise.all([readNodes(bus), readTopics(bus)]);
+    const [nodes, topics] = await Promise.all([bus.registry.readNodes(), bus.registry.readTopics()]);
     const now = Date.now() / 1000;
     nodes.sort((a, b) => a.name.localeCompare(b.name));
     topics.sort((a, b) => a.name.localeCompare(b.name));
@@ -60,7 +62,10 @@ async function main(): Promise<number> {
       ));
       return 0;
     }
-    console.log(`Redis ${settings.display}: ${nodes.length} node(s), ${topics.length} topic(s)\n`);
+    const where = bus.kind === "redis"
+      ? `Redis ${bus.display}`
+      : `${bus.display} (registry ${bus.registry.display})`;
+    console.log(`${where}: ${nodes.length} node(s), ${topics.length} topic(s)\n`);
     const fmtTopic = (t: string | string[] | null) => (Array.isArray(t) ? t.join(",") : t ?? "-");
     console.log(table([
       ["NODE", "TYPE", "DEVICE", "STATUS", "HEARTBEAT", "PUBLISHES", "SUBSCRIBES", "JUDGED BY"],

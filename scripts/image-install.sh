@@ -22,6 +22,7 @@ packages_of() { # prints the packages of profile $1, or nothing for an unknown p
   case "$1" in
     runtime) echo ffmpeg ca-certificates tini curl ;;
     redis) echo redis-server ;;
+    bus) echo nats-server ;; # the NATS back end's tests (MSight's RedisCluster client: python3-redis, in msight)
     camera) echo python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad ;;
     s3) echo radosgw ceph-mon ceph-osd ceph-mgr ceph-common ;;
@@ -48,7 +49,7 @@ done
 pkgs=()
 for p in "${profiles[@]}"; do
   read -r -a more <<<"$(packages_of "$p")"
-  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3, browser or msight"
+  [ ${#more[@]} -gt 0 ] || die "unknown profile $p: expected runtime, redis, camera, s3, browser, msight or bus"
   pkgs+=("${more[@]}")
 done
 

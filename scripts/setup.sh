@@ -3,7 +3,8 @@
 #   - Deno, from the npm package `deno` (pinned), into .tools/ (nothing global);
 #   - the npm packages of deno.json, into node_modules/ (from deno.lock);
 #   - system packages: ffmpeg and redis-server always; the GStreamer RTSP server for the demo camera and tests;
-#     Ceph's radosgw (a real S3) and Debian's Python packages that MSight's nodes import (interop tests) for the tests.
+#     Ceph's radosgw (a real S3), Debian's Python packages that MSight's nodes import (interop tests) and
+#     nats-server (the NATS back end) for the tests.
 # Usage: scripts/setup.sh [run|demo|test|build]   (what is installed depends on the purpose; default: run;
 #        build: Deno and the npm packages only, for `deno task compile` in the Dockerfiles' build stage)
 # Each missing thing is installed once; a machine that already has it is left alone. Where installing is not
@@ -51,6 +52,7 @@ if [ "$purpose" = test ]; then
   for b in radosgw radosgw-admin ceph-mon ceph-osd ceph; do
     command -v "$b" >/dev/null || { need+=(s3); break; }
   done
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(bus)
   [ -x /usr/bin/chromium ] || need+=(browser)
   /usr/bin/python3 -c 'import av, cv2, numpy, msgpack, redis, yaml, imageio, tabulate, boto3, websockets, zstandard' \
     2>/dev/null || need+=(msight)

@@ -99,6 +99,13 @@ export const COMMON_FLAGS = {
     env: "REDIS_URL",
     help: "redis://[user:pass@]host:port/db (default: the MSIGHT_REDIS_MESSAGE_BROKER_* variables)",
   },
+  busUrl: {
+    long: "bus-url",
+    type: "string",
+    // MSIGHT_BUS_URL is read by src/bus/select.ts, so a bad value is named as the variable, not the flag.
+    help: "the bus by URL: redis://, rediss://, redis+cluster://h1:p1,h2:p2 or nats://h1:4222,h2:4222 " +
+      "(default: MSIGHT_BUS_URL, else MSIGHT_PUBSUB_BACKEND, redis unless set)",
+  },
   redisConnectTimeout: {
     long: "redis-connect-timeout",
     type: "number",

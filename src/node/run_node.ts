@@ -18,17 +18,12 @@
  */
 
 import { RedisBus } from "../bus/redis.ts";
+import { selectBus } from "../bus/select.ts";
 import { Snowflake } from "../bus/snowflake.ts";
 import { killAllChildren, stopAllChildren } from "../runtime/children.ts";
 import { COMMON_FLAGS } from "./common_flags.ts";
 import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
-import {
-  denoEnv,
-  deviceName,
-  type EnvReader,
-  redisSettingsFromEnv,
-  redisSettingsFromUrl,
-} from "../runtime/env.ts";
+import { denoEnv, deviceName, type EnvReader } from "../runtime/env.ts";
 import {
   errorMessage,
   exitCodeOf,
@@ -170,7 +165,17 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   });
 
   try {
-    const redisSettings = f.redisUrl ? redisSettingsFromUrl(f.redisUrl) : redisSettingsFromEnv(env);
+    // MSight's back-end switch: a node must not run on Redis when NATS (or Kafka) was asked for.
+    const selection = selectBus({ busUrl: f.busUrl, redisUrl: f.redisUrl, env });
+    if (selection.backend !== "redis") {
+      const where = selection.backend === "nats" ? selection.nats.display : selection.cluster.display;
+      throw new UsageError(
+        `the ${selection.backend} bus (${where}) is not available to the nodes yet: they run on a standalone ` +
+          `Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://)`,
+      );
+    }
+    // `--redis-url`, else a redis:// bus URL, else MSight's variables (select.ts).
+    const redisSettings = selection.redis;
     log.addSecret(redisSettings.password);
     redisUser = redisSettings.username;
     const flagsRecord = flags as Record<string, unknown>;

@@ -22,4 +22,10 @@ export const STATUS_FLAGS = {
     env: "REDIS_URL",
     help: "redis://host:port/db (default: MSIGHT_REDIS_MESSAGE_BROKER_*)",
   },
+  busUrl: {
+    long: "bus-url",
+    type: "string",
+    help: "the bus whose registry to read: redis://, redis+cluster://h1:p1,h2:p2 or nats://h1:4222 " +
+      "(default: MSIGHT_BUS_URL, else MSIGHT_PUBSUB_BACKEND, redis unless set)",
+  },
 } as const;

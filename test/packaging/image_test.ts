@@ -32,11 +32,12 @@ Deno.test({
       "camera",
       "s3",
       "msight",
+      "bus",
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^image-install: ok: 27 packages of runtime redis camera s3 msight have install candidates/,
+      /^image-install: ok: 28 packages of runtime redis camera s3 msight bus have install candidates/,
     );
     // The test profile's Python packages, by the names the interop suite needs.
     const msight = await run("scripts/image-install.sh", ["--list", "msight"]);
@@ -56,7 +57,7 @@ Deno.test("image: image-install.sh lists profiles, refuses an unknown one in one
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr,
-    "image-install: error: unknown profile nope: expected runtime, redis, camera, s3, browser or msight",
+    "image-install: error: unknown profile nope: expected runtime, redis, camera, s3, browser, msight or bus",
   );
   const setup = await read("scripts/setup.sh");
   assert.match(setup, /^\s+scripts\/image-install\.sh "\$\{need\[@\]\}"/m);

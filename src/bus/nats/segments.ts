@@ -1,0 +1,264 @@
+/**
+ * Durable segment topics on JetStream. A topic has a stream (`MSIGHT_SEG_<topic>`, limits retention: capped by
+ * count and age, every consumer group sees every entry) and each sink group a durable pull consumer named after
+ * the group, explicit acknowledgement: an entry is acknowledged (and the server confirms it) only once the sink
+ * stored it; one left unacknowledged for `claimIdleMs` (its member died) is redelivered to another member.
+ *
+ * A segment larger than the server's `max_payload` (1 MB by default; a 100-frame 1280×960 segment is ~3 MB) goes
+ * into the topic's object store bucket (`MSIGHT_SEGOBJ_<topic>`, chunked there by JetStream) and the stream entry
+ * carries only its name in the header `Msight-Object`. The producer deletes the objects whose entries the stream's
+ * count cap has dropped; the bucket's age limit (the topic's `maxAgeS`) removes the rest. Chunking by hand inside
+ * the topic's stream was not chosen: the chunks of one segment would be shared out among a group's members.
+ *
+ * @module
+ */
+
+import { headers, type NatsConnection, nuid } from "@nats-io/transport-node";
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  type JsMsg,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { type ObjectStore, Objm } from "@nats-io/obj";
+import { joinBytes } from "../../runtime/bytes.ts";
+import { errorMessage } from "../../runtime/errors.ts";
+import type {
+  BusPayload,
+  DurableConsumer,
+  DurableConsumerOptions,
+  DurableEntry,
+  SegmentCaps,
+  SegmentStreams,
+} from "../types.ts";
+import { escapeName, segmentBucketName, segmentStreamName, segmentSubject } from "./names.ts";
+
+/** The header naming the object that holds an entry's message. */
+export const OBJECT_HEADER = "Msight-Object";
+/** Room kept under `max_payload` for the headers and protocol of an inline entry. */
+const HEADROOM = 8 * 1024;
+/** Chunk size inside the object store (JetStream clamps it to what a stream accepts). */
+const CHUNK = 512 * 1024;
+
+const nanos = (ms: number) => ms * 1_000_000;
+
+function isNotFound(err: unknown): boolean {
+  return /not found|10059|10014/i.test(errorMessage(err));
+}
+
+/** Durable topics on JetStream; see the module doc. */
+export class NatsSegments implements SegmentStreams {
+  readonly #js: JetStreamClient;
+  readonly #objm: Objm;
+  #jsm?: JetStreamManager;
+  readonly #announced = new Map<string, string>();
+  readonly #buckets = new Map<string, ObjectStore>();
+  /** Objects this producer stored, oldest first, with the stream sequence of their entry. */
+  readonly #objects = new Map<string, { seq: number; name: string }[]>();
+
+  constructor(readonly nc: NatsConnection, readonly maxPayload: () => number) {
+    this.#js = jetstream(nc);
+    this.#objm = new Objm(nc);
+  }
+
+  async #manager(): Promise<JetStreamManager> {
+    this.#jsm ??= await jetstreamManager(this.nc);
+    return this.#jsm;
+  }
+
+  /** Creates the topic's stream when absent (no caps: a producer's `announce` sets them). */
+  async ensureStream(topic: string, caps?: SegmentCaps): Promise<void> {
+    const jsm = await this.#manager();
+    const name = segmentStreamName(topic);
+    const limits = caps
+      ? { max_msgs: caps.maxLen, max_age: caps.maxAgeS > 0 ? nanos(caps.maxAgeS * 1000) : 0 }
+      : {};
+    try {
+      const info = await jsm.streams.info(name);
+      if (caps && (info.config.max_msgs !== limits.max_msgs || info.config.max_age !== limits.max_age)) {
+        await jsm.streams.update(name, { ...info.config, ...limits });
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.streams.add({
+        name,
+        subjects: [segmentSubject(topic)],
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        storage: StorageType.File,
+        ...limits,
+      });
+    }
+  }
+
+  async #bucket(topic: string, caps?: SegmentCaps): Promise<ObjectStore> {
+    let b = this.#buckets.get(topic);
+    if (!b) {
+      b = await this.#objm.create(segmentBucketName(topic), {
+        ttl: caps && caps.maxAgeS > 0 ? nanos(caps.maxAgeS * 1000) : 0,
+        storage: StorageType.File,
+      });
+      this.#buckets.set(topic, b);
+    }
+    return b;
+  }
+
+  async announce(topic: string, caps: SegmentCaps): Promise<void> {
+    await this.ensureStream(topic, caps);
+    this.#announced.set(topic, JSON.stringify(caps));
+  }
+
+  async isAnnounced(topic: string): Promise<boolean> {
+    try {
+      await (await this.#manager()).streams.info(segmentStreamName(topic));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  async append(topic: string, message: BusPayload, caps: SegmentCaps): Promise<string> {
+    if (this.#announced.get(topic) !== JSON.stringify(caps)) await this.announce(topic, caps);
+    const bytes = message instanceof Uint8Array ? message : joinBytes(message);
+    const subject = segmentSubject(topic);
+    if (bytes.byteLength <= this.maxPayload() - HEADROOM) {
+      return String((await this.#js.publish(subject, bytes)).seq);
+    }
+    const bucket = await this.#bucket(topic, caps);
+    const name = nuid.next();
+    await bucket.putBlob({ name, options: { max_chunk_size: CHUNK } }, bytes);
+    const h = headers();
+    h.set(OBJECT_HEADER, name);
+    let seq: number;
+    try {
+      seq = (await this.#js.publish(subject, new Uint8Array(0), { headers: h })).seq;
+    } catch (err) {
+      await bucket.delete(name).catch(() => {/* the bucket's age limit removes it */});
+      throw err;
+    }
+    // Objects whose entries the count cap has dropped are unreachable: delete them.
+    const mine = this.#objects.get(topic) ?? [];
+    mine.push({ seq, name });
+    this.#objects.set(topic, mine);
+    while (mine.length > 0 && mine[0].seq <= seq - caps.maxLen) {
+      const old = mine.shift()!;
+      await bucket.delete(old.name).catch(() => {/* already gone (age limit) */});
+    }
+    return String(seq);
+  }
+
+  consumer(topic: string, opts: DurableConsumerOptions): DurableConsumer {
+    return new NatsDurableConsumer(this, this.#js, this.#objm, topic, opts);
+  }
+
+  /** For the consumer: the manager. */
+  manager(): Promise<JetStreamManager> {
+    return this.#manager();
+  }
+}
+
+/** A member of a sink group: a pull consumer bound to the group's durable consumer. */
+export class NatsDurableConsumer implements DurableConsumer {
+  #ready = false;
+  #bucket?: ObjectStore;
+  #consumer?: Consumer;
+  /** Messages read and not yet acknowledged, by entry id. */
+  readonly #inHand = new Map<string, JsMsg>();
+  claimed = 0;
+
+  constructor(
+    readonly segments: NatsSegments,
+    readonly js: JetStreamClient,
+    readonly objm: Objm,
+    readonly topic: string,
+    readonly opts: DurableConsumerOptions,
+  ) {}
+
+  get #durable(): string {
+    return escapeName(this.opts.group);
+  }
+
+  async #ensure(): Promise<void> {
+    if (this.#ready) return;
+    await this.segments.ensureStream(this.topic);
+    const jsm = await this.segments.manager();
+    const stream = segmentStreamName(this.topic);
+    try {
+      await jsm.consumers.info(stream, this.#durable);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.consumers.add(stream, {
+        durable_name: this.#durable,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(this.opts.claimIdleMs ?? 60_000),
+        deliver_policy: this.opts.start === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+        max_deliver: -1,
+      });
+      this.opts.log.info(`created consumer group ${this.opts.group} on JetStream stream ${stream}`);
+    }
+    this.#ready = true;
+  }
+
+  async read(_max: number, blockMs: number): Promise<DurableEntry[]> {
+    // What the last read handed out and was not acknowledged failed: give it back now rather than after the wait.
+    for (const m of this.#inHand.values()) m.nak();
+    this.#inHand.clear();
+    try {
+      await this.#ensure();
+      // Looked up once (an API request): reads then go straight to the consumer.
+      this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
+      const c = this.#consumer;
+      // One at a time: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
+      const m = await c.next({ expires: Math.max(1000, blockMs) });
+      if (!m) return [];
+      if (m.redelivered) this.claimed++;
+      const id = String(m.seq);
+      this.#inHand.set(id, m);
+      const object = m.headers?.get(OBJECT_HEADER);
+      if (!object) return [{ id, bytes: m.data }];
+      this.#bucket ??= await this.objm.open(segmentBucketName(this.topic));
+      // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
+      return [{ id, bytes: (await this.#bucket.getBlob(object)) ?? new Uint8Array(0) }];
+    } catch (err) {
+      // The stream or the group is gone (a server that lost its store): create them again.
+      if (isNotFound(err)) {
+        this.#ready = false;
+        this.#consumer = undefined;
+      }
+      throw err;
+    }
+  }
+
+  async ack(entry: DurableEntry): Promise<void> {
+    const m = this.#inHand.get(entry.id);
+    if (!m) return;
+    // Confirmed by the server: an acknowledgement lost on the way would have the segment stored twice.
+    if (!await m.ackAck()) throw new Error(`acknowledgement of entry ${entry.id} was not confirmed`);
+    this.#inHand.delete(entry.id);
+  }
+
+  /** JetStream redelivers an entry left unacknowledged past the group's ack wait by itself (through `read`). */
+  claim(): Promise<DurableEntry[]> {
+    return Promise.resolve([]);
+  }
+
+  touch(entry: DurableEntry): Promise<void> {
+    this.#inHand.get(entry.id)?.working();
+    return Promise.resolve();
+  }
+
+  /** Gives back what is in hand, so another member gets it at once. */
+  close(): Promise<void> {
+    for (const m of this.#inHand.values()) m.nak();
+    this.#inHand.clear();
+    return Promise.resolve();
+  }
+}
