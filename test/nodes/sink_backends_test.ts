@@ -2,7 +2,8 @@
  * The sinks on every back end, as users run them: real `nats-server -js`, a real 3 + 3 Redis Cluster and a
  * standalone Redis; segments appended through the bus interface (as the aggregator does); real dumper processes,
  * real files. One dumper stores every segment once; two dumpers sharing a `--group-id` share them, and a member
- * that cannot store and is then SIGKILLed has its segments taken over by the other.
+ * that cannot store and is then SIGKILLed has its segments taken over by the other. On the cluster, the master
+ * holding the topic's stream is killed mid-run: the dumper does not exit and stores every segment once.
  */
 import assert from "node:assert/strict";
 import { startNats } from "../helpers/nats_server.ts";
@@ -12,6 +13,7 @@ import { type NodeProcess, startNode } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
 import { makeSegment } from "../helpers/segments.ts";
 import { connectBus } from "../../src/bus/connect.ts";
+import { clusterStreamKey, type RedisClusterBackend } from "../../src/bus/redis_cluster/mod.ts";
 import type { VideoData } from "../../src/bus/message.ts";
 import { selectBus } from "../../src/bus/select.ts";
 import type { Bus } from "../../src/bus/types.ts";
@@ -184,3 +186,45 @@ for (const [label, start] of [["Redis", redis], ["NATS", nats]] as const) {
     }
   });
 }
+
+Deno.test("dumper on a Redis Cluster: the master holding the topic's stream is killed mid-run; the dumper stays up and stores every segment once", async () => {
+  const c = await startRedisCluster();
+  const bus = await connectBus(selectBus({ busUrl: c.url, env: () => undefined }), quiet(), { name: "t" });
+  const dir = await Deno.makeTempDir();
+  const segs = await segments(20);
+  let node: NodeProcess | undefined;
+  try {
+    const cluster = (bus as RedisClusterBackend).cluster;
+    const slot = Number(await cluster.call("CLUSTER", "KEYSLOT", clusterStreamKey(TOPIC)));
+    const slots = await cluster.call("CLUSTER", "SLOTS") as [number, number, [string, number]][];
+    const owner = slots.find(([lo, hi]) => lo <= slot && slot <= hi)?.[2][1];
+    assert.ok(owner !== undefined, "the slot's master");
+    await bus.segments.append(TOPIC, encodeMessage(segs[0]), CAPS);
+    node = dumper({ MSIGHT_BUS_URL: c.url, MSIGHT_EDGE_DEVICE_NAME: "test-device" }, "video_dumper", dir);
+    await node.waitForLine(/from its durable stream as consumer group video_dumper/, 30_000);
+    for (let i = 1; i < segs.length; i++) {
+      if (i === 8) await c.kill(Number(owner));
+      // A producer retries an append that failed during the failover (as the aggregator does).
+      for (let tries = 0;; tries++) {
+        try {
+          await bus.segments.append(TOPIC, encodeMessage(segs[i]), CAPS);
+          break;
+        } catch (err) {
+          if (tries > 100) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await waitFor(async () => (await jsons(dir)).length >= segs.length, 60_000, "all 20 segments on disk");
+    await new Promise((r) => setTimeout(r, 1000));
+    await assertStoredOnce(dir, segs);
+    node.kill("SIGTERM");
+    assert.equal(await node.exit, 0, "the dumper never exited on its own: it stopped on SIGTERM");
+  } finally {
+    await node?.stop();
+    await bus.close();
+    await c.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
