@@ -234,8 +234,8 @@ async function runNodeInner<T extends FlagSpecs>(
       const where = selection.backend === "nats" ? selection.nats.display : selection.cluster.display;
       throw new UsageError(
         `the ${selection.backend} bus (${where}) is not available to the ${def.command} node yet: it runs on a ` +
-          `standalone Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://); rtsp, dumper, pusher ` +
-          `and echo run on every back end`,
+          `standalone Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://); rtsp, aggregator, ` +
+          `dumper, pusher and echo run on every back end`,
       );
     }
     const registry = bus.registry;

@@ -8,19 +8,7 @@ import { startRedis } from "../helpers/redis_server.ts";
 
 Deno.test("node: MSIGHT_PUBSUB_BACKEND=kafka and a back end a node does not run on yet exit 2 with one line", async () => {
   const echo = ["nodes/echo.ts", "-st", "t"];
-  const aggregator = [
-    "nodes/aggregator.ts",
-    "-n",
-    "a",
-    "-st",
-    "t",
-    "-pt",
-    "v",
-    "--buffer-size",
-    "10",
-    "--overlap-size",
-    "0",
-  ];
+  const web = ["nodes/web.ts", "-n", "w"];
   const cases: [Record<string, string>, string[], RegExp][] = [
     [
       { MSIGHT_PUBSUB_BACKEND: "kafka" },
@@ -29,8 +17,8 @@ Deno.test("node: MSIGHT_PUBSUB_BACKEND=kafka and a back end a node does not run 
     ],
     [
       { MSIGHT_PUBSUB_BACKEND: "nats" },
-      aggregator,
-      /the nats bus \(nats:\/\/localhost:4222\) is not available to the aggregator node yet/,
+      web,
+      /the nats bus \(nats:\/\/localhost:4222\) is not available to the web node yet/,
     ],
     [{ MSIGHT_BUS_URL: "mqtt://h" }, echo, /MSIGHT_BUS_URL "mqtt:\/\/h" is invalid: expected a redis:\/\//],
   ];
