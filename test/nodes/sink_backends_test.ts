@@ -3,7 +3,8 @@
  * standalone Redis; segments appended through the bus interface (as the aggregator does); real dumper processes,
  * real files. One dumper stores every segment once; two dumpers sharing a `--group-id` share them, and a member
  * that cannot store and is then SIGKILLed has its segments taken over by the other. On the cluster, the master
- * holding the topic's stream is killed mid-run: the dumper does not exit and stores every segment once.
+ * holding the topic's stream is killed mid-run: the dumper does not exit and stores every segment once. And the
+ * whole pipeline (camera → rtsp → aggregator → dumper) on NATS and on the cluster.
  */
 import assert from "node:assert/strict";
 import { startNats } from "../helpers/nats_server.ts";
@@ -230,66 +231,70 @@ Deno.test("dumper on a Redis Cluster: the master holding the topic's stream is k
   }
 });
 
-Deno.test("pipeline on NATS: camera → rtsp → aggregator → dumper; the dumper's files are the aggregator's segments, each once", async () => {
-  const be = await nats();
-  const cam = await startRtspServer({
-    source: "synthetic",
-    width: 320,
-    height: 240,
-    fps: 10,
-    path: "/pipe.stream",
+for (const [label, start] of [["NATS", nats], ["a Redis Cluster", cluster]] as const) {
+  Deno.test(`pipeline on ${label}: camera → rtsp → aggregator → dumper; the dumper's files are the aggregator's segments, each once`, async () => {
+    const be = await start();
+    const cam = await startRtspServer({
+      source: "synthetic",
+      width: 320,
+      height: 240,
+      fps: 10,
+      path: "/pipe.stream",
+    });
+    const dir = await Deno.makeTempDir();
+    const nodes: NodeProcess[] = [];
+    try {
+      const dumperNode = dumper(be.env, "video_dumper", dir, ["--transport", "stream"]);
+      nodes.push(dumperNode);
+      await dumperNode.waitForLine(/from its durable stream as consumer group video_dumper/, 30_000);
+      const agg = startNode("nodes/aggregator.ts", [
+        ..."-n agg -st rtsp_topic -pt aggregated_video --fps 10 --buffer-size 10 --overlap-size 0".split(" "),
+      ], be.env);
+      nodes.push(agg);
+      await agg.waitForLine(/aggregating rtsp_topic → aggregated_video/, 30_000);
+      const rtsp = startNode("nodes/rtsp.ts", [
+        "-n",
+        "cam",
+        "-pt",
+        "rtsp_topic",
+        "--sensor-name",
+        "cam",
+        "-u",
+        cam.url,
+      ], be.env);
+      nodes.push(rtsp);
+      await waitFor(async () => (await jsons(dir)).length >= 3, 60_000, "3 segments on disk");
+      rtsp.kill("SIGTERM");
+      assert.equal(await rtsp.exit, 0);
+      agg.kill("SIGTERM");
+      assert.equal(await agg.exit, 0);
+      // Every segment the aggregator published (its flush at stop included) is on disk once, and nothing else.
+      const published = agg.stderr.concat(agg.stdout).filter((l) =>
+        /published segment of cam:/.test(l)
+      ).length;
+      assert.ok(published >= 3, `published ${published}`);
+      await waitFor(
+        async () => (await jsons(dir)).length >= published,
+        30_000,
+        `${published} segments on disk`,
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      const names = await listDir(dir);
+      assert.equal(names.filter((n) => n.endsWith(".json")).length, published, names.join("\n"));
+      assert.equal(names.filter((n) => n.endsWith(".mp4")).length, published, "each .json has its .mp4");
+      assert.ok(
+        !dumperNode.stderr.concat(dumperNode.stdout).some((l) => /already saved/.test(l)),
+        "none twice",
+      );
+      assert.ok(rtsp.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
+      assert.ok(agg.stderr.some((l) => /frames come over plain pub\/sub/.test(l)));
+      dumperNode.kill("SIGTERM");
+      assert.equal(await dumperNode.exit, 0);
+    } finally {
+      for (const n of nodes) await n.stop();
+      await cam.stop();
+      await be.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
   });
-  const dir = await Deno.makeTempDir();
-  const nodes: NodeProcess[] = [];
-  try {
-    const dumperNode = dumper(be.env, "video_dumper", dir, ["--transport", "stream"]);
-    nodes.push(dumperNode);
-    await dumperNode.waitForLine(/from its durable stream as consumer group video_dumper/, 30_000);
-    const agg = startNode("nodes/aggregator.ts", [
-      ..."-n agg -st rtsp_topic -pt aggregated_video --fps 10 --buffer-size 10 --overlap-size 0".split(" "),
-    ], be.env);
-    nodes.push(agg);
-    await agg.waitForLine(/aggregating rtsp_topic → aggregated_video/, 30_000);
-    const rtsp = startNode("nodes/rtsp.ts", [
-      "-n",
-      "cam",
-      "-pt",
-      "rtsp_topic",
-      "--sensor-name",
-      "cam",
-      "-u",
-      cam.url,
-    ], be.env);
-    nodes.push(rtsp);
-    await waitFor(async () => (await jsons(dir)).length >= 3, 60_000, "3 segments on disk");
-    rtsp.kill("SIGTERM");
-    assert.equal(await rtsp.exit, 0);
-    agg.kill("SIGTERM");
-    assert.equal(await agg.exit, 0);
-    // Every segment the aggregator published (its flush at stop included) is on disk once, and nothing else.
-    const published = agg.stderr.concat(agg.stdout).filter((l) => /published segment of cam:/.test(l)).length;
-    assert.ok(published >= 3, `published ${published}`);
-    await waitFor(
-      async () => (await jsons(dir)).length >= published,
-      30_000,
-      `${published} segments on disk`,
-    );
-    await new Promise((r) => setTimeout(r, 1000));
-    const names = await listDir(dir);
-    assert.equal(names.filter((n) => n.endsWith(".json")).length, published, names.join("\n"));
-    assert.equal(names.filter((n) => n.endsWith(".mp4")).length, published, "each .json has its .mp4");
-    assert.ok(
-      !dumperNode.stderr.concat(dumperNode.stdout).some((l) => /already saved/.test(l)),
-      "none twice",
-    );
-    assert.ok(rtsp.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
-    assert.ok(agg.stderr.some((l) => /frames come over plain pub\/sub/.test(l)));
-    dumperNode.kill("SIGTERM");
-    assert.equal(await dumperNode.exit, 0);
-  } finally {
-    for (const n of nodes) await n.stop();
-    await cam.stop();
-    await be.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+}
