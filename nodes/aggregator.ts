@@ -17,11 +17,12 @@ import { IMAGE_DATA_TYPE, VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import { detectEncoderKind } from "../src/encode/mod.ts";
 import type { EncoderCodec, EncoderKind } from "../src/encode/types.ts";
 import { Aggregator } from "../src/aggregate/aggregator.ts";
-import { runNode } from "../src/node/run_node.ts";
+import { RedisBackend } from "../src/bus/redis_backend/mod.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { AGGREGATOR_FLAGS, checkAggregatorFlags } from "../src/node/aggregator_flags.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "aggregator",
     type: "ImageToVideoAggregatorNode",
     description: "Aggregate ImageData frames into MP4 segments and publish them as MSight VideoData.",
@@ -36,8 +37,14 @@ if (import.meta.main) {
         `encoding ${f.codec} with the ${kind === "ffmpeg" ? "system ffmpeg" : "ffmpeg.wasm"} backend` +
           (f.encoder === "auto" && kind === "wasm" ? " (no permission to run ffmpeg)" : ""),
       );
+      // The frame stream and the in-progress marks are Redis features: elsewhere frames come over pub/sub only.
+      const redis = ctx.bus instanceof RedisBackend ? ctx.bus.redis : undefined;
+      if (!redis && f.transport !== "pubsub") {
+        ctx.log.info(`frames come over plain pub/sub: the durable frame stream needs a standalone Redis`);
+      }
       const aggregator = new Aggregator({
         bus: ctx.bus,
+        redis,
         log: ctx.log,
         metrics: ctx.metrics,
         ids: ctx.ids,

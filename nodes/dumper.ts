@@ -11,13 +11,13 @@
 
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import { readSegments } from "../src/bus/segment_reader.ts";
-import { runNode } from "../src/node/run_node.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { sinkReaderOptions } from "../src/sinks/transport_flag.ts";
 import { LocalStore } from "../src/sinks/local_store.ts";
 import { DUMPER_FLAGS } from "../src/node/dumper_flags.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "dumper",
     type: "VideoLocalDumperSinkNode", // MSight's class name, so both status tools show the same kind
     description: "Write each video segment of a topic as .mp4 + .json files.",

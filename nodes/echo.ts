@@ -11,12 +11,12 @@
  */
 
 import { Intake } from "../src/bus/intake.ts";
-import { runNode } from "../src/node/run_node.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { describeMessage } from "../src/bus/describe.ts";
 import { ECHO_FLAGS } from "../src/node/echo_flags.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "echo",
     type: "EchoNode",
     description: "Print the messages of a topic, or its rate and bandwidth.",

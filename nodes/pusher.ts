@@ -13,14 +13,14 @@
 import { VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import { delay } from "../src/runtime/async.ts";
 import { readSegments } from "../src/bus/segment_reader.ts";
-import { runNode } from "../src/node/run_node.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { sinkReaderOptions } from "../src/sinks/transport_flag.ts";
 import { Outbox } from "../src/sinks/outbox.ts";
 import { S3Uploader } from "../src/sinks/s3_uploader.ts";
 import { checkPusherFlags, PUSHER_FLAGS } from "../src/node/pusher_flags.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "pusher",
     type: "AWSVideoPusherSinkNode", // MSight's class name, so both status tools show the same kind
     description:

@@ -12,11 +12,12 @@
 
 import { IMAGE_DATA_TYPE } from "../src/bus/message.ts";
 import { FramePublisher } from "../src/capture/frame_publisher.ts";
-import { runNode } from "../src/node/run_node.ts";
+import { RedisBackend } from "../src/bus/redis_backend/mod.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { checkRtspFlags, RTSP_FLAGS } from "../src/node/rtsp_flags.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "rtsp",
     type: "RTSPSourceNode",
     description: "Pull an RTSP camera stream with ffmpeg and publish its frames as MSight ImageData.",
@@ -25,8 +26,14 @@ if (import.meta.main) {
     validate: checkRtspFlags,
     async run(ctx) {
       const f = ctx.flags;
+      // The durable frame stream is Redis Streams beside PUBLISH: on a standalone Redis only.
+      const redis = ctx.bus instanceof RedisBackend ? ctx.bus.redis : undefined;
+      if (!redis && f.frameStreamMaxAge > 0) {
+        ctx.log.info(`frames go on plain pub/sub only: the durable frame stream needs a standalone Redis`);
+      }
       const publisher = new FramePublisher({
         bus: ctx.bus,
+        redis,
         log: ctx.log,
         metrics: ctx.metrics,
         ids: ctx.ids,

@@ -10,14 +10,18 @@
  * frames pending and the next run rebuilds the segments from them, skipping frames already in a published segment.
  * Every frame taken is counted once in `frames_accounted_total{sensor,outcome}`.
  *
+ * The frame stream and the in-progress marks are Redis features: with `redis` absent (NATS, Redis Cluster) frames
+ * come from pub/sub only and segments go out through the bus interface (plain publish, then the back end's durable
+ * segment stream).
+ *
  * @example
  * ```ts
- * import type { RedisBus } from "../bus/redis.ts";
+ * import type { Bus } from "../bus/types.ts";
  * import type { Logger } from "../runtime/log.ts";
  * import type { Metrics } from "../runtime/metrics.ts";
  * import type { Snowflake } from "../bus/snowflake.ts";
  * import { Aggregator } from "./aggregator.ts";
- * declare const bus: RedisBus, log: Logger, metrics: Metrics, ids: Snowflake;
+ * declare const bus: Bus, log: Logger, metrics: Metrics, ids: Snowflake;
  * const agg = new Aggregator({ bus, log, metrics, ids, device: "edge-1", name: "image-aggregator",
  *   subscribeTopic: "rtsp_topic", publishTopic: "aggregated_video", fps: 10, bufferSize: 100, overlapSize: 0,
  *   maxIdleS: 5, gapS: 3, gap: 0, encoder: { kind: "ffmpeg", codec: "libx264" }, onError: console.error });
@@ -36,6 +40,7 @@ import type { Transport } from "../bus/segment_reader.ts";
 import { hasStream, streamKey } from "../bus/stream.ts";
 import { decodeMessage } from "../bus/wire.ts";
 import type { RedisBus } from "../bus/redis.ts";
+import type { Bus } from "../bus/types.ts";
 import { SegmentWriter } from "../bus/segment_writer.ts";
 import type { Snowflake } from "../bus/snowflake.ts";
 import type { StreamCaps } from "../bus/stream.ts";
@@ -64,7 +69,10 @@ export interface AggregatorEncoding {
 
 /** Options of an {@linkcode Aggregator} (the aggregator node's flags, and what the node runtime gives it). */
 export interface AggregatorOptions {
-  bus: RedisBus;
+  /** Frames in, segments out: any back end. */
+  bus: Bus;
+  /** The standalone Redis under `bus`, when it is one: the frame stream and the in-progress marks need it. */
+  redis?: RedisBus;
   log: Logger;
   metrics: Metrics;
   ids: Snowflake;
@@ -136,7 +144,7 @@ export class Aggregator {
   readonly #o: AggregatorOptions;
   readonly #segmenter: Segmenter;
   readonly #writer: SegmentWriter;
-  readonly #marks: InProgressMarks;
+  readonly #marks?: InProgressMarks;
   readonly #intake: Intake;
   readonly #open = new Map<string, OpenSegment>();
   readonly #m: ReturnType<typeof aggregatorMetrics>;
@@ -175,12 +183,12 @@ export class Aggregator {
       gapS: opts.gapS,
     });
     this.#writer = new SegmentWriter({
-      bus: opts.bus,
+      bus: opts.redis ?? opts.bus,
       log: opts.log,
       topic: opts.publishTopic,
       stream: opts.stream,
     });
-    this.#marks = new InProgressMarks(opts.bus, opts.name);
+    this.#marks = opts.redis ? new InProgressMarks(opts.redis, opts.name) : undefined;
     this.#intake = new Intake({
       topic: opts.subscribeTopic,
       log: opts.log,
@@ -188,6 +196,12 @@ export class Aggregator {
       gap: opts.gap,
       accept: [IMAGE_DATA_TYPE],
     });
+  }
+
+  /** The standalone Redis, on the paths that only run with one (the frame stream is read only from Redis). */
+  get #redis(): RedisBus {
+    if (!this.#o.redis) throw new Error("the durable frame stream needs a standalone Redis");
+    return this.#o.redis;
   }
 
   /** Ready once subscribed: frames published before that reach nobody. */
@@ -204,9 +218,9 @@ export class Aggregator {
   async start(): Promise<void> {
     const o = this.#o;
     const transport = o.transport ?? "auto";
-    const durable = transport === "stream" ||
-      (transport === "auto" && await hasStream(o.bus.client, o.subscribeTopic));
-    for (const lost of await this.#marks.takeLeftovers()) {
+    const durable = o.redis !== undefined && (transport === "stream" ||
+      (transport === "auto" && await hasStream(o.redis.client, o.subscribeTopic)));
+    for (const lost of await this.#marks?.takeLeftovers() ?? []) {
       if (durable) {
         o.log.info(
           `the previous run stopped without publishing the segment of ${lost.sensor} opened at ` +
@@ -242,7 +256,7 @@ export class Aggregator {
   async #startReader(): Promise<void> {
     const o = this.#o;
     await this.#refreshStreamed();
-    const reader = new FrameStreamReader(o.bus, { topic: o.subscribeTopic, group: o.name, log: o.log });
+    const reader = new FrameStreamReader(this.#redis, { topic: o.subscribeTopic, group: o.name, log: o.log });
     await reader.open();
     this.#reader = reader;
     o.log.info(
@@ -260,7 +274,9 @@ export class Aggregator {
     const o = this.#o;
     try {
       if (this.#reader) await this.#refreshStreamed();
-      else if ((o.transport ?? "auto") === "auto" && await hasStream(o.bus.client, o.subscribeTopic)) {
+      else if (
+        o.redis && (o.transport ?? "auto") === "auto" && await hasStream(o.redis.client, o.subscribeTopic)
+      ) {
         o.log.info(`a durable frame stream was announced on ${o.subscribeTopic}: switching to it`);
         await this.#startReader();
       }
@@ -270,7 +286,7 @@ export class Aggregator {
   }
 
   async #refreshStreamed(): Promise<void> {
-    for (const s of await this.#o.bus.client.smembers(streamSensorsKey(this.#o.subscribeTopic))) {
+    for (const s of await this.#redis.client.smembers(streamSensorsKey(this.#o.subscribeTopic))) {
       this.#streamed.add(s);
       this.#pubsubOnly.delete(s);
     }
@@ -339,7 +355,7 @@ export class Aggregator {
     const held = this.#held.get(sensor);
     if (held) return void held.push(bytes);
     this.#held.set(sensor, [bytes]);
-    this.#o.bus.client.sismember(streamSensorsKey(this.#o.subscribeTopic), sensor).catch((err) => {
+    this.#redis.client.sismember(streamSensorsKey(this.#o.subscribeTopic), sensor).catch((err) => {
       this.#o.log.warn(
         `cannot tell whether ${sensor} has a frame stream: ${errorMessage(err)} (taking pub/sub)`,
       );
@@ -420,7 +436,7 @@ export class Aggregator {
     if (!this.#writer.durable) return ids;
     const key = streamKey(this.#o.publishTopic);
     for (let from = fromId;;) {
-      const page = await this.#o.bus.client.xrangeBuffer(key, from, "+", "COUNT", 10);
+      const page = await this.#redis.client.xrangeBuffer(key, from, "+", "COUNT", 10);
       for (const [, fields] of page) {
         for (let i = 0; i + 1 < fields.length; i += 2) {
           if (fields[i].toString() !== "d") continue;
@@ -488,7 +504,7 @@ export class Aggregator {
         });
         this.#open.set(key, { builder, overlap: 0, lastArrival: Date.now(), ids: [] });
         this.#openOf.set(ev.sensor, key);
-        this.#marks.opened(key, ev.sensor);
+        this.#marks?.opened(key, ev.sensor);
       } else if (ev.kind === "frame") {
         const seg = this.#open.get(key)!;
         seg.builder.add(ev.frame);
@@ -541,7 +557,7 @@ export class Aggregator {
         // A bug, not a Redis or encoder fault: counted as lost too, and reported as unexpected.
         else this.#o.onError(err, `${what} dropped`);
       })
-      .finally(() => this.#marks.done(key));
+      .finally(() => this.#marks?.done(key));
   }
 
   async #publish(

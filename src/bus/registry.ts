@@ -8,12 +8,12 @@
  *
  * @example
  * ```ts
- * import type { RedisBus } from "./redis.ts";
+ * import type { Bus } from "./types.ts";
  * import type { Logger } from "../runtime/log.ts";
  * import { NodeRegistration } from "./registry.ts";
- * declare const bus: RedisBus, log: Logger;
- * const reg = new NodeRegistration(bus, { name: "rtsp_node", device: "edge-1", type: "RTSPSourceNode",
- *   publishTopic: "rtsp_topic", subscribeTopic: null }, log);
+ * declare const bus: Bus, log: Logger;
+ * const reg = new NodeRegistration(bus.registry, () => bus.ready, { name: "rtsp_node", device: "edge-1",
+ *   type: "RTSPSourceNode", publishTopic: "rtsp_topic", subscribeTopic: null }, log);
  * await reg.register();
  * reg.startHeartbeat(10);
  * await reg.unregister();
@@ -140,16 +140,28 @@ function parseHash<T>(h: Record<string, string>): T[] {
   return out;
 }
 
-/** One node's registration and heartbeat; the owner calls {@linkcode NodeRegistration.unregister} on stop. */
+/** Where {@linkcode NodeRegistration} keeps its entry: a back end's registry (`RegistryStore` in `types.ts`). */
+export interface NodeStore {
+  getNode(name: string): Promise<NodeEntry | null>;
+  putNode(entry: NodeEntry): Promise<void>;
+  deleteNode(name: string): Promise<void>;
+}
+
+/**
+ * One node's registration and heartbeat, in the bus's registry (`MSIGHT:NODES`, wherever the back end keeps it); the
+ * owner calls {@linkcode NodeRegistration.unregister} on stop. `ready` says whether the registry is reachable now
+ * (a heartbeat is skipped while it is not).
+ */
 export class NodeRegistration {
   #timer?: ReturnType<typeof setInterval>;
   #status: NodeEntry["status"] = "REGISTERED";
 
-  readonly #redis: RedisBus["client"];
-
-  constructor(bus: RedisBus, readonly id: NodeIdentity, readonly log: Logger) {
-    this.#redis = bus.client;
-  }
+  constructor(
+    readonly store: NodeStore,
+    readonly ready: () => boolean,
+    readonly id: NodeIdentity,
+    readonly log: Logger,
+  ) {}
 
   #entry(): NodeEntry {
     return {
@@ -169,22 +181,18 @@ export class NodeRegistration {
 
   /** Writes the entry; warns when a live node of the same name is already registered. */
   async register(): Promise<void> {
-    const existing = await this.#redis.hget(NODES_KEY, this.id.name);
-    if (existing) {
-      try {
-        const e = JSON.parse(existing) as NodeEntry;
-        const age = Date.now() / 1000 - e.last_heartbeat;
-        this.log.warn(
-          `a node named ${this.id.name} is already registered (heartbeat ${
-            age.toFixed(0)
-          } s ago on ${e.device}): ` +
-            `a previous run did not stop cleanly, or two nodes share this name`,
-        );
-      } catch {
-        // Unparseable entry: overwrite it.
-      }
+    // An unparseable entry reads as none: it is overwritten.
+    const e = await this.store.getNode(this.id.name);
+    if (e) {
+      const age = Date.now() / 1000 - e.last_heartbeat;
+      this.log.warn(
+        `a node named ${this.id.name} is already registered (heartbeat ${
+          age.toFixed(0)
+        } s ago on ${e.device}): ` +
+          `a previous run did not stop cleanly, or two nodes share this name`,
+      );
     }
-    await this.#redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
+    await this.store.putNode(this.#entry());
   }
 
   /** Sets the status and rewrites the entry now. */
@@ -194,9 +202,9 @@ export class NodeRegistration {
   }
 
   async #beat(): Promise<void> {
-    if (this.#redis.status !== "ready") return;
+    if (!this.ready()) return;
     try {
-      await this.#redis.hset(NODES_KEY, this.id.name, JSON.stringify(this.#entry()));
+      await this.store.putNode(this.#entry());
     } catch (err) {
       this.log.debug(`heartbeat failed: ${errorMessage(err)}`);
     }
@@ -212,9 +220,9 @@ export class NodeRegistration {
   async unregister(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    if (this.#redis.status !== "ready") return;
+    if (!this.ready()) return;
     try {
-      await this.#redis.hdel(NODES_KEY, this.id.name);
+      await this.store.deleteNode(this.id.name);
     } catch (err) {
       this.log.warn(`could not unregister: ${errorMessage(err)}`);
     }

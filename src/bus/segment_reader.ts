@@ -1,19 +1,21 @@
 /**
- * How a sink takes VideoData segments off a topic, durably where it can: `stream` (the topic's Redis Stream,
- * in a consumer group named after the sink), `pubsub` (as MSight), or `auto` (stream once a producer
- * announced one). Handlers must be idempotent: delivery is at least once. Details: docs/design.md, "Bus".
+ * How a sink takes VideoData segments off a topic, durably where it can, on any back end (through {@linkcode Bus}):
+ * `stream` (the topic's durable stream: a Redis Stream, or a JetStream stream on NATS, in the sink's consumer
+ * group), `pubsub` (as MSight), or `auto` (stream once a producer announced one). Members of one group share the
+ * segments; one a dead member left unacknowledged is taken over by another. Handlers must be idempotent: delivery
+ * is at least once. Details: docs/design.md, "Bus".
  *
  * @example
  * ```ts
- * import type { RedisBus } from "./redis.ts";
+ * import type { Bus } from "./types.ts";
  * import type { Logger } from "../runtime/log.ts";
  * import type { Metrics } from "../runtime/metrics.ts";
  * import type { VideoData } from "./message.ts";
  * import { readSegments } from "./segment_reader.ts";
- * declare const bus: RedisBus, log: Logger, metrics: Metrics, signal: AbortSignal;
+ * declare const bus: Bus, log: Logger, metrics: Metrics, signal: AbortSignal;
  * declare const store: { write(seg: VideoData): Promise<void> };
- * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", transport: "auto",
- *   signal }, async (seg) => { await store.write(seg); });
+ * await readSegments({ bus, log, metrics, topic: "aggregated_video", group: "video_dumper", consumer: "video_dumper",
+ *   transport: "auto", signal }, async (seg) => { await store.write(seg); });
  * ```
  * @module
  */
@@ -22,10 +24,10 @@ import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { delay } from "../runtime/async.ts";
 import { errorMessage, isRedisPermissionError } from "../runtime/errors.ts";
+import { consumeDurable } from "./durable_loop.ts";
 import { Intake } from "./intake.ts";
 import { VIDEO_DATA_TYPE, type VideoData } from "./message.ts";
-import type { RedisBus } from "./redis.ts";
-import { hasStream, StreamConsumer } from "./stream.ts";
+import type { Bus } from "./types.ts";
 
 /** Where segments are read from; see the module doc. */
 export type Transport = "auto" | "stream" | "pubsub";
@@ -35,12 +37,18 @@ export const TRANSPORTS = ["auto", "stream", "pubsub"] as const;
 
 /** Options of {@linkcode readSegments}. */
 export interface SegmentReaderOptions {
-  bus: RedisBus;
+  bus: Bus;
   log: Logger;
   metrics: Metrics;
   topic: string;
-  /** Consumer group and consumer name (the sink's `--name`). */
+  /** The durable stream's consumer group (the sink's `--group-id`, default its `--name`). */
   group: string;
+  /** This member's name in the group (the sink's `--name`): a restart resumes its own unacknowledged segments. */
+  consumer: string;
+  /** On plain pub/sub, the NATS queue group (`--group-id` when given, as MSight); Redis pub/sub has none. */
+  queueGroup?: string;
+  /** How long a segment may stay unacknowledged with one member before another takes it over (default 60 s). */
+  claimIdleMs?: number;
   transport: Transport;
   signal: AbortSignal;
   gap?: number;
@@ -66,7 +74,7 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
   );
 
   let mode: "stream" | "pubsub" = opts.transport === "pubsub" ? "pubsub" : "stream";
-  if (opts.transport === "auto") mode = (await hasStream(bus.client, topic)) ? "stream" : "pubsub";
+  if (opts.transport === "auto") mode = (await bus.segments.isAnnounced(topic)) ? "stream" : "pubsub";
 
   // --- pub/sub: a bounded queue drained by one loop, so segments are handled one at a time, in order ---
   const queue: VideoData[] = [];
@@ -88,7 +96,7 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
   };
 
   if (mode === "pubsub") {
-    await bus.subscribe(topic, onMessage);
+    await bus.subscribe(topic, onMessage, opts.queueGroup ? { group: opts.queueGroup } : {});
     signal.addEventListener("abort", stopNap, { once: true });
     log.info(
       `reading ${topic} over plain pub/sub${
@@ -112,7 +120,7 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
         lastPoll = Date.now();
         // Redis unreachable for this poll: stay on pub/sub and ask again at the next one. A missing ACL
         // permission is not transient: the node stops with it.
-        const found = await hasStream(bus.client, topic).catch((err) => {
+        const found = await bus.segments.isAnnounced(topic).catch((err) => {
           if (isRedisPermissionError(err)) throw err;
           return false;
         });
@@ -136,33 +144,54 @@ export async function readSegments(opts: SegmentReaderOptions, handler: SegmentH
     if (signal.aborted) return;
   }
 
+  const member = opts.consumer === opts.group ? "" : ` (member ${opts.consumer})`;
   log.info(
-    `reading ${topic} from its durable stream as consumer group ${opts.group}: resuming unacknowledged segments`,
+    `reading ${topic} from its durable stream as consumer group ${opts.group}${member}: ` +
+      "resuming unacknowledged segments",
   );
-  const consumer = new StreamConsumer(bus.client, topic, { group: opts.group, consumer: opts.group, log });
+  const consumer = bus.segments.consumer(topic, {
+    group: opts.group,
+    consumer: opts.consumer,
+    log,
+    claimIdleMs: opts.claimIdleMs,
+  });
+  // A missing ACL permission does not heal by retrying: the reader stops and the node with it.
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  signal.addEventListener("abort", abort, { once: true });
+  let refused: unknown;
   let lastError = "";
   try {
-    await consumer.run(
-      async (bytes, id) => {
-        const msg = intake.decode(bytes);
-        if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return; // counted by the intake; acknowledged so it is not retried
-        try {
-          await handler(msg);
-          lastError = "";
-        } catch (err) {
-          failed.inc(1, { transport: "stream" });
-          const text = errorMessage(err);
-          if (text !== lastError) {
-            log.error(`segment ${msg.sensorName} (entry ${id}) not saved yet, will retry: ${text}`);
-          }
-          lastError = text;
-          throw err;
+    await consumeDurable(consumer, async (entry) => {
+      const msg = intake.decode(entry.bytes);
+      if (!msg || msg.dataType !== VIDEO_DATA_TYPE) return; // counted by the intake; acknowledged so it is not retried
+      try {
+        await handler(msg);
+        lastError = "";
+      } catch (err) {
+        failed.inc(1, { transport: "stream" });
+        const text = errorMessage(err);
+        if (text !== lastError) {
+          log.error(`segment ${msg.sensorName} (entry ${entry.id}) not saved yet, will retry: ${text}`);
         }
+        lastError = text;
+        throw err;
+      }
+    }, {
+      signal: stop.signal,
+      log,
+      claimIdleMs: opts.claimIdleMs,
+      onError: (err, entry) => {
+        if (entry) return; // the handler's failure, logged above
+        if (isRedisPermissionError(err)) {
+          refused = err;
+          stop.abort();
+        } else log.debug(`stream read: ${errorMessage(err)}`);
       },
-      signal,
-      (err) => log.debug(`stream read: ${errorMessage(err)}`),
-    );
+    });
   } finally {
-    consumer.close();
+    signal.removeEventListener("abort", abort);
+    await consumer.close();
   }
+  if (refused !== undefined) throw refused;
 }

@@ -2,6 +2,9 @@
  * How the aggregator puts a VideoData segment on a topic: on pub/sub (as MSight does) and, unless `stream` is off,
  * on the topic's durable stream for our sinks (see `stream.ts`). Counterpart of `segment_reader.ts`.
  *
+ * `bus` is the node's standalone Redis (the stream is then `stream.ts`'s, announced again after each Redis restart)
+ * or any back end through the {@linkcode Bus} interface (the stream is the back end's durable segment stream).
+ *
  * A segment is held through a short Redis outage (`outageWaitMs`) rather than lost at once; one that still cannot be
  * delivered is a {@linkcode SegmentError} (`redis_unavailable`) for the caller to count.
  *
@@ -25,11 +28,13 @@ import { errorMessage, SegmentError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { RedisBus } from "./redis.ts";
 import { type StreamCaps, StreamProducer } from "./stream.ts";
+import type { Bus, BusPayload } from "./types.ts";
 import { encodeMessagePieces, type OutgoingMessage } from "./wire.ts";
 
 /** Options of a {@linkcode SegmentWriter}. */
 export interface SegmentWriterOptions {
-  bus: RedisBus;
+  /** A standalone Redis, or any back end through the bus interface. */
+  bus: RedisBus | Bus;
   log: Logger;
   topic: string;
   /** The durable stream's caps; absent: pub/sub only. */
@@ -41,14 +46,23 @@ export interface SegmentWriterOptions {
 /** Writes segments to one topic; see the module doc. */
 export class SegmentWriter {
   readonly #opts: SegmentWriterOptions;
-  readonly #stream?: StreamProducer;
+  readonly #stream?: {
+    announce(): Promise<void>;
+    append(pieces: BusPayload): Promise<string>;
+    reannounce?(): void;
+  };
   #stopReannounce?: () => void;
 
   constructor(opts: SegmentWriterOptions) {
     this.#opts = opts;
-    this.#stream = opts.stream
-      ? new StreamProducer(opts.bus.client, opts.topic, opts.stream, (args) => opts.bus.command(args))
-      : undefined;
+    const { bus, stream, topic } = opts;
+    if (!stream) return;
+    if ("segments" in bus) {
+      this.#stream = {
+        announce: () => bus.segments.announce(topic, stream),
+        append: (pieces) => bus.segments.append(topic, pieces, stream),
+      };
+    } else this.#stream = new StreamProducer(bus.client, topic, stream, (args) => bus.command(args));
   }
 
   /** True when segments also go to the durable stream. */
@@ -63,7 +77,8 @@ export class SegmentWriter {
     await stream.announce();
     // Announce again with the next segment, so sinks started later in `--transport auto` still find the durable
     // stream (else they would fall back to lossy pub/sub).
-    this.#stopReannounce = this.#opts.bus.onReconnect(() => stream.reannounce());
+    const bus = this.#opts.bus;
+    if (!("segments" in bus)) this.#stopReannounce = bus.onReconnect(() => stream.reannounce?.());
   }
 
   /**

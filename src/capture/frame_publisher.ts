@@ -2,17 +2,18 @@
  * The RTSP node's loop: camera → ffmpeg (decode, scale, JPEG) → {@linkcode RtspCapture} (frames + capture times) →
  * ImageData → bus. Frames are published one at a time, in order; if Redis is slower than the camera the capture
  * queue drops the oldest frames and counts them. While Redis is unreachable frames are counted as not published.
- * With `frameStream` (the default between our nodes) each frame also goes, in the same write, to the topic's
- * durable stream (`frame_stream.ts`), from which our aggregator rebuilds what a crash interrupted.
+ * With `frameStream` (the default between our nodes, on a standalone Redis) each frame also goes, in the same write,
+ * to the topic's durable stream (`frame_stream.ts`), from which our aggregator rebuilds what a crash interrupted.
+ * On other back ends frames go through the bus interface's plain publish only (core NATS, cluster PUBLISH).
  *
  * @example
  * ```ts
- * import type { RedisBus } from "../bus/redis.ts";
+ * import type { Bus } from "../bus/types.ts";
  * import type { Logger } from "../runtime/log.ts";
  * import type { Metrics } from "../runtime/metrics.ts";
  * import type { Snowflake } from "../bus/snowflake.ts";
  * import { FramePublisher } from "./frame_publisher.ts";
- * declare const bus: RedisBus, log: Logger, metrics: Metrics, ids: Snowflake, signal: AbortSignal;
+ * declare const bus: Bus, log: Logger, metrics: Metrics, ids: Snowflake, signal: AbortSignal;
  * const pub = new FramePublisher({ bus, log, metrics, ids, device: "edge-1", topic: "rtsp_topic",
  *   sensorName: "rtsp_sensor", gap: 0, frameLogEvery: 0, capture: { url: "rtsp://127.0.0.1:8554/live.stream" } });
  * await pub.run(signal); // until signal aborts
@@ -23,6 +24,7 @@
 import { localIsoMicros } from "../bus/describe.ts";
 import { IMAGE_DATA_TYPE, type ImageData } from "../bus/message.ts";
 import type { RedisBus } from "../bus/redis.ts";
+import type { BusPayload } from "../bus/types.ts";
 import type { Snowflake } from "../bus/snowflake.ts";
 import { encodeMessagePieces } from "../bus/wire.ts";
 import { type FrameStreamCaps, FrameStreamProducer } from "../bus/frame_stream.ts";
@@ -33,7 +35,10 @@ import { type CaptureOptions, describeCaptureEvent, RtspCapture } from "./rtsp_c
 
 /** Options of a {@linkcode FramePublisher} (the RTSP node's flags, and what the node runtime gives it). */
 export interface FramePublisherOptions {
-  bus: RedisBus;
+  /** Where frames are published: the bus, any back end (a receiver count, or -1 when not sent). */
+  bus: { publish(topic: string, message: BusPayload): Promise<number> };
+  /** The standalone Redis under `bus`, when it is one: the durable frame stream needs it. */
+  redis?: RedisBus;
   log: Logger;
   metrics: Metrics;
   ids: Snowflake;
@@ -46,7 +51,7 @@ export interface FramePublisherOptions {
   gap: number;
   /** Log one line every this many published frames (0: never). */
   frameLogEvery: number;
-  /** Caps of the topic's durable frame stream (see `frame_stream.ts`); absent: pub/sub only. */
+  /** Caps of the topic's durable frame stream (see `frame_stream.ts`, needs `redis`); absent: pub/sub only. */
   frameStream?: FrameStreamCaps;
   /** The camera; its events and ffmpeg's lines go to `log`. */
   capture: Omit<CaptureOptions, "onEvent" | "onFfmpegLine">;
@@ -125,8 +130,8 @@ export class FramePublisher {
     const o = this.#o;
     const { published, notPublished, skipped, publishSeconds } = this.#m;
     const capture = this.#capture;
-    const stream = o.frameStream
-      ? new FrameStreamProducer(o.bus, o.topic, o.sensorName, o.frameStream, o.log)
+    const stream = o.frameStream && o.redis
+      ? new FrameStreamProducer(o.redis, o.topic, o.sensorName, o.frameStream, o.log)
       : undefined;
     if (stream) {
       await stream.start();

@@ -1,6 +1,7 @@
 /**
  * The life of a node: parse flags (argparse-style, with `--config`), read the environment, set up logging, connect
- * to Redis, register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
+ * to the bus (`runNode`: a standalone Redis, for the nodes that still need one; `runAnyBusNode`: whichever back end
+ * `select.ts` chooses, through the {@linkcode Bus} interface), register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
  * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once, one within a second of the first is
  * the same signal delivered twice: see `src/runtime/signals.ts`). Whatever happens, the node ends with
  * one line and an exit code, never a stack trace, and no child process outlives it.
@@ -17,8 +18,11 @@
  * @module
  */
 
+import { connectBus } from "../bus/connect.ts";
 import { RedisBus } from "../bus/redis.ts";
+import { RedisBackend } from "../bus/redis_backend/mod.ts";
 import { selectBus } from "../bus/select.ts";
+import type { Bus } from "../bus/types.ts";
 import { Snowflake } from "../bus/snowflake.ts";
 import { killAllChildren, stopAllChildren } from "../runtime/children.ts";
 import { COMMON_FLAGS } from "./common_flags.ts";
@@ -37,7 +41,7 @@ import { type LogFormat, Logger, type LogLevel } from "../runtime/log.ts";
 import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { onShutdownSignals, REPEAT_WINDOW_MS, signalExitCode } from "../runtime/signals.ts";
-import { NodeRegistration, registerTopic } from "../bus/registry.ts";
+import { NodeRegistration } from "../bus/registry.ts";
 
 /** The flags of a node: its own plus {@linkcode COMMON_FLAGS}. */
 export type NodeFlags<T extends FlagSpecs> = FlagValues<typeof COMMON_FLAGS & T>;
@@ -47,6 +51,7 @@ export interface NodeContext<T extends FlagSpecs> {
   flags: NodeFlags<T>;
   log: Logger;
   metrics: Metrics;
+  /** The node's standalone Redis. */
   bus: RedisBus;
   device: string;
   /** One id generator per process, so ids never repeat. */
@@ -58,6 +63,16 @@ export interface NodeContext<T extends FlagSpecs> {
   /** Reports an unexpected error: stops the node or logs and continues, per `--action-on-error`. */
   reportError(err: unknown, what: string): void;
   env: EnvReader;
+}
+
+/** What a node started by {@linkcode runAnyBusNode} receives: the bus through its interface, any back end. */
+export interface AnyBusNodeContext<T extends FlagSpecs> extends Omit<NodeContext<T>, "bus"> {
+  bus: Bus;
+}
+
+/** A node that runs on every back end: its work receives an {@linkcode AnyBusNodeContext}. */
+export interface AnyBusNodeDefinition<T extends FlagSpecs> extends Omit<NodeDefinition<T>, "run"> {
+  run(ctx: AnyBusNodeContext<T>): Promise<void>;
 }
 
 /** A node: its flags and its work. */
@@ -85,12 +100,24 @@ export interface RunOptions {
   noExit?: boolean;
 }
 
-/** Runs a node to completion and exits the process with its exit code (0 after a graceful stop). */
-export async function runNode<T extends FlagSpecs>(
-  def: NodeDefinition<T>,
+/**
+ * Runs a node that needs a standalone Redis to completion and exits the process with its exit code (0 after a
+ * graceful stop); asked for another back end, it exits 2 with one line.
+ */
+export function runNode<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions = {}): Promise<number> {
+  return finish(runNodeInner({ redis: def }, opts), opts);
+}
+
+/** Runs a node on whichever back end is selected (standalone Redis, Redis Cluster, NATS); as {@linkcode runNode}. */
+export function runAnyBusNode<T extends FlagSpecs>(
+  def: AnyBusNodeDefinition<T>,
   opts: RunOptions = {},
 ): Promise<number> {
-  const code = await runNodeInner(def, opts);
+  return finish(runNodeInner({ any: def }, opts), opts);
+}
+
+async function finish(run: Promise<number>, opts: RunOptions): Promise<number> {
+  const code = await run;
   if (!opts.noExit) {
     killAllChildren("SIGKILL");
     Deno.exit(code);
@@ -98,7 +125,11 @@ export async function runNode<T extends FlagSpecs>(
   return code;
 }
 
-async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions): Promise<number> {
+async function runNodeInner<T extends FlagSpecs>(
+  which: { redis: NodeDefinition<T> } | { any: AnyBusNodeDefinition<T> },
+  opts: RunOptions,
+): Promise<number> {
+  const def = "redis" in which ? which.redis : which.any;
   const argv = opts.argv ?? Deno.args;
   const env = opts.env ?? denoEnv;
   const specs = { ...COMMON_FLAGS, ...def.flags };
@@ -139,7 +170,7 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   });
 
   const controller = new AbortController();
-  let bus: RedisBus | undefined;
+  let bus: Bus | undefined;
   let registration: NodeRegistration | undefined;
   let health: HealthServer | undefined;
   let nodeReadiness: () => Readiness = () => ({ ok: true });
@@ -167,57 +198,75 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   try {
     // MSight's back-end switch: a node must not run on Redis when NATS (or Kafka) was asked for.
     const selection = selectBus({ busUrl: f.busUrl, redisUrl: f.redisUrl, env });
-    if (selection.backend !== "redis") {
-      const where = selection.backend === "nats" ? selection.nats.display : selection.cluster.display;
-      throw new UsageError(
-        `the ${selection.backend} bus (${where}) is not available to the nodes yet: they run on a standalone ` +
-          `Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://)`,
-      );
-    }
-    // `--redis-url`, else a redis:// bus URL, else MSight's variables (select.ts).
-    const redisSettings = selection.redis;
-    log.addSecret(redisSettings.password);
-    redisUser = redisSettings.username;
     const flagsRecord = flags as Record<string, unknown>;
     const publishTopic = typeof flagsRecord.publishTopic === "string" ? flagsRecord.publishTopic : null;
-    bus = await RedisBus.connect(redisSettings, log, {
+    const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
+    const connectOpts = {
       name: f.name,
       connectTimeoutS: f.redisConnectTimeout,
       publisher: publishTopic !== null,
-    });
-    metrics.gauge("redis_connected", "1 while the Redis connection is ready", () => (bus?.ready ? 1 : 0));
-    bus.onRefused = (err) => {
-      log.critical(refusedLine(err, redisUser));
-      errorExit = 1;
-      controller.abort();
     };
+    let redis: RedisBus | undefined;
+    if (selection.backend === "redis") {
+      // `--redis-url`, else a redis:// bus URL, else MSight's variables (select.ts).
+      const redisSettings = selection.redis;
+      log.addSecret(redisSettings.password);
+      redisUser = redisSettings.username;
+      redis = await RedisBus.connect(redisSettings, log, connectOpts);
+      const connected = redis;
+      bus = new RedisBackend(connected);
+      metrics.gauge(
+        "redis_connected",
+        "1 while the Redis connection is ready",
+        () => (connected.ready ? 1 : 0),
+      );
+      connected.onRefused = (err) => {
+        log.critical(refusedLine(err, redisUser));
+        errorExit = 1;
+        controller.abort();
+      };
+    } else if ("any" in which) {
+      if (selection.backend === "redis-cluster") redisUser = selection.cluster.username;
+      bus = await connectBus(selection, log, connectOpts);
+      const connected = bus;
+      metrics.gauge("bus_connected", "1 while the bus is usable", () => (connected.ready ? 1 : 0));
+    } else {
+      const where = selection.backend === "nats" ? selection.nats.display : selection.cluster.display;
+      throw new UsageError(
+        `the ${selection.backend} bus (${where}) is not available to the ${def.command} node yet: it runs on a ` +
+          `standalone Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://); rtsp, aggregator, ` +
+          `dumper, pusher and echo run on every back end`,
+      );
+    }
+    const registry = bus.registry;
 
-    const subscribeTopic = typeof flagsRecord.subscribeTopic === "string" ? flagsRecord.subscribeTopic : null;
-    const registerTopics = async (bus: RedisBus) => {
+    const registerTopics = async () => {
       if (publishTopic && def.publishDataType) {
-        await registerTopic(bus, {
+        await registry.registerTopic({
           name: publishTopic,
           description: null,
           data_type: def.publishDataType,
         });
       }
       if (subscribeTopic && def.subscribeDataType) {
-        await registerTopic(bus, {
+        await registry.registerTopic({
           name: subscribeTopic,
           description: null,
           data_type: def.subscribeDataType,
         });
       }
     };
-    const connected = bus;
-    await registerTopics(connected);
+    await registerTopics();
     // A Redis restart empties MSIGHT:TOPICS (the heartbeat rewrites only MSIGHT:NODES): register again on reconnect.
-    connected.onReconnect(() =>
-      void registerTopics(connected).catch((err) =>
+    redis?.onReconnect(() =>
+      void registerTopics().catch((err) =>
         log.warn(`could not register the topics again after a reconnect: ${errorMessage(err)}`)
       )
     );
-    registration = new NodeRegistration(bus, {
+    const client = redis?.client;
+    // On Redis, the registry's own connection; elsewhere the bus as a whole.
+    const registryReady = client ? () => client.status === "ready" : () => bus?.ready === true;
+    registration = new NodeRegistration(registry, registryReady, {
       name: f.name,
       device,
       type: def.type,
@@ -234,18 +283,22 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
         port: f.metricsPort,
         metrics,
         ready: () => {
-          if (!bus?.ready) return { ok: false, reason: "Redis is not connected" };
+          if (!bus?.ready) {
+            return {
+              ok: false,
+              reason: bus?.kind === "redis" ? "Redis is not connected" : `${bus?.kind} is not connected`,
+            };
+          }
           return nodeReadiness();
         },
       });
       log.info(`serving /metrics, /healthz and /readyz on http://${f.metricsHost}:${health.port}`);
     }
 
-    const ctx: NodeContext<T> = {
+    const base: Omit<NodeContext<T>, "bus"> = {
       flags,
       log,
       metrics,
-      bus,
       device,
       ids: new Snowflake(Snowflake.workerFor(`${device}/${f.name}/${Deno.pid}`)),
       signal: controller.signal,
@@ -263,9 +316,12 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
       env,
     };
     await registration.setStatus("RUNNING");
-    log.info(`${def.command} node ${f.name} started on device ${device} (Redis ${redisSettings.display})`);
+    const where = bus.kind === "redis" ? "Redis" : bus.kind === "nats" ? "NATS" : "Redis Cluster";
+    log.info(`${def.command} node ${f.name} started on device ${device} (${where} ${bus.display})`);
 
-    const work = def.run(ctx);
+    const work = "redis" in which
+      ? which.redis.run({ ...base, bus: redis! })
+      : which.any.run({ ...base, bus });
     // The grace period starts at the first signal; past it we exit without waiting for the work.
     const graceExpired = new Promise<"grace">((resolve) => {
       controller.signal.addEventListener("abort", () => {

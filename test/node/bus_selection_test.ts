@@ -6,24 +6,49 @@ import { selectBus } from "../../src/bus/select.ts";
 import { Logger } from "../../src/runtime/log.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 
-Deno.test("node: MSIGHT_PUBSUB_BACKEND=kafka and a back end the nodes do not run on yet exit 2 with one line", async () => {
-  const cases: [Record<string, string>, RegExp][] = [
+Deno.test("node: MSIGHT_PUBSUB_BACKEND=kafka and a back end a node does not run on yet exit 2 with one line", async () => {
+  const echo = ["nodes/echo.ts", "-st", "t"];
+  const web = ["nodes/web.ts", "-n", "w"];
+  const cases: [Record<string, string>, string[], RegExp][] = [
     [
       { MSIGHT_PUBSUB_BACKEND: "kafka" },
+      echo,
       /the Kafka back end is not supported yet; supported back ends: redis/,
     ],
     [
       { MSIGHT_PUBSUB_BACKEND: "nats" },
-      /the nats bus \(nats:\/\/localhost:4222\) is not available to the nodes yet/,
+      web,
+      /the nats bus \(nats:\/\/localhost:4222\) is not available to the web node yet/,
     ],
-    [{ MSIGHT_BUS_URL: "mqtt://h" }, /MSIGHT_BUS_URL "mqtt:\/\/h" is invalid: expected a redis:\/\//],
+    [{ MSIGHT_BUS_URL: "mqtt://h" }, echo, /MSIGHT_BUS_URL "mqtt:\/\/h" is invalid: expected a redis:\/\//],
   ];
-  for (const [env, re] of cases) {
-    const node = startNode("nodes/echo.ts", ["-st", "t"], { ...env, MSIGHT_EDGE_DEVICE_NAME: "d" });
+  for (const [env, [script, ...args], re] of cases) {
+    const node = startNode(script, args, { ...env, MSIGHT_EDGE_DEVICE_NAME: "d" });
     assert.equal(await node.exit, 2, JSON.stringify(env));
     const lines = node.stderr.filter((l) => l.trim());
     assert.equal(lines.length, 1, lines.join("\n"));
     assert.match(lines[0], re);
+  }
+});
+
+Deno.test("node: echo runs on NATS (MSIGHT_PUBSUB_BACKEND=nats) and prints what arrives on the topic's subject", async () => {
+  const nats = await startNats();
+  const log = new Logger({ device: "t", node: "t", level: "CRITICAL" });
+  const bus = await connectBus(selectBus({ env: (k) => nats.env[k] }), log);
+  const node = startNode("nodes/echo.ts", ["-st", "t"], nats.env);
+  try {
+    await node.waitForLine(/listening on t/, 20_000);
+    assert.ok(
+      node.stderr.some((l) => /started on device test-device \(NATS nats:\/\/127\.0\.0\.1:\d+\)/.test(l)),
+    );
+    const frame = await Deno.readFile("test/fixtures/msight-wire/video.msgpack");
+    await bus.publish("t", frame);
+    await node.waitForLine(/VideoData/, 10_000, "stdout");
+  } finally {
+    node.kill("SIGTERM");
+    assert.equal(await node.exit, 0);
+    await bus.close();
+    await nats.stop();
   }
 });
 

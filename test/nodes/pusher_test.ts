@@ -16,6 +16,10 @@ import {
 } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
+import { startNats } from "../helpers/nats_server.ts";
+import { connectBus } from "../../src/bus/connect.ts";
+import { selectBus } from "../../src/bus/select.ts";
+import { Logger } from "../../src/runtime/log.ts";
 import { DENO, type NodeProcess, startNode } from "../helpers/process.ts";
 import { freePort, waitFor } from "../helpers/net.ts";
 import { makeSegment } from "../helpers/segments.ts";
@@ -581,6 +585,54 @@ Deno.test({
           );
           assert.equal(await badPrefix.exit, 2);
           oneLine(badPrefix, /--prefix "\.\.\/x" is invalid/);
+        },
+      );
+
+      await t.step(
+        "on NATS (JetStream): two pushers sharing a --group-id put every segment in S3 exactly once, intact",
+        async () => {
+          const nats = await startNats();
+          const quiet = new Logger({ device: "t", node: "t", level: "CRITICAL", sink: () => {} });
+          const nbus = await connectBus(selectBus({ busUrl: nats.url, env: () => undefined }), quiet, {
+            name: "t",
+          });
+          try {
+            const segs: VideoData[] = [];
+            for (let i = 0; i < 8; i++) segs.push(await makeSegment("nats_cam", 1769300000 + i * 10));
+            // NATS carries the data; the registry stays in the Redis of nodeEnv, as MSight keeps it.
+            const env = nodeEnv(nats.env);
+            const members = ["pusher_a", "pusher_b"].map((name) =>
+              pusher(
+                [
+                  ..."-st nats_video --bucket-name".split(" "),
+                  BUCKET,
+                  ..."--prefix nats --group-id nats_pushers --transport stream --name".split(" "),
+                  name,
+                ],
+                `${root}/spool-${name}`,
+                env,
+              )
+            );
+            for (const m of members) {
+              await m.waitForLine(
+                /from its durable stream as consumer group nats_pushers \(member pusher_/,
+                30_000,
+              );
+            }
+            for (const seg of segs) {
+              await nbus.segments.append("nats_video", encodeMessage(seg), { maxLen: 1000, maxAgeS: 0 });
+            }
+            await waitFor(async () => (await countJson("nats/")) >= 8, 60_000, "8 segments in S3");
+            await sleep(1000);
+            const ids = await checkIntact("nats/");
+            assert.equal(ids.size, 8);
+            assert.deepEqual(new Set(ids.values()), new Set(segs.map((x) => String(x.frameId))));
+            for (const m of members) m.kill("SIGTERM");
+            for (const m of members) assert.equal(await m.exit, 0);
+          } finally {
+            await nbus.close();
+            await nats.stop();
+          }
         },
       );
 

@@ -3,6 +3,8 @@
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { connect } from "@nats-io/transport-node";
+import { startNats } from "../helpers/nats_server.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
 import { startNode } from "../helpers/process.ts";
@@ -289,5 +291,46 @@ Deno.test("rtsp node: --max-fps 10 thins a 25 fps camera in ffmpeg, never duplic
     sink.close();
     await cam.stop();
     await redis.stop();
+  }
+});
+
+Deno.test("rtsp node on NATS: the camera's frames go on core NATS, subject = topic, as JPEG ImageData MSight's NATS nodes read", async () => {
+  const nats = await startNats();
+  const cam = await startRtspServer({
+    source: "synthetic",
+    width: 320,
+    height: 240,
+    fps: 10,
+    path: "/nats.stream",
+  });
+  // A plain NATS client, as MSight's NATSPubSub subscribes.
+  const raw = await connect({ servers: nats.url });
+  const frames: ImageData[] = [];
+  const sub = raw.subscribe("rtsp_topic", {
+    callback: (_e, m) => void frames.push(decodeMessage(m.data) as ImageData),
+  });
+  const node = startNode(
+    "nodes/rtsp.ts",
+    ["-n", "rtsp_node", "-pt", "rtsp_topic", "--sensor-name", "cam", "-u", cam.url],
+    nats.env,
+    DENO_PERMS,
+  );
+  try {
+    await waitFor(() => frames.length >= 10, 30_000, "10 frames on NATS");
+    assert.ok(frames.every((x) => x.sensorName === "cam" && x.deviceName === "test-device" && x.isEncoded));
+    assert.equal(await decodesAsJpeg(frames[3].image), "mjpeg,320,240");
+    for (let i = 1; i < frames.length; i++) {
+      assert.ok(frames[i].frameId > frames[i - 1].frameId, "ids increase");
+    }
+    assert.ok(node.stderr.some((l) => /started on device test-device \(NATS nats:/.test(l)));
+    assert.ok(node.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
+    node.kill("SIGTERM");
+    assert.equal(await node.exit, 0);
+  } finally {
+    sub.unsubscribe();
+    await raw.close();
+    await node.stop();
+    await cam.stop();
+    await nats.stop();
   }
 });
