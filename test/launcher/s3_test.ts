@@ -100,7 +100,13 @@ Deno.test({
       // Each node stopped because the launcher asked it to (SIGTERM), in order, not because of the terminal.
       assert.ok(at(/^up +\| stopping \(received SIGINT\) in pipeline order/) >= 0, out.slice(-20).join("\n"));
       assert.equal(at(/\| .* received SIGINT/), -1, "no node got the terminal's SIGINT");
-      assert.ok(at(/^rtsp_node +\| .*received SIGTERM/) < at(/^image-aggregator \| .*\(closed: shutdown\)/));
+      // Pipeline order: the source is told to stop before the aggregator (whether the aggregator then has a partial
+      // segment to close depends on where the stop falls).
+      const rtspStop = at(/^rtsp_node +\| .*received SIGTERM/);
+      assert.ok(
+        rtspStop >= 0 && rtspStop < at(/^image-aggregator \| .*received SIGTERM/),
+        out.slice(-30).join("\n"),
+      );
       assert.ok(at(/\(closed: shutdown\)/) < at(/^video_pusher +\| .*received SIGTERM/));
       // The partial segment reached the bucket.
       const metas = await Promise.all((await jsonKeys()).map(async (k) => {

@@ -74,7 +74,7 @@ export class NatsSegments implements SegmentStreams {
   }
 
   /** Creates the topic's stream when absent (no caps: a producer's `announce` sets them). */
-  async ensureStream(topic: string, caps?: SegmentCaps): Promise<void> {
+  async ensureStream(topic: string, caps?: SegmentCaps, retried = false): Promise<void> {
     const jsm = await this.#manager();
     const name = segmentStreamName(topic);
     const limits = caps
@@ -87,14 +87,21 @@ export class NatsSegments implements SegmentStreams {
       }
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await jsm.streams.add({
-        name,
-        subjects: [segmentSubject(topic)],
-        retention: RetentionPolicy.Limits,
-        discard: DiscardPolicy.Old,
-        storage: StorageType.File,
-        ...limits,
-      });
+      try {
+        await jsm.streams.add({
+          name,
+          subjects: [segmentSubject(topic)],
+          retention: RetentionPolicy.Limits,
+          discard: DiscardPolicy.Old,
+          storage: StorageType.File,
+          ...limits,
+        });
+      } catch (addErr) {
+        // A server restarting on its store reports the stream missing, then has it back (with its caps) by the
+        // time we add it: take the stream that is there, once.
+        if (retried || !/already in use/.test(String(addErr))) throw addErr;
+        await this.ensureStream(topic, caps, true);
+      }
     }
   }
 
