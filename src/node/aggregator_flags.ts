@@ -5,12 +5,7 @@
  */
 
 import { ENCODER_CODECS } from "../encode/config.ts";
-import {
-  GAP_WITH_SHORT,
-  PROCESSING_SENSOR_NAME,
-  PUBLISH_TOPIC,
-  SUBSCRIBE_TOPIC,
-} from "../node/common_flags.ts";
+import { GAP_WITH_SHORT, PROCESSING_SENSOR_NAME, PUBLISH_TOPIC, SUBSCRIBE_TOPIC } from "./common_flags.ts";
 import { UsageError } from "../runtime/errors.ts";
 import { TRANSPORTS } from "../bus/segment_reader.ts";
 

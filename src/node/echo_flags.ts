@@ -4,7 +4,7 @@
  * @module
  */
 
-import { SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
+import { SUBSCRIBE_TOPIC } from "./common_flags.ts";
 
 export const ECHO_FLAGS = {
   ...SUBSCRIBE_TOPIC,

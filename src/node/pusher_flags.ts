@@ -4,7 +4,7 @@
  * @module
  */
 
-import { GAP_WITH_SHORT, SUBSCRIBE_TOPIC } from "../node/common_flags.ts";
+import { GAP_WITH_SHORT, SUBSCRIBE_TOPIC } from "./common_flags.ts";
 import { TRANSPORT_FLAG } from "../sinks/transport_flag.ts";
 import { normalizePrefix } from "../sinks/naming.ts";
 import { errorMessage, UsageError } from "../runtime/errors.ts";

@@ -5,7 +5,7 @@
  */
 
 import { validateRtspUrl } from "../capture/ffmpeg_args.ts";
-import { PUBLISH_TOPIC, SENSOR_NAME } from "../node/common_flags.ts";
+import { PUBLISH_TOPIC, SENSOR_NAME } from "./common_flags.ts";
 
 /** The RTSP node's own flags (the common ones are added by the runtime). */
 export const RTSP_FLAGS = {
