@@ -25,6 +25,7 @@ import { FatalError, isRedisPermissionError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import { type CommandArg, Publisher } from "./publisher.ts";
 import { joinBytes } from "../runtime/bytes.ts";
+import { delay } from "../runtime/async.ts";
 
 /** Called with each message's raw bytes, in arrival order. */
 export type MessageHandler = (bytes: Uint8Array, topic: string) => void;
@@ -406,7 +407,11 @@ export class RedisBus {
     this.#closed = true;
     const quit = async (c: Redis) => {
       try {
-        if (c.status === "ready") await Promise.race([c.quit(), new Promise((r) => setTimeout(r, 1000))]);
+        if (c.status === "ready") {
+          // At most 1 s for the flush; the timer ends with it, so a closed bus leaves none behind.
+          const flushed = new AbortController();
+          await Promise.race([c.quit().finally(() => flushed.abort()), delay(1000, flushed.signal)]);
+        }
       } catch {
         // Already gone: nothing to flush.
       }
