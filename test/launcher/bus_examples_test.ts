@@ -4,12 +4,13 @@
  * fed by the real RTSP test camera. Only the servers' addresses in the file are rewritten to the test's; camera,
  * save folder and credentials come in through the `${VAR}`s the files read. Every segment the aggregator
  * published reaches the dumpers' --save-dir once (the two dumpers share one consumer group); SIGTERM stops the
- * pipeline with exit 0; credentials appear in no log line and on no command line.
+ * pipeline with exit 0; credentials appear in no log line and on no command line. And NATS beside a `redis:` keeps
+ * the registry in that Redis, as MSight does.
  */
 import assert from "node:assert/strict";
 import { descendants, jsonFiles, running } from "../helpers/launcher.ts";
 import { startNats } from "../helpers/nats_server.ts";
-import { waitFor } from "../helpers/net.ts";
+import { freePort, waitFor } from "../helpers/net.ts";
 import { DENO, type NodeProcess, startProcess } from "../helpers/process.ts";
 import { startRedisCluster } from "../helpers/redis_cluster.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
@@ -199,6 +200,56 @@ Deno.test({
       );
     } finally {
       await nats.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "up with bus: nats and redis: {start: true}: the registry (MSIGHT:NODES, MSIGHT:TOPICS) is in that Redis",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const nats = await startNats();
+    const dir = await Deno.makeTempDir({ prefix: "msight-bus-registry-" });
+    let up: NodeProcess | undefined;
+    try {
+      const port = await freePort();
+      const file = `${dir}/pipeline.yaml`;
+      await Deno.writeTextFile(
+        file,
+        `redis: {start: true, port: ${port}}
+bus: ${nats.url}
+nodes:
+  - {name: video_dumper, node: dumper, flags: {subscribe-topic: aggregated_video, save-dir: ${dir}/v}}
+`,
+      );
+      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {
+        MSIGHT_EDGE_DEVICE_NAME: "reg-test",
+      });
+      const u = up;
+      await u.waitForLine(
+        new RegExp(
+          `^up +\\| bus: nats at ${nats.url}; registry in Redis at redis://127\\.0\\.0\\.1:${port}/0$`,
+        ),
+        30_000,
+      );
+      await u.waitForLine(
+        new RegExp(`video_dumper +\\| .* started on device reg-test \\(NATS ${nats.url}\\)`),
+        30_000,
+      );
+      const cli = async (...args: string[]) =>
+        new TextDecoder().decode(
+          (await new Deno.Command("redis-cli", { args: ["-p", String(port), ...args] }).output()).stdout,
+        );
+      assert.match(await cli("HKEYS", "MSIGHT:NODES"), /^video_dumper$/m);
+      assert.match(await cli("HKEYS", "MSIGHT:TOPICS"), /^aggregated_video$/m);
+      u.kill("SIGTERM");
+      assert.equal(await u.exit, 0, u.stdout.slice(-20).join("\n"));
+    } finally {
+      await up?.stop();
+      await nats.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
