@@ -74,6 +74,8 @@ export type BusSelection =
 export interface SelectInput {
   /** `--bus-url`. */
   busUrl?: string;
+  /** What to call `busUrl` in messages (default `--bus-url`; the pipeline launcher names its own key). */
+  busUrlLabel?: string;
   /** `--redis-url` (standalone Redis: the data plane, or the registry beside NATS). */
   redisUrl?: string;
   env?: EnvReader;
@@ -96,7 +98,9 @@ export function selectBus(input: SelectInput = {}): BusSelection {
       } is invalid: expected redis or nats`,
     );
   }
-  const [url, label] = input.busUrl ? [input.busUrl, "--bus-url"] : [get("MSIGHT_BUS_URL"), "MSIGHT_BUS_URL"];
+  const [url, label] = input.busUrl
+    ? [input.busUrl, input.busUrlLabel ?? "--bus-url"]
+    : [get("MSIGHT_BUS_URL"), "MSIGHT_BUS_URL"];
   const redisRegistry = (): { redis: RedisSettings } | "nats" => {
     if (input.redisUrl) return { redis: redisSettingsFromUrl(input.redisUrl) };
     const configured = get("REDIS_URL") !== undefined ||

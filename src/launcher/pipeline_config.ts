@@ -15,6 +15,7 @@
  */
 
 import { LineCounter, parseDocument } from "yaml";
+import { busEnvConflict, type BusPlan, busPlan } from "./bus_plan.ts";
 import { COMMON_FLAGS } from "../node/common_flags.ts";
 import { denoEnv } from "../runtime/env.ts";
 import { redisSettingsFromUrl } from "../runtime/env.ts";
@@ -53,6 +54,8 @@ export interface Pipeline {
   /** The file as named by the user (prefix of every message about it). */
   label: string;
   redis?: RedisPlan;
+  /** The back end of every node (`bus:`); without it, the nodes' environment (and `redis:`) chooses. */
+  bus?: BusPlan;
   device?: string;
   /** Environment of every node. */
   env: Record<string, string>;
@@ -62,7 +65,7 @@ export interface Pipeline {
   warnings: string[];
 }
 
-const TOP_KEYS = ["redis", "device", "env", "defaults", "cameras", "nodes"];
+const TOP_KEYS = ["redis", "device", "bus", "env", "defaults", "cameras", "nodes"];
 const NODE_KEYS = ["name", "node", "flags", "restart", "env"];
 const CAMERA_KEYS = ["name", "url", "topic", "flags", "restart", "env"];
 const REDIS_KEYS = ["url", "start", "port"];
@@ -345,10 +348,23 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
   const top = mapping(doc ?? null, [], `a mapping with keys ${TOP_KEYS.join(", ")}`);
   onlyKeys(top, TOP_KEYS, []);
   const redis = redisPlan(top.redis);
+  const bus = busPlan(top.bus);
+  if (bus && redis && bus.backend !== "nats") {
+    throw new PipelineError(
+      ["redis"],
+      bus.backend === "redis"
+        ? "bus: already names the Redis of every node: give it once"
+        : "unused: on a Redis Cluster bus the cluster holds everything: remove redis:",
+    );
+  }
   const device = top.device === undefined || top.device === null
     ? undefined
     : text(top.device, ["device"], "a device name");
   const env = envMap(top.env, ["env"]);
+  for (const k of bus ? Object.keys(env) : []) {
+    const conflict = busEnvConflict(k, bus!.backend);
+    if (conflict) throw new PipelineError(["env", k], conflict);
+  }
   if (redis && env.REDIS_URL !== undefined) {
     throw new PipelineError(["env", "REDIS_URL"], "the Redis is set by redis: above; set it in one place");
   }
@@ -360,6 +376,17 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
   }
   const defaults = readDefaults(top.defaults);
   const nodes = entries(top).map((e) => resolveNode(e, defaults, env, launcherEnv));
+  // The web console runs on a standalone Redis only (README, "Bus back ends"): say so now, not in a restart loop.
+  const web = bus && bus.backend !== "redis"
+    ? nodes.find((n) => n.type === "web" && !n.flags.busUrl)
+    : undefined;
+  if (web) {
+    const why = `the web node needs a standalone Redis and bus: is ${bus!.backend}`;
+    throw new PipelineError(
+      [...web.at, "node"],
+      `${why}: give it flags.bus-url: redis://... or run it from another file`,
+    );
+  }
   const byName = new Map<string, PipelineNode>();
   const byNodeName = new Map<string, PipelineNode>();
   for (const n of nodes) {
@@ -383,5 +410,5 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
   }
   // Stable: file order within a stage.
   nodes.sort((a, b) => NODE_KINDS[a.type].stage - NODE_KINDS[b.type].stage);
-  return { redis, device, env, nodes, warnings: topicWarnings(nodes).map((w) => `${label}: ${w}`) };
+  return { redis, bus, device, env, nodes, warnings: topicWarnings(nodes).map((w) => `${label}: ${w}`) };
 }

@@ -24,6 +24,7 @@ import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
 import { nodeScript, permissionFlags } from "./permissions.ts";
 import { type ProcessSpec, Supervisor } from "./supervisor.ts";
 import { privateRedisArgs } from "./private_redis.ts";
+import { busEnv, registryPlace } from "./bus_plan.ts";
 
 /** Options of {@linkcode PipelineRunner.start}. */
 export interface RunnerOptions {
@@ -104,6 +105,29 @@ export function nodeProcess(
 }
 
 /**
+ * The launcher's line about `bus:` (undefined without one): the back end, its servers without credentials, and
+ * where the registry is as the nodes will choose it from `env` (what the launcher gives every node), the file's
+ * `env:` and the launcher's own environment.
+ *
+ * @example
+ * ```ts
+ * import type { Pipeline } from "./pipeline_config.ts";
+ * declare const pipeline: Pipeline;
+ * busLine(pipeline, {}); // "bus: nats at nats://10.0.0.1:4222; registry in JetStream key-value buckets ..."
+ * ```
+ */
+export function busLine(pipeline: Pipeline, env: Record<string, string>): string | undefined {
+  const bus = pipeline.bus;
+  if (!bus) return undefined;
+  // As a node's environment is made: the launcher's, then what it gives every node, then the file's `env:`.
+  const nodeEnv: Record<string, string> = { ...env, ...busEnv(bus), ...pipeline.env };
+  const registry = bus.backend === "nats" && pipeline.redis?.mode === "start" && env.REDIS_URL === undefined
+    ? "registry in the private Redis (redis: start)"
+    : registryPlace(bus, (k) => nodeEnv[k] ?? Deno.env.get(k));
+  return `bus: ${bus.backend} at ${bus.display}; ${registry}`;
+}
+
+/**
  * The width of the name column for a pipeline's lines: its longest node name (at least 12), so no name is cut.
  *
  * @example
@@ -158,6 +182,11 @@ export class PipelineRunner {
       this.#say(`Redis: ${maskUrlCredentials(p.redis.url)}`);
     } else if (p.redis?.mode === "start") {
       env.REDIS_URL = `redis://127.0.0.1:${await this.#startRedis(p.redis.port)}/0`;
+    }
+    if (p.bus) {
+      // In the environment, not on command lines: the URL may hold credentials.
+      Object.assign(env, busEnv(p.bus));
+      this.#say(busLine(p, env)!);
     }
     for (const node of p.nodes) {
       this.#sup.add(nodeProcess(node, env, cwd));

@@ -22,7 +22,7 @@ import { onShutdownSignals, signalExitCode } from "../runtime/signals.ts";
 import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
-import { nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
+import { busLine, nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
 
 const USAGE = `usage: deno task up [--check] PIPELINE.yaml
 
@@ -34,6 +34,8 @@ Runs every node of a pipeline file, each as its own process with its own permiss
 function describe(p: Pipeline): string[] {
   const lines = [`${p.label}: ${p.nodes.length} node(s), in start order:`];
   if (p.redis) lines.push(`  redis: ${p.redis.mode === "url" ? maskUrlCredentials(p.redis.url) : "private"}`);
+  const bus = busLine(p, p.redis?.mode === "url" ? { REDIS_URL: p.redis.url } : {});
+  if (bus) lines.push(`  ${bus} (MSIGHT_BUS_URL of every node)`);
   for (const n of p.nodes) {
     const spec = nodeProcess(n, {}, ".");
     lines.push(`  ${n.name} (${n.type}): deno ${maskUrlCredentials(spec.args.join(" "))}`);

@@ -3,6 +3,7 @@
  * checked with each node's own flag specs before anything starts.
  */
 import assert from "node:assert/strict";
+import { busEnv } from "../../src/launcher/bus_plan.ts";
 import { parsePipeline, type Pipeline } from "../../src/launcher/pipeline_config.ts";
 import { UsageError } from "../../src/runtime/errors.ts";
 import { DENO, startProcess } from "../helpers/process.ts";
@@ -57,6 +58,8 @@ Deno.test("every file in examples/ loads, with the environment it needs", async 
   for await (const e of Deno.readDir("examples")) if (e.name.endsWith(".yaml")) files.push(e.name);
   assert.deepEqual(files.sort(), [
     "multi_camera.yaml",
+    "nats.yaml",
+    "redis_cluster.yaml",
     "reference.yaml",
     "tutorial_dumper.yaml",
     "tutorial_s3.yaml",
@@ -348,4 +351,161 @@ Deno.test("a web console in a pipeline file: it starts after the sinks' producer
     load(TUTORIAL + web + "\n      host: 0.0.0.0\n      auth-token: long-enough-token").nodes.length,
     4,
   );
+});
+
+Deno.test("bus: the examples' back ends, credentials from the environment into the URL the nodes get, not argv", async () => {
+  const read = (f: string) => Deno.readTextFile(`examples/${f}`);
+  const cluster = parsePipeline(await read("redis_cluster.yaml"), "redis_cluster.yaml", () => undefined);
+  assert.deepEqual(cluster.bus, {
+    backend: "redis-cluster",
+    url: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+    display: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+  });
+  assert.equal(cluster.redis, undefined);
+  const withPw = parsePipeline(
+    await read("redis_cluster.yaml"),
+    "f",
+    (k) => (k === "REDIS_PASSWORD" ? "p@ss:w" : undefined),
+  );
+  assert.equal(withPw.bus?.url, "redis+cluster://:p%40ss%3Aw@127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002");
+  assert.ok(!withPw.bus?.display.includes("p%40ss"));
+  const nats = parsePipeline(
+    await read("nats.yaml"),
+    "nats.yaml",
+    (k) => ({ NATS_USER: "edge", NATS_PASSWORD: "s3cret/+" } as Record<string, string>)[k],
+  );
+  assert.deepEqual(nats.bus, {
+    backend: "nats",
+    url: "nats://edge:s3cret%2F%2B@127.0.0.1:4222",
+    display: "nats://127.0.0.1:4222",
+  });
+  assert.deepEqual(busEnv(nats.bus!), {
+    MSIGHT_BUS_URL: "nats://edge:s3cret%2F%2B@127.0.0.1:4222",
+    MSIGHT_PUBSUB_BACKEND: "nats",
+  });
+  for (const p of [cluster, withPw, nats]) {
+    assert.deepEqual(p.nodes.map((n) => n.type), ["rtsp", "aggregator", "dumper", "dumper"]);
+    assert.ok(p.nodes.every((n) => !n.argv.some((a) => /bus-url|s3cret|p%40ss/.test(a))));
+    assert.deepEqual(p.nodes.slice(2).map((n) => n.flags.groupId), ["archive", "archive"]);
+  }
+  // The other forms: a URL alone, the servers as one text, a standalone Redis; NATS with the registry in Redis.
+  assert.deepEqual(load("bus: nats://h1,h2:4223\n" + TUTORIAL.replace("redis: {start: true}", "")).bus, {
+    backend: "nats",
+    url: "nats://h1,h2:4223",
+    display: "nats://h1:4222,nats://h2:4223",
+  });
+  assert.equal(
+    load(TUTORIAL.replace("redis: {start: true}", "bus: {backend: redis-cluster, servers: 'a:7000, b'}")).bus
+      ?.url,
+    "redis+cluster://a:7000,b:6379",
+  );
+  assert.equal(
+    load(TUTORIAL.replace("redis: {start: true}", "bus: {backend: redis, servers: [redis://db:6380]}")).bus
+      ?.url,
+    "redis://db:6380",
+  );
+  const registry = load(TUTORIAL + "bus: {backend: nats, servers: [nats://n1:4222]}\n");
+  assert.deepEqual([registry.bus?.backend, registry.redis], ["nats", { mode: "start" }]);
+});
+
+Deno.test("bus: a bad value is one line naming it and what is valid", () => {
+  const noRedis = TUTORIAL.replace("redis: {start: true}", "");
+  const bad = (bus: string, extra = "") => errorOf(`${noRedis}\nbus: ${bus}\n${extra}`);
+  assert.match(
+    bad("{backend: kafka, servers: ['k1:9092']}"),
+    /^pipeline\.yaml: bus\.backend: kafka: the Kafka back end is not supported yet; supported back ends: redis .*nats \(line \d+\)$/,
+  );
+  assert.match(
+    bad("{backend: natz, servers: [h]}"),
+    /bus\.backend: "natz" is not a back end: expected redis-cluster, nats, redis \(did you mean nats\?\)/,
+  );
+  assert.match(
+    bad("{backend: nats}"),
+    /bus\.servers: missing: expected a list like \[10\.0\.0\.1:4222, 10\.0\.0\.2:4222\]/,
+  );
+  assert.match(bad("{backend: nats, servers: []}"), /bus\.servers: empty: expected at least one server/);
+  assert.match(
+    bad("{backend: nats, servers: [h1:4222, 'h2:99999']}"),
+    /bus\.servers\[1\]: "h2:99999" is not a server: expected host:port, like 10\.0\.0\.1:4222/,
+  );
+  assert.match(
+    bad("{backend: redis, servers: [a:1, b:2]}"),
+    /bus\.servers: a standalone Redis is one server \(got 2\): for several use backend: redis-cluster/,
+  );
+  assert.match(bad("{urll: nats://h}"), /bus\.urll: unknown key \(did you mean url\?\)/);
+  assert.match(
+    bad("{url: nats://h, backend: nats}"),
+    /bus\.url: give either url or backend with servers, not both/,
+  );
+  assert.match(
+    bad("{url: 'ftp://u:topsecret@h'}"),
+    /^pipeline\.yaml: bus\.url: the URL "ftp:\/\/\*\*\*:\*\*\*@h" is invalid: expected a redis:\/\/, .* or nats:\/\/h1:4222,h2:4222 URL/,
+  );
+  assert.match(
+    bad("{url: 'nats://u:topsecret@h:0'}"),
+    /bus\.url: the URL server "h:0" is invalid: expected host:port/,
+  );
+  assert.match(
+    bad("{url: 'nats://u:topsecret@h', password: x}"),
+    /bus\.url: the URL has credentials and so do/,
+  );
+  assert.match(bad("{url: nats://h, password: x}"), /bus\.password: a NATS password needs a username/);
+  assert.match(
+    bad("{url: nats://h, username: u}"),
+    /bus\.username: a NATS user needs a password \(a token goes in/,
+  );
+  assert.match(bad("[nats://h]"), /^pipeline\.yaml: bus: expected a bus URL/);
+  // Set in one place: the nodes would ignore the other, or two places would say one thing.
+  assert.match(
+    bad("nats://h", "env: {MSIGHT_PUBSUB_BACKEND: redis}"),
+    /env\.MSIGHT_PUBSUB_BACKEND: the back end is set by bus: above: set it in one place/,
+  );
+  assert.match(
+    bad("nats://h", "env: {MSIGHT_NATS_SERVERS: \"['nats://x:4222']\"}"),
+    /env\.MSIGHT_NATS_SERVERS: the NATS/,
+  );
+  assert.match(
+    bad("redis+cluster://h:7000", "env: {MSIGHT_REDIS_MESSAGE_BROKER_PASSWORD: x}"),
+    /env\.MSIGHT_REDIS_MESSAGE_BROKER_PASSWORD: unused: the nodes reach Redis through bus: above \(credentials: bus\.username/,
+  );
+  assert.equal(
+    load(`${noRedis}\nbus: nats://h\nenv: {MSIGHT_NATS_TOKEN: t, REDIS_URL: "redis://r:6379/0"}`).bus
+      ?.backend,
+    "nats",
+  );
+  assert.match(
+    errorOf(`${TUTORIAL}\nbus: redis+cluster://h:7000`),
+    /^pipeline\.yaml: redis: unused: on a Redis Cluster bus the cluster holds everything: remove redis: \(line 2\)$/,
+  );
+  assert.match(
+    errorOf(`${TUTORIAL}\nbus: redis://h:6379`),
+    /redis: bus: already names the Redis of every node: give it once/,
+  );
+  // The web console runs on a standalone Redis only: said before anything starts, unless it is given its own.
+  const web = `${noRedis}  - {name: console, node: web, flags: {save-dir: ./v}}\nbus: nats://h\n`;
+  assert.match(
+    errorOf(web),
+    /^pipeline\.yaml: nodes\[3\]\.node: the web node needs a standalone Redis and bus: is nats: give it flags\.bus-url: redis:\/\//,
+  );
+  assert.equal(
+    load(web.replace("save-dir: ./v", "save-dir: ./v, bus-url: 'redis://db:6379/0'")).nodes.length,
+    4,
+  );
+});
+
+Deno.test("up --check shows the bus without its credentials", async () => {
+  const p = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", "--check", "examples/nats.yaml"], {
+    NATS_USER: "edge",
+    NATS_PASSWORD: "pw-not-shown",
+    REDIS_URL: "",
+  });
+  assert.equal(await p.exit, 0, p.stderr.join("\n"));
+  assert.ok(
+    p.stdout.includes(
+      "  bus: nats at nats://127.0.0.1:4222; registry in JetStream key-value buckets MSIGHT_NODES, MSIGHT_TOPICS " +
+        "(MSIGHT_BUS_URL of every node)",
+    ),
+    p.stdout.join("\n"),
+  );
+  assert.ok(!p.stdout.concat(p.stderr).some((l) => l.includes("pw-not-shown")));
 });

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { isMap, isScalar, LineCounter, parseDocument, type Scalar, type YAMLMap } from "yaml";
+import { BUS_BACKENDS, BUS_KEYS } from "../../src/launcher/bus_plan.ts";
 import { parsePipeline } from "../../src/launcher/pipeline_config.ts";
 import { PIPELINE_NODE_TYPES, type PipelineNodeType } from "../../src/launcher/node_kinds.ts";
 import { AGGREGATOR_FLAGS } from "../../src/node/aggregator_flags.ts";
@@ -114,4 +115,13 @@ Deno.test("reference.yaml: up accepts it, and each node runs with every default 
     }
     assert.equal(node.effective.name, node.name);
   }
+});
+
+Deno.test("reference.yaml: every key of bus: is shown (commented out: the file runs on its private Redis)", () => {
+  for (const key of BUS_KEYS) {
+    assert.match(TEXT, new RegExp(`^#   ${key}: \\S.* # \\S`, "m"), `bus.${key} is shown with a comment`);
+  }
+  const backends = TEXT.match(/^# {3}backend: .*$/m)![0];
+  for (const b of BUS_BACKENDS) assert.ok(backends.includes(b), `backend ${b} is named: ${backends}`);
+  assert.equal(parsePipeline(TEXT, "examples/reference.yaml", NO_ENV).bus, undefined);
 });
