@@ -45,7 +45,7 @@ export function asctime(d: Date): string {
 
 /** Masks `user:password@` in URLs, whatever the scheme. */
 export function maskUrlCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+)(:[^/@\s]*)?@/gi, "$1***:***@");
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*)(:[^/@\s]*)?@/gi, "$1***:***@");
 }
 
 /** A leveled logger shared by every module of one node. */

@@ -183,6 +183,7 @@ Deno.test("log: MSight's line format, JSON lines, and secrets masked", () => {
   const o = JSON.parse(json[0]);
   assert.deepEqual([o.level, o.device, o.node, o.msg, o.id], ["WARNING", "dev", "n1", "x", "1"]);
   assert.equal(maskUrlCredentials("rtsps://u:p@h:322/x"), "rtsps://***:***@h:322/x");
+  assert.equal(maskUrlCredentials("redis://:secret@h:6379"), "redis://***:***@h:6379"); // password only
 });
 
 Deno.test("flags: a repeatable flag keeps every value, in order, joined with commas; others keep the last", () => {
