@@ -2,9 +2,11 @@
  * The console on the other back ends of the bus, in a real browser (Debian's headless Chromium): on NATS alone (the
  * registry in JetStream KV), on NATS with the registry in Redis (as MSight keeps it), and on a 3 + 3 Redis Cluster,
  * our rtsp node publishes the real RTSP test camera, and the page lists the nodes (running, with the rtsp node's
- * figures) and shows the camera's live preview, which keeps changing.
+ * figures) and shows the camera's live preview, which keeps changing. The registry is read where that back end keeps
+ * it (JetStream KV, Redis' `MSIGHT:NODES`, the cluster), and the console leaves it when stopped.
  */
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { startNats, type TestNats } from "../helpers/nats_server.ts";
 import { startRedisCluster } from "../helpers/redis_cluster.ts";
 import { startRedis } from "../helpers/redis_server.ts";
@@ -13,21 +15,46 @@ import { type NodeProcess, startNode } from "../helpers/process.ts";
 import { freePort } from "../helpers/net.ts";
 import { hasChromium, launchChromium } from "../helpers/chromium.ts";
 import { permissionFlags } from "../../src/launcher/permissions.ts";
+import { connectBus } from "../../src/bus/connect.ts";
+import { NODES_KEY } from "../../src/bus/registry.ts";
+import { selectBus } from "../../src/bus/select.ts";
+import { Logger } from "../../src/runtime/log.ts";
 
 /** A back end the test starts: the environment the nodes get, how the web node names it, and how to stop it. */
 interface Backend {
   env: Record<string, string>;
   /** The web node's start line names the bus it runs on. */
   started: RegExp;
+  /** The names in the registry, read where this back end keeps it. */
+  registered(): Promise<string[]>;
   stop(): Promise<void>;
+}
+
+const quiet = () => new Logger({ device: "t", node: "t", level: "CRITICAL", sink: () => {} });
+
+/** The registry as the bus at `url` (no Redis configured) keeps it: JetStream KV for NATS, the cluster's hash. */
+async function registryOf(url: string): Promise<Pick<Backend, "registered"> & { close(): Promise<void> }> {
+  const bus = await connectBus(selectBus({ busUrl: url, env: () => undefined }), quiet(), { name: "t" });
+  return {
+    registered: async () => (await bus.registry.readNodes()).map((e) => e.name).sort(),
+    close: () => bus.close(),
+  };
 }
 
 async function natsAlone(): Promise<Backend> {
   const nats = await startNats();
+  const reg = await registryOf(nats.url).catch(async (err) => {
+    await nats.stop();
+    throw err;
+  });
   return {
     env: nats.env,
     started: new RegExp(`started on device test-device \\(NATS nats://127\\.0\\.0\\.1:${nats.port}\\)`),
-    stop: () => nats.stop(),
+    registered: reg.registered,
+    async stop() {
+      await reg.close();
+      await nats.stop();
+    },
   };
 }
 
@@ -41,11 +68,15 @@ async function natsWithRedisRegistry(): Promise<Backend> {
     throw err;
   }
   const n = nats;
+  // Read as MSight's `msight_status` would: the hash in Redis.
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
   return {
     // REDIS_URL beside MSIGHT_PUBSUB_BACKEND=nats: frames on NATS, MSIGHT:NODES and MSIGHT:TOPICS in Redis.
     env: { ...redis.env, ...n.env },
     started: new RegExp(`started on device test-device \\(NATS nats://127\\.0\\.0\\.1:${n.port}\\)`),
+    registered: async () => (await r.hkeys(NODES_KEY)).sort(),
     async stop() {
+      r.disconnect();
       await n.stop();
       await redis.stop();
     },
@@ -54,10 +85,18 @@ async function natsWithRedisRegistry(): Promise<Backend> {
 
 async function redisCluster(): Promise<Backend> {
   const c = await startRedisCluster();
+  const reg = await registryOf(c.url).catch(async (err) => {
+    await c.stop();
+    throw err;
+  });
   return {
     env: { MSIGHT_BUS_URL: c.url, MSIGHT_EDGE_DEVICE_NAME: "test-device" },
     started: /started on device test-device \(Redis Cluster redis\+cluster:\/\/127\.0\.0\.1:\d+/,
-    stop: () => c.stop(),
+    registered: reg.registered,
+    async stop() {
+      await reg.close();
+      await c.stop();
+    },
   };
 }
 
@@ -149,9 +188,11 @@ for (const [label, start] of CASES) {
         );
         assert.notEqual(await page.evaluate<string>(`${fig}.dataset.stale`), "true");
 
-        // Both stop cleanly on this back end.
+        // The page showed the registry where this back end keeps it; the console leaves it on a clean stop.
+        assert.deepEqual(await be.registered(), ["console", "rtsp_node"]);
         nodes.web.kill("SIGTERM");
         assert.equal(await nodes.web.exit, 0, nodes.web.stderr.join("\n"));
+        assert.deepEqual(await be.registered(), ["rtsp_node"]);
         nodes.rtsp.kill("SIGTERM");
         assert.equal(await nodes.rtsp.exit, 0, nodes.rtsp.stderr.join("\n"));
       } catch (err) {
