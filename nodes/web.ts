@@ -1,7 +1,7 @@
 /**
  * The web console: one page with every node of the registry and its health, live camera previews from the bus, the
  * recordings of dumper directories and the pusher's bucket (playable, with their `.json`) and a 24-hour timeline of
- * what was recorded. Read-only, on loopback unless given a token:
+ * what was recorded, on every back end of the bus. Read-only, on loopback unless given a token:
  *
  * ```sh
  * deno task web -n console --save-dir ./received_videos --port 8080
@@ -9,13 +9,13 @@
  * @module
  */
 
-import { runNode } from "../src/node/run_node.ts";
+import { runAnyBusNode } from "../src/node/run_node.ts";
 import { checkWebFlags, parseMetricsUrls, splitList, WEB_FLAGS } from "../src/node/web_flags.ts";
 import { startConsole } from "../src/web/console.ts";
 import { readToken } from "../src/web/token.ts";
 
 if (import.meta.main) {
-  await runNode({
+  await runAnyBusNode({
     command: "web",
     type: "WebConsoleNode",
     description: "Serve a read-only web console: nodes, live cameras, recordings and their timeline.",

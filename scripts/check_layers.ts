@@ -2,8 +2,8 @@
  * `deno task check`'s layering check (after Deno std's `_tools/check_circular_package_dependencies.ts`):
  * reads the project's import graph from `deno info --json` and fails, one line per violation, when a file
  * imports in a cycle, when `src/runtime` imports anything else of the project, when `src/` imports `nodes/`,
- * `bench/`, `scripts/` or `test/`, or when an entry point in `nodes/` reaches 100 lines. Type-only imports
- * count.
+ * `bench/`, `scripts/` or `test/`, when a module that sees the bus only through its interface (`src/web`) imports
+ * a back end, or when an entry point in `nodes/` reaches 100 lines. Type-only imports count.
  *
  * @example
  * ```ts
@@ -31,7 +31,7 @@ export interface ProjectGraph {
 }
 
 /** Which rule a violation breaks. */
-export type Rule = "cycle" | "runtime-bottom" | "src-upward" | "node-length";
+export type Rule = "cycle" | "runtime-bottom" | "src-upward" | "bus-interface" | "node-length";
 
 export interface Violation {
   rule: Rule;
@@ -43,6 +43,16 @@ export const MAX_NODE_LINES = 99;
 
 /** Folders that `src/` must never import: they sit on top of it. */
 const ABOVE_SRC = ["nodes/", "bench/", "scripts/", "test/"];
+
+/** Modules that run on every back end, so they see the bus only through `src/bus/types.ts`. */
+const BEHIND_BUS_INTERFACE = ["src/web/"];
+/** The back ends' own modules (`src/bus/connect.ts` picks one; `src/node/run_node.ts` connects). */
+const BUS_BACK_ENDS = [
+  "src/bus/nats/",
+  "src/bus/redis_backend/",
+  "src/bus/redis_cluster/",
+  "src/bus/redis.ts",
+];
 
 /** Applies every rule to a graph; pure, so a test can feed it a bad graph. */
 export function checkLayers(graph: ProjectGraph): Violation[] {
@@ -59,6 +69,16 @@ export function checkLayers(graph: ProjectGraph): Violation[] {
         out.push({
           rule: "src-upward",
           message: `${file} imports ${dep}: nothing under src/ may import ${ABOVE_SRC.join(", ")}`,
+        });
+      }
+      if (
+        BEHIND_BUS_INTERFACE.some((p) => file.startsWith(p)) && BUS_BACK_ENDS.some((p) => dep.startsWith(p))
+      ) {
+        out.push({
+          rule: "bus-interface",
+          message: `${file} imports ${dep}: ${
+            BEHIND_BUS_INTERFACE.join(", ")
+          } runs on every back end and sees the bus only through src/bus/types.ts`,
         });
       }
     }

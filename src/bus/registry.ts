@@ -23,7 +23,6 @@
 
 import type { Logger } from "../runtime/log.ts";
 import { errorMessage } from "../runtime/errors.ts";
-import type { RedisBus } from "./redis.ts";
 
 /** The hash of registered nodes. */
 export const NODES_KEY = "MSIGHT:NODES";
@@ -111,33 +110,6 @@ export interface NodeIdentity {
   subscribeTopic: string | null;
   /** The heartbeat period written into the entry (`heartbeat_interval_s`). */
   heartbeatIntervalS?: number;
-}
-
-/** Registers a topic unless it is already there (MSight keeps the first registration). */
-export async function registerTopic(bus: RedisBus, topic: TopicEntry): Promise<void> {
-  await bus.client.hsetnx(TOPICS_KEY, topic.name, JSON.stringify(topic));
-}
-
-/** Reads every registered node (entries that are not valid JSON are skipped). */
-export async function readNodes(bus: RedisBus): Promise<NodeEntry[]> {
-  return parseHash<NodeEntry>(await bus.readHash(NODES_KEY));
-}
-
-/** Reads every registered topic. */
-export async function readTopics(bus: RedisBus): Promise<TopicEntry[]> {
-  return parseHash<TopicEntry>(await bus.readHash(TOPICS_KEY));
-}
-
-function parseHash<T>(h: Record<string, string>): T[] {
-  const out: T[] = [];
-  for (const v of Object.values(h)) {
-    try {
-      out.push(JSON.parse(v) as T);
-    } catch {
-      // Someone else's garbage in the hash: not ours to fail on.
-    }
-  }
-  return out;
 }
 
 /** Where {@linkcode NodeRegistration} keeps its entry: a back end's registry (`RegistryStore` in `types.ts`). */

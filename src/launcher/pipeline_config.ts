@@ -376,17 +376,6 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
   }
   const defaults = readDefaults(top.defaults);
   const nodes = entries(top).map((e) => resolveNode(e, defaults, env, launcherEnv));
-  // The web console runs on a standalone Redis only (README, "Bus back ends"): say so now, not in a restart loop.
-  const web = bus && bus.backend !== "redis"
-    ? nodes.find((n) => n.type === "web" && !n.flags.busUrl)
-    : undefined;
-  if (web) {
-    const why = `the web node needs a standalone Redis and bus: is ${bus!.backend}`;
-    throw new PipelineError(
-      [...web.at, "node"],
-      `${why}: give it flags.bus-url: redis://... or run it from another file`,
-    );
-  }
   const byName = new Map<string, PipelineNode>();
   const byNodeName = new Map<string, PipelineNode>();
   for (const n of nodes) {

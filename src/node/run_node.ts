@@ -1,16 +1,16 @@
 /**
  * The life of a node: parse flags (argparse-style, with `--config`), read the environment, set up logging, connect
- * to the bus (`runNode`: a standalone Redis, for the nodes that still need one; `runAnyBusNode`: whichever back end
- * `select.ts` chooses, through the {@linkcode Bus} interface), register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
+ * to the bus (whichever back end `select.ts` chooses; the node sees it through the {@linkcode Bus} interface),
+ * register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
  * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once, one within a second of the first is
  * the same signal delivered twice: see `src/runtime/signals.ts`). Whatever happens, the node ends with
  * one line and an exit code, never a stack trace, and no child process outlives it.
  *
  * @example
  * ```ts
- * import { runNode } from "./run_node.ts";
+ * import { runAnyBusNode } from "./run_node.ts";
  * import { SUBSCRIBE_TOPIC } from "./common_flags.ts";
- * await runNode({
+ * await runAnyBusNode({
  *   command: "echo", type: "EchoNode", description: "prints messages", flags: { ...SUBSCRIBE_TOPIC },
  *   async run(ctx) { await new Promise((r) => ctx.signal.addEventListener("abort", r)); },
  * });
@@ -51,8 +51,8 @@ export interface NodeContext<T extends FlagSpecs> {
   flags: NodeFlags<T>;
   log: Logger;
   metrics: Metrics;
-  /** The node's standalone Redis. */
-  bus: RedisBus;
+  /** The bus, whichever back end carries it. */
+  bus: Bus;
   device: string;
   /** One id generator per process, so ids never repeat. */
   ids: Snowflake;
@@ -63,16 +63,6 @@ export interface NodeContext<T extends FlagSpecs> {
   /** Reports an unexpected error: stops the node or logs and continues, per `--action-on-error`. */
   reportError(err: unknown, what: string): void;
   env: EnvReader;
-}
-
-/** What a node started by {@linkcode runAnyBusNode} receives: the bus through its interface, any back end. */
-export interface AnyBusNodeContext<T extends FlagSpecs> extends Omit<NodeContext<T>, "bus"> {
-  bus: Bus;
-}
-
-/** A node that runs on every back end: its work receives an {@linkcode AnyBusNodeContext}. */
-export interface AnyBusNodeDefinition<T extends FlagSpecs> extends Omit<NodeDefinition<T>, "run"> {
-  run(ctx: AnyBusNodeContext<T>): Promise<void>;
 }
 
 /** A node: its flags and its work. */
@@ -101,23 +91,14 @@ export interface RunOptions {
 }
 
 /**
- * Runs a node that needs a standalone Redis to completion and exits the process with its exit code (0 after a
- * graceful stop); asked for another back end, it exits 2 with one line.
+ * Runs a node on whichever back end is selected (standalone Redis, Redis Cluster, NATS) to completion and exits the
+ * process with its exit code (0 after a graceful stop).
  */
-export function runNode<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions = {}): Promise<number> {
-  return finish(runNodeInner({ redis: def }, opts), opts);
-}
-
-/** Runs a node on whichever back end is selected (standalone Redis, Redis Cluster, NATS); as {@linkcode runNode}. */
-export function runAnyBusNode<T extends FlagSpecs>(
-  def: AnyBusNodeDefinition<T>,
+export async function runAnyBusNode<T extends FlagSpecs>(
+  def: NodeDefinition<T>,
   opts: RunOptions = {},
 ): Promise<number> {
-  return finish(runNodeInner({ any: def }, opts), opts);
-}
-
-async function finish(run: Promise<number>, opts: RunOptions): Promise<number> {
-  const code = await run;
+  const code = await runNodeInner(def, opts);
   if (!opts.noExit) {
     killAllChildren("SIGKILL");
     Deno.exit(code);
@@ -125,11 +106,7 @@ async function finish(run: Promise<number>, opts: RunOptions): Promise<number> {
   return code;
 }
 
-async function runNodeInner<T extends FlagSpecs>(
-  which: { redis: NodeDefinition<T> } | { any: AnyBusNodeDefinition<T> },
-  opts: RunOptions,
-): Promise<number> {
-  const def = "redis" in which ? which.redis : which.any;
+async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions): Promise<number> {
   const argv = opts.argv ?? Deno.args;
   const env = opts.env ?? denoEnv;
   const specs = { ...COMMON_FLAGS, ...def.flags };
@@ -225,18 +202,11 @@ async function runNodeInner<T extends FlagSpecs>(
         errorExit = 1;
         controller.abort();
       };
-    } else if ("any" in which) {
+    } else {
       if (selection.backend === "redis-cluster") redisUser = selection.cluster.username;
       bus = await connectBus(selection, log, connectOpts);
       const connected = bus;
       metrics.gauge("bus_connected", "1 while the bus is usable", () => (connected.ready ? 1 : 0));
-    } else {
-      const where = selection.backend === "nats" ? selection.nats.display : selection.cluster.display;
-      throw new UsageError(
-        `the ${selection.backend} bus (${where}) is not available to the ${def.command} node yet: it runs on a ` +
-          `standalone Redis (unset MSIGHT_PUBSUB_BACKEND / --bus-url, or use redis://); rtsp, aggregator, ` +
-          `dumper, pusher and echo run on every back end`,
-      );
     }
     const registry = bus.registry;
 
@@ -295,8 +265,9 @@ async function runNodeInner<T extends FlagSpecs>(
       log.info(`serving /metrics, /healthz and /readyz on http://${f.metricsHost}:${health.port}`);
     }
 
-    const base: Omit<NodeContext<T>, "bus"> = {
+    const ctx: NodeContext<T> = {
       flags,
+      bus,
       log,
       metrics,
       device,
@@ -319,9 +290,7 @@ async function runNodeInner<T extends FlagSpecs>(
     const where = bus.kind === "redis" ? "Redis" : bus.kind === "nats" ? "NATS" : "Redis Cluster";
     log.info(`${def.command} node ${f.name} started on device ${device} (${where} ${bus.display})`);
 
-    const work = "redis" in which
-      ? which.redis.run({ ...base, bus: redis! })
-      : which.any.run({ ...base, bus });
+    const work = def.run(ctx);
     // The grace period starts at the first signal; past it we exit without waiting for the work.
     const graceExpired = new Promise<"grace">((resolve) => {
       controller.signal.addEventListener("abort", () => {

@@ -1,12 +1,13 @@
 /**
  * The web console put together: previews following the bus's ImageData topics (looked up again every
  * {@linkcode TOPIC_REFRESH_MS}), the registry view, the recordings of the save directories and the bucket, and the
- * HTTP server; {@linkcode WebConsole.close} stops all of it. The `web` node maps its flags onto these options.
+ * HTTP server; {@linkcode WebConsole.close} stops all of it. The `web` node maps its flags onto these options. The
+ * bus is seen only through its interface ({@linkcode Bus}), so the console runs on every back end.
  *
  * @example
  * ```ts
  * import { startConsole } from "./console.ts";
- * declare const bus: import("../bus/redis.ts").RedisBus;
+ * declare const bus: import("../bus/types.ts").Bus;
  * declare const log: import("../runtime/log.ts").Logger;
  * declare const metrics: import("../runtime/metrics.ts").Metrics;
  * const web = await startConsole({ bus, log, metrics, host: "127.0.0.1", port: 8080, saveDirs: ["./videos"],
@@ -18,7 +19,7 @@
 
 import { Intake } from "../bus/intake.ts";
 import { IMAGE_DATA_TYPE } from "../bus/message.ts";
-import type { RedisBus } from "../bus/redis.ts";
+import type { Bus } from "../bus/types.ts";
 import { errorMessage, FatalError, UsageError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
 import type { Metrics } from "../runtime/metrics.ts";
@@ -33,7 +34,7 @@ export const TOPIC_REFRESH_MS = 5000;
 
 /** What the console shows and where it listens. */
 export interface ConsoleOptions {
-  bus: RedisBus;
+  bus: Bus;
   log: Logger;
   metrics: Metrics;
   host: string;
@@ -94,7 +95,7 @@ export async function startConsole(o: ConsoleOptions): Promise<WebConsole> {
       await previews.refreshTopics();
       lastError = "";
     } catch (err) {
-      // Redis away for a moment: the previews keep what they have, and the next refresh tries again.
+      // The registry away for a moment: the previews keep what they have, and the next refresh tries again.
       const msg = `cannot read MSIGHT:TOPICS: ${errorMessage(err)}`;
       if (msg !== lastError) o.log.warn(msg);
       lastError = msg;

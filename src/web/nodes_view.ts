@@ -8,15 +8,15 @@
  * @example
  * ```ts
  * import { NodesView } from "./nodes_view.ts";
- * declare const bus: import("../bus/redis.ts").RedisBus;
+ * declare const bus: import("../bus/types.ts").Bus;
  * const view = new NodesView(bus, new Map([["rtsp_node", "http://127.0.0.1:9101/metrics"]]), 15);
  * const rows = await view.snapshot();
  * ```
  * @module
  */
 
-import type { RedisBus } from "../bus/redis.ts";
-import { judgeNode, type NodeEntry, readNodes } from "../bus/registry.ts";
+import { judgeNode, type NodeEntry } from "../bus/registry.ts";
+import type { Bus } from "../bus/types.ts";
 import { errorMessage } from "../runtime/errors.ts";
 
 /** Figures from a node's `/metrics`. */
@@ -111,14 +111,14 @@ export class NodesView {
   #scrapes = new Map<string, Scrape>();
 
   constructor(
-    readonly bus: RedisBus,
+    readonly bus: Bus,
     readonly metricsUrls: ReadonlyMap<string, string>,
     readonly staleAfterS: number,
   ) {}
 
   /** The rows, by name. */
   async snapshot(): Promise<NodeRow[]> {
-    const entries = await readNodes(this.bus);
+    const entries = await this.bus.registry.readNodes();
     const now = Date.now() / 1000;
     await Promise.all(entries.filter((e) => this.metricsUrls.has(e.name)).map((e) => this.#scrape(e.name)));
     return entries.map((e) => this.#row(e, now)).sort((a, b) => a.name.localeCompare(b.name));

@@ -96,7 +96,7 @@ async function refreshNodes() {
   try {
     rows = await getJson("/api/nodes");
   } catch (err) {
-    $("nodes-note").textContent = err.message; // Redis away (503): say so where the rows would be
+    $("nodes-note").textContent = err.message; // the registry away (503): say so where the rows would be
     throw err;
   }
   const body = $("nodes");

@@ -7,7 +7,7 @@
  * @example
  * ```ts
  * import { Previews } from "./previews.ts";
- * declare const bus: import("../bus/redis.ts").RedisBus;
+ * declare const bus: import("../bus/types.ts").Bus;
  * declare const intakeFor: (topic: string) => import("../bus/intake.ts").Intake;
  * const previews = new Previews(bus, intakeFor);
  * await previews.refreshTopics();
@@ -17,9 +17,8 @@
  * @module
  */
 
-import type { RedisBus } from "../bus/redis.ts";
+import type { Bus } from "../bus/types.ts";
 import { IMAGE_DATA_TYPE, type ImageData } from "../bus/message.ts";
-import { readTopics } from "../bus/registry.ts";
 import type { Intake } from "../bus/intake.ts";
 import { bgrToPng } from "./png.ts";
 
@@ -66,11 +65,11 @@ export class Previews {
   #handler = (bytes: Uint8Array, topic: string) => this.#onMessage(bytes, topic);
 
   /** `intakeFor(topic)` decodes and counts a topic's messages (malformed ones are counted there, not here). */
-  constructor(readonly bus: RedisBus, readonly intakeFor: (topic: string) => Intake) {}
+  constructor(readonly bus: Bus, readonly intakeFor: (topic: string) => Intake) {}
 
   /** Subscribes to ImageData topics not yet followed; returns how many are followed. */
   async refreshTopics(): Promise<number> {
-    const topics = await readTopics(this.bus);
+    const topics = await this.bus.registry.readTopics();
     for (const t of topics) {
       if (t.data_type !== IMAGE_DATA_TYPE || this.#topics.has(t.name)) continue;
       this.#topics.add(t.name);

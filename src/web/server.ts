@@ -103,8 +103,8 @@ function cookie(req: Request, name: string): string | undefined {
 }
 
 /**
- * One server's warnings about faults that last (S3 or Redis away, a camera's frames unshowable): logged when they
- * change, not once per request of a page that polls.
+ * One server's warnings about faults that last (S3 or the registry away, a camera's frames unshowable): logged when
+ * they change, not once per request of a page that polls.
  */
 class Warnings {
   #last = new Map<string, string>();
@@ -212,11 +212,11 @@ async function handle(req: Request, opts: WebServerOptions, warnings: Warnings):
     let rows;
     try {
       rows = await v.nodes.snapshot();
-      warnings.clear("redis");
+      warnings.clear("registry");
     } catch (err) {
-      // Redis away: the page says so and asks again; the console rides the outage out like every node.
+      // The registry away: the page says so and asks again; the console rides the outage out like every node.
       const msg = `cannot read MSIGHT:NODES: ${errorMessage(err)}`;
-      warnings.warn("redis", msg);
+      warnings.warn("registry", msg);
       return text(503, msg);
     }
     return json(rows);
@@ -236,7 +236,7 @@ async function handle(req: Request, opts: WebServerOptions, warnings: Warnings):
     if (!img) return text(404, "no frame from this camera (yet)");
     const headers = { "content-type": img.type, etag: img.etag, "cache-control": "no-cache" };
     if (req.headers.get("if-none-match") === img.etag) return new Response(null, { status: 304, headers });
-    // The bytes are a view of the message ioredis received (an ArrayBuffer, never shared memory).
+    // The bytes are a view of the message the bus client received (an ArrayBuffer, never shared memory).
     return new Response(req.method === "HEAD" ? null : img.body as Uint8Array<ArrayBuffer>, { headers });
   }
   if (p === "/api/recordings") {

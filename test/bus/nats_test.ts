@@ -225,6 +225,47 @@ Deno.test("nats: with no Redis configured the registry is in JetStream KV; with 
   }
 });
 
+Deno.test("nats: the KV registry lists each node once while heartbeats rewrite the entries during the read", async () => {
+  const nats = await startNats();
+  const { log } = capturingLog("CRITICAL");
+  const reader = await natsBus(nats, log);
+  const writer = await natsBus(nats, log);
+  const names = Array.from({ length: 30 }, (_, i) => `node_${String(i).padStart(2, "0")}`);
+  const entry = (name: string, beat: number) => ({
+    name,
+    device: "d",
+    publish_topic: null,
+    subscribe_topic: null,
+    type: "EchoNode",
+    last_heartbeat: beat,
+    status: "RUNNING" as const,
+  });
+  let beating = true;
+  let beats: Promise<void> | undefined;
+  try {
+    for (const n of names) await writer.registry.putNode(entry(n, 0));
+    // Every node beating over and over, as heartbeats do, while the reader lists them (keys() reads through a
+    // consumer that also sees the puts made meanwhile).
+    beats = (async () => {
+      for (let beat = 1; beating; beat++) {
+        await Promise.all(names.map((n) => writer.registry.putNode(entry(n, beat))));
+      }
+    })();
+    for (let i = 0; i < 20; i++) {
+      assert.deepEqual((await reader.registry.readNodes()).map((e) => e.name).sort(), names, `read ${i}`);
+    }
+    beating = false;
+    await beats;
+  } finally {
+    beating = false;
+    // After a failed read: the beats' own error (if any) would only hide the assertion's.
+    await beats?.catch(() => {});
+    await reader.close();
+    await writer.close();
+    await nats.stop();
+  }
+});
+
 Deno.test("nats: credentials never reach the log; a refused login is one fatal line without the password", async () => {
   const nats = await startNats({ user: "edge", pass: "pa55-w0rd-xyz" });
   const { log, lines } = capturingLog("DEBUG");

@@ -69,8 +69,10 @@ export class NatsKvRegistry implements RegistryStore {
 
   async #readAll<T>(which: "nodes" | "topics"): Promise<T[]> {
     const kv = await this.#bucket(which);
-    const keys: string[] = [];
-    for await (const key of await kv.keys()) keys.push(key);
+    // A Set: `keys()` reads the bucket's stream through a consumer, which also delivers the puts made while it
+    // reads (every node's heartbeat), so a key can come twice.
+    const keys = new Set<string>();
+    for await (const key of await kv.keys()) keys.add(key);
     const out: T[] = [];
     for (const key of keys) {
       const e = await kv.get(key);
