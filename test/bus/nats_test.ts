@@ -9,7 +9,7 @@ import { connectBus } from "../../src/bus/connect.ts";
 import { consumeDurable } from "../../src/bus/durable_loop.ts";
 import { NatsBackend } from "../../src/bus/nats/mod.ts";
 import { segmentBucketName, segmentStreamName } from "../../src/bus/nats/names.ts";
-import { NODES_BUCKET } from "../../src/bus/nats/registry.ts";
+import { TOPICS_BUCKET } from "../../src/bus/nats/registry.ts";
 import { NODES_KEY } from "../../src/bus/registry.ts";
 import { selectBus } from "../../src/bus/select.ts";
 import type { Bus, DurableEntry } from "../../src/bus/types.ts";
@@ -349,15 +349,7 @@ Deno.test("nats: what we create in JetStream has 1 replica on a single server, a
       buses.push(bus);
       await bus.segments.announce("aggregated_video", { maxLen: 10, maxAgeS: 0 });
       await bus.segments.append("aggregated_video", payload(1, 2_000_000), { maxLen: 10, maxAgeS: 0 });
-      await bus.registry.putNode({
-        name: "cam",
-        device: "d",
-        publish_topic: "rtsp_topic",
-        subscribe_topic: null,
-        type: "RTSPSourceNode",
-        last_heartbeat: 1,
-        status: "RUNNING",
-      });
+      await bus.registry.registerTopic({ name: "rtsp_topic", description: null, data_type: "d" });
       const nc = await connect({ servers: url.replace("nats://", "").split(",") });
       raw.push(nc);
       const jsm = await jetstreamManager(nc);
@@ -365,7 +357,7 @@ Deno.test("nats: what we create in JetStream has 1 replica on a single server, a
       const streams = [
         segmentStreamName("aggregated_video"),
         `OBJ_${segmentBucketName("aggregated_video")}`,
-        `KV_${NODES_BUCKET}`,
+        `KV_${TOPICS_BUCKET}`,
       ];
       for (const stream of streams) {
         assert.equal((await jsm.streams.info(stream)).config.num_replicas, replicas, `${url} ${stream}`);
