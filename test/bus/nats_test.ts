@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
-import { startNats, type TestNats } from "../helpers/nats_server.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { startNats, startNatsCluster, type TestNats } from "../helpers/nats_server.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 import { waitFor } from "../helpers/net.ts";
 import { connectBus } from "../../src/bus/connect.ts";
 import { consumeDurable } from "../../src/bus/durable_loop.ts";
 import { NatsBackend } from "../../src/bus/nats/mod.ts";
+import { segmentBucketName, segmentStreamName } from "../../src/bus/nats/names.ts";
+import { TOPICS_BUCKET } from "../../src/bus/nats/registry.ts";
 import { NODES_KEY } from "../../src/bus/registry.ts";
 import { selectBus } from "../../src/bus/select.ts";
 import type { Bus, DurableEntry } from "../../src/bus/types.ts";
@@ -372,5 +375,41 @@ Deno.test("nats: the server killed mid-run and restarted on its store: the group
     await prod.close();
     await sink.close();
     await nats.stop();
+  }
+});
+
+Deno.test("nats: what we create in JetStream has 1 replica on a single server, and on a 2-server cluster 2 (not 3), said in one line each", async () => {
+  const single = await startNats();
+  const pair = await startNatsCluster(2);
+  const { log, lines } = capturingLog();
+  const buses: Bus[] = [];
+  const raw: NatsConnection[] = [];
+  try {
+    for (const [url, replicas] of [[single.url, 1], [pair.url, 2]] as const) {
+      const bus = await connectBus(selectBus({ busUrl: url, env: () => undefined }), log, { name: "t" });
+      buses.push(bus);
+      await bus.segments.announce("aggregated_video", { maxLen: 10, maxAgeS: 0 });
+      await bus.segments.append("aggregated_video", payload(1, 2_000_000), { maxLen: 10, maxAgeS: 0 });
+      await bus.registry.registerTopic({ name: "rtsp_topic", description: null, data_type: "d" });
+      const nc = await connect({ servers: url.replace("nats://", "").split(",") });
+      raw.push(nc);
+      const jsm = await jetstreamManager(nc);
+      // The segment stream, the object store of large segments, the registry's bucket.
+      const streams = [
+        segmentStreamName("aggregated_video"),
+        `OBJ_${segmentBucketName("aggregated_video")}`,
+        `KV_${TOPICS_BUCKET}`,
+      ];
+      for (const stream of streams) {
+        assert.equal((await jsm.streams.info(stream)).config.num_replicas, replicas, `${url} ${stream}`);
+      }
+    }
+    const fewer = lines.filter((l) => /created with 2 replica\(s\), not 3/.test(l));
+    assert.equal(fewer.length, 3, lines.join("\n"));
+  } finally {
+    for (const nc of raw) await nc.close();
+    for (const bus of buses) await bus.close();
+    await pair.stop();
+    await single.stop();
   }
 });

@@ -14,6 +14,14 @@ import { delay } from "../../src/runtime/async.ts";
 
 export { freePort } from "../../src/runtime/net.ts";
 
+/** `n` different free loopback ports: all held open at once while picked, so none is picked twice. */
+export function distinctFreePorts(n: number): number[] {
+  const listeners = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
 /** Polls `check` every 50 ms until it returns true; throws naming `what` after `timeoutMs`. */
 export async function waitFor(
   check: () => boolean | Promise<boolean>,

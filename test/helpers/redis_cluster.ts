@@ -14,21 +14,15 @@
  * @module
  */
 
-import { waitFor } from "./net.ts";
-
-/** `n` different free loopback ports: all held open at once while picked, so none is picked twice. */
-function distinctFreePorts(n: number): number[] {
-  const listeners = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const l of listeners) l.close();
-  return ports;
-}
+import { distinctFreePorts, waitFor } from "./net.ts";
 
 /** A running test cluster. */
 export interface TestRedisCluster {
   ports: number[];
   /** `redis+cluster://127.0.0.1:p1,...`. */
   url: string;
+  /** Environment for a node process pointed at the cluster (`MSIGHT_BUS_URL`). */
+  env: Record<string, string>;
   /** Kills the node on `port` (SIGKILL). */
   kill(port: number): Promise<void>;
   /** Runs `redis-cli -p port args...` and returns its output. */
@@ -132,9 +126,11 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
     }
     throw err;
   }
+  const url = `redis+cluster://${ports.slice(0, 3).map((p) => `127.0.0.1:${p}`).join(",")}`;
   return {
     ports,
-    url: `redis+cluster://${ports.slice(0, 3).map((p) => `127.0.0.1:${p}`).join(",")}`,
+    url,
+    env: { MSIGHT_BUS_URL: url, MSIGHT_EDGE_DEVICE_NAME: "test-device" },
     cli,
     async kill(port) {
       const child = children.get(port);

@@ -13,6 +13,7 @@ import { startRedis } from "../helpers/redis_server.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
 import { type NodeProcess, startNode } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
+import { startChain, stopChain } from "../helpers/pipeline.ts";
 import { makeSegment } from "../helpers/segments.ts";
 import { connectBus } from "../../src/bus/connect.ts";
 import { clusterStreamKey, type RedisClusterBackend } from "../../src/bus/redis_cluster/mod.ts";
@@ -53,7 +54,7 @@ async function cluster(): Promise<Backend> {
   const c = await startRedisCluster();
   const bus = await connectBus(selectBus({ busUrl: c.url, env: () => undefined }), quiet(), { name: "t" });
   return {
-    env: { MSIGHT_BUS_URL: c.url, MSIGHT_EDGE_DEVICE_NAME: "test-device" },
+    env: c.env,
     bus,
     async stop() {
       await bus.close();
@@ -202,7 +203,7 @@ Deno.test("dumper on a Redis Cluster: the master holding the topic's stream is k
     const owner = slots.find(([lo, hi]) => lo <= slot && slot <= hi)?.[2][1];
     assert.ok(owner !== undefined, "the slot's master");
     await bus.segments.append(TOPIC, encodeMessage(segs[0]), CAPS);
-    node = dumper({ MSIGHT_BUS_URL: c.url, MSIGHT_EDGE_DEVICE_NAME: "test-device" }, "video_dumper", dir);
+    node = dumper(c.env, "video_dumper", dir);
     await node.waitForLine(/from its durable stream as consumer group video_dumper/, 30_000);
     for (let i = 1; i < segs.length; i++) {
       if (i === 8) await c.kill(Number(owner));
@@ -244,52 +245,11 @@ for (const [label, start] of [["NATS", nats], ["a Redis Cluster", cluster]] as c
     const dir = await Deno.makeTempDir();
     const nodes: NodeProcess[] = [];
     try {
-      const dumperNode = dumper(be.env, "video_dumper", dir, ["--transport", "stream"]);
-      nodes.push(dumperNode);
-      await dumperNode.waitForLine(/from its durable stream as consumer group video_dumper/, 30_000);
-      const agg = startNode("nodes/aggregator.ts", [
-        ..."-n agg -st rtsp_topic -pt aggregated_video --fps 10 --buffer-size 10 --overlap-size 0".split(" "),
-      ], be.env);
-      nodes.push(agg);
-      await agg.waitForLine(/aggregating rtsp_topic → aggregated_video/, 30_000);
-      const rtsp = startNode("nodes/rtsp.ts", [
-        "-n",
-        "cam",
-        "-pt",
-        "rtsp_topic",
-        "--sensor-name",
-        "cam",
-        "-u",
-        cam.url,
-      ], be.env);
-      nodes.push(rtsp);
+      const chain = await startChain(be.env, { sensor: "cam", cameraUrl: cam.url, dir }, nodes);
       await waitFor(async () => (await jsons(dir)).length >= 3, 60_000, "3 segments on disk");
-      rtsp.kill("SIGTERM");
-      assert.equal(await rtsp.exit, 0);
-      agg.kill("SIGTERM");
-      assert.equal(await agg.exit, 0);
-      // Every segment the aggregator published (its flush at stop included) is on disk once, and nothing else.
-      const published = agg.stderr.concat(agg.stdout).filter((l) =>
-        /published segment of cam:/.test(l)
-      ).length;
-      assert.ok(published >= 3, `published ${published}`);
-      await waitFor(
-        async () => (await jsons(dir)).length >= published,
-        30_000,
-        `${published} segments on disk`,
-      );
-      await new Promise((r) => setTimeout(r, 1000));
-      const names = await listDir(dir);
-      assert.equal(names.filter((n) => n.endsWith(".json")).length, published, names.join("\n"));
-      assert.equal(names.filter((n) => n.endsWith(".mp4")).length, published, "each .json has its .mp4");
-      assert.ok(
-        !dumperNode.stderr.concat(dumperNode.stdout).some((l) => /already saved/.test(l)),
-        "none twice",
-      );
-      assert.ok(rtsp.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
-      assert.ok(agg.stderr.some((l) => /frames come over plain pub\/sub/.test(l)));
-      dumperNode.kill("SIGTERM");
-      assert.equal(await dumperNode.exit, 0);
+      assert.ok(chain.rtsp.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
+      assert.ok(chain.aggregator.stderr.some((l) => /frames come over plain pub\/sub/.test(l)));
+      assert.ok(await stopChain(chain) >= 3);
     } finally {
       for (const n of nodes) await n.stop();
       await cam.stop();

@@ -50,8 +50,8 @@ export class NatsBackend implements Bus {
     readonly log: Logger,
     opts: { registry?: RegistryStore; onClose?: () => Promise<void> } = {},
   ) {
-    this.segments = new NatsSegments(link.conn, () => link.maxPayload);
-    this.registry = opts.registry ?? new NatsKvRegistry(link.conn, display);
+    this.segments = new NatsSegments(link.conn, () => link.maxPayload, { log });
+    this.registry = opts.registry ?? new NatsKvRegistry(link.conn, display, log);
     this.#onClose = opts.onClose;
   }
 

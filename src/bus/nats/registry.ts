@@ -1,16 +1,19 @@
 /**
  * MSight's registry in JetStream key-value buckets, for a NATS-only deployment (no Redis): `MSIGHT_NODES` and
  * `MSIGHT_TOPICS`, keyed by the (escaped) node and topic names, values the same JSON as in Redis' `MSIGHT:NODES` /
- * `MSIGHT:TOPICS` hashes. With Redis configured the registry stays there, as MSight keeps it (`select.ts`).
+ * `MSIGHT:TOPICS` hashes. With Redis configured the registry stays there, as MSight keeps it (`select.ts`). On a
+ * cluster the buckets have replicas (`replicas.ts`).
  *
  * @module
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type KV, Kvm } from "@nats-io/kv";
+import type { Logger } from "../../runtime/log.ts";
 import type { NodeEntry, TopicEntry } from "../registry.ts";
 import type { RegistryStore } from "../types.ts";
 import { escapeName } from "./names.ts";
+import { withReplicas } from "./replicas.ts";
 
 /** The bucket of registered nodes. */
 export const NODES_BUCKET = "MSIGHT_NODES";
@@ -23,13 +26,22 @@ export class NatsKvRegistry implements RegistryStore {
   #nodes?: KV;
   #topics?: KV;
 
-  constructor(nc: NatsConnection, readonly display: string) {
+  constructor(readonly nc: NatsConnection, readonly display: string, readonly log?: Logger) {
     this.#kvm = new Kvm(nc);
   }
 
+  #create(name: string): Promise<KV> {
+    return withReplicas(
+      this.nc,
+      `JetStream KV bucket ${name}`,
+      (replicas) => this.#kvm.create(name, { history: 1, replicas }),
+      this.log,
+    );
+  }
+
   async #bucket(which: "nodes" | "topics"): Promise<KV> {
-    if (which === "nodes") return (this.#nodes ??= await this.#kvm.create(NODES_BUCKET, { history: 1 }));
-    return (this.#topics ??= await this.#kvm.create(TOPICS_BUCKET, { history: 1 }));
+    if (which === "nodes") return (this.#nodes ??= await this.#create(NODES_BUCKET));
+    return (this.#topics ??= await this.#create(TOPICS_BUCKET));
   }
 
   async getNode(name: string): Promise<NodeEntry | null> {

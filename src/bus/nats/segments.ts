@@ -10,16 +10,23 @@
  * count cap has dropped; the bucket's age limit (the topic's `maxAgeS`) removes the rest. Chunking by hand inside
  * the topic's stream was not chosen: the chunks of one segment would be shared out among a group's members.
  *
+ * On a cluster the stream, its consumers and the bucket have replicas (`replicas.ts`). Losing a server (a leader
+ * election, a client reconnecting elsewhere) shows as timeouts and "no responders": an append keeps trying for
+ * `appendRetryMs`, each entry with its own `Nats-Msg-Id`, so one that reached the stream before its answer was lost
+ * is not stored twice (JetStream drops a repeated id within the stream's 2-minute duplicate window). A try that
+ * finds no stream answering checks the stream (created again if a server lost its store) before the next.
+ *
  * @module
  */
 
-import { headers, type NatsConnection, nuid } from "@nats-io/transport-node";
+import { headers, type MsgHdrs, type NatsConnection, nuid } from "@nats-io/transport-node";
 import {
   AckPolicy,
   type Consumer,
   DeliverPolicy,
   DiscardPolicy,
   jetstream,
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstreamManager,
@@ -28,8 +35,10 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import { type ObjectStore, Objm } from "@nats-io/obj";
+import { Backoff, delay } from "../../runtime/async.ts";
 import { joinBytes } from "../../runtime/bytes.ts";
 import { errorMessage } from "../../runtime/errors.ts";
+import type { Logger } from "../../runtime/log.ts";
 import type {
   BusPayload,
   DurableConsumer,
@@ -39,6 +48,7 @@ import type {
   SegmentStreams,
 } from "../types.ts";
 import { escapeName, segmentBucketName, segmentStreamName, segmentSubject } from "./names.ts";
+import { withReplicas } from "./replicas.ts";
 
 /** The header naming the object that holds an entry's message. */
 export const OBJECT_HEADER = "Msight-Object";
@@ -53,6 +63,14 @@ function isNotFound(err: unknown): boolean {
   return /not found|10059|10014/i.test(errorMessage(err));
 }
 
+/** Options of {@linkcode NatsSegments}. */
+export interface NatsSegmentsOptions {
+  /** Told of appends retried through a fault, and of assets created with fewer replicas than wanted. */
+  log?: Logger;
+  /** How long an announce or append keeps trying through a lost server or a leader election, ms (60000). */
+  appendRetryMs?: number;
+}
+
 /** Durable topics on JetStream; see the module doc. */
 export class NatsSegments implements SegmentStreams {
   readonly #js: JetStreamClient;
@@ -62,10 +80,41 @@ export class NatsSegments implements SegmentStreams {
   readonly #buckets = new Map<string, ObjectStore>();
   /** Objects this producer stored, oldest first, with the stream sequence of their entry. */
   readonly #objects = new Map<string, { seq: number; name: string }[]>();
+  readonly #opts: NatsSegmentsOptions;
 
-  constructor(readonly nc: NatsConnection, readonly maxPayload: () => number) {
+  constructor(
+    readonly nc: NatsConnection,
+    readonly maxPayload: () => number,
+    opts: NatsSegmentsOptions = {},
+  ) {
     this.#js = jetstream(nc);
     this.#objm = new Objm(nc);
+    this.#opts = opts;
+  }
+
+  /**
+   * Runs `fn` until it succeeds, the connection is closed, the server refuses the request itself (400), or
+   * `appendRetryMs` has passed; see the module doc.
+   */
+  async #retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.#opts.appendRetryMs ?? 60_000);
+    const backoff = new Backoff({ initial: 200, max: 2000 });
+    for (;;) {
+      try {
+        const done = await fn();
+        if (backoff.failures > 0) this.#opts.log?.info(`${what}: done after ${backoff.failures} retries`);
+        return done;
+      } catch (err) {
+        const permanent = this.nc.isClosed() || this.nc.isDraining() ||
+          (err instanceof JetStreamApiError && err.status === 400);
+        if (permanent || Date.now() >= deadline) throw err;
+        const log = this.#opts.log;
+        const line = `${what} failed (${errorMessage(err)}): trying again`;
+        if (backoff.failures === 0) log?.warn(line);
+        else log?.debug(line);
+        await delay(backoff.next());
+      }
+    }
   }
 
   async #manager(): Promise<JetStreamManager> {
@@ -88,14 +137,21 @@ export class NatsSegments implements SegmentStreams {
     } catch (err) {
       if (!isNotFound(err)) throw err;
       try {
-        await jsm.streams.add({
-          name,
-          subjects: [segmentSubject(topic)],
-          retention: RetentionPolicy.Limits,
-          discard: DiscardPolicy.Old,
-          storage: StorageType.File,
-          ...limits,
-        });
+        await withReplicas(
+          this.nc,
+          `JetStream stream ${name}`,
+          (num_replicas) =>
+            jsm.streams.add({
+              name,
+              subjects: [segmentSubject(topic)],
+              retention: RetentionPolicy.Limits,
+              discard: DiscardPolicy.Old,
+              storage: StorageType.File,
+              num_replicas,
+              ...limits,
+            }),
+          this.#opts.log,
+        );
       } catch (addErr) {
         // A server restarting on its store reports the stream missing, then has it back (with its caps) by the
         // time we add it: take the stream that is there, once.
@@ -108,17 +164,25 @@ export class NatsSegments implements SegmentStreams {
   async #bucket(topic: string, caps?: SegmentCaps): Promise<ObjectStore> {
     let b = this.#buckets.get(topic);
     if (!b) {
-      b = await this.#objm.create(segmentBucketName(topic), {
-        ttl: caps && caps.maxAgeS > 0 ? nanos(caps.maxAgeS * 1000) : 0,
-        storage: StorageType.File,
-      });
+      const name = segmentBucketName(topic);
+      b = await withReplicas(
+        this.nc,
+        `JetStream object store ${name}`,
+        (replicas) =>
+          this.#objm.create(name, {
+            ttl: caps && caps.maxAgeS > 0 ? nanos(caps.maxAgeS * 1000) : 0,
+            storage: StorageType.File,
+            replicas,
+          }),
+        this.#opts.log,
+      );
       this.#buckets.set(topic, b);
     }
     return b;
   }
 
   async announce(topic: string, caps: SegmentCaps): Promise<void> {
-    await this.ensureStream(topic, caps);
+    await this.#retrying(`announcing ${topic} on JetStream`, () => this.ensureStream(topic, caps));
     this.#announced.set(topic, JSON.stringify(caps));
   }
 
@@ -133,20 +197,40 @@ export class NatsSegments implements SegmentStreams {
   }
 
   async append(topic: string, message: BusPayload, caps: SegmentCaps): Promise<string> {
-    if (this.#announced.get(topic) !== JSON.stringify(caps)) await this.announce(topic, caps);
+    const key = JSON.stringify(caps);
+    if (this.#announced.get(topic) !== key) await this.announce(topic, caps);
     const bytes = message instanceof Uint8Array ? message : joinBytes(message);
     const subject = segmentSubject(topic);
+    // One id for every try of this entry: a try whose answer was lost is not stored again.
+    const msgID = nuid.next();
+    const publish = async (data: Uint8Array, h?: MsgHdrs) => {
+      // The stream went missing (a server that lost its store): create it again with this try.
+      if (this.#announced.get(topic) !== key) {
+        await this.ensureStream(topic, caps);
+        this.#announced.set(topic, key);
+      }
+      try {
+        return (await this.#js.publish(subject, data, { msgID, headers: h })).seq;
+      } catch (err) {
+        // No stream answers (the client says "jetstream is not enabled"): missing, or electing a leader.
+        if (/no responders|not enabled/i.test(errorMessage(err))) this.#announced.delete(topic);
+        throw err;
+      }
+    };
     if (bytes.byteLength <= this.maxPayload() - HEADROOM) {
-      return String((await this.#js.publish(subject, bytes)).seq);
+      return String(await this.#retrying(`appending to ${topic} on JetStream`, () => publish(bytes)));
     }
-    const bucket = await this.#bucket(topic, caps);
-    const name = nuid.next();
-    await bucket.putBlob({ name, options: { max_chunk_size: CHUNK } }, bytes);
+    const bucket = await this.#retrying(`opening ${topic}'s object store`, () => this.#bucket(topic, caps));
+    const name = msgID;
     const h = headers();
     h.set(OBJECT_HEADER, name);
     let seq: number;
     try {
-      seq = (await this.#js.publish(subject, new Uint8Array(0), { headers: h })).seq;
+      seq = await this.#retrying(`appending to ${topic} on JetStream (object store)`, async () => {
+        // Again on every try: a put cut short by a lost server is replaced whole.
+        await bucket.putBlob({ name, options: { max_chunk_size: CHUNK } }, bytes);
+        return await publish(new Uint8Array(0), h);
+      });
     } catch (err) {
       await bucket.delete(name).catch(() => {/* the bucket's age limit removes it */});
       throw err;
@@ -202,6 +286,7 @@ export class NatsDurableConsumer implements DurableConsumer {
       await jsm.consumers.info(stream, this.#durable);
     } catch (err) {
       if (!isNotFound(err)) throw err;
+      // Its replicas are the stream's (num_replicas 0).
       await jsm.consumers.add(stream, {
         durable_name: this.#durable,
         ack_policy: AckPolicy.Explicit,
