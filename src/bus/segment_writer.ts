@@ -103,7 +103,7 @@ export class SegmentWriter {
       if (!delivered) throw new SegmentError(errorMessage(err), "redis_unavailable");
       log.warn(`segment published on pub/sub but not added to the durable stream: ${errorMessage(err)}`);
     }
-    if (!delivered) throw new SegmentError("Redis is unreachable", "redis_unavailable");
+    if (!delivered) throw new SegmentError("the bus is unreachable", "redis_unavailable");
     return stored;
   }
 

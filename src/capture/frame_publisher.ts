@@ -1,7 +1,7 @@
 /**
  * The RTSP node's loop: camera → ffmpeg (decode, scale, JPEG) → {@linkcode RtspCapture} (frames + capture times) →
  * ImageData → bus. Frames are published one at a time, in order; if Redis is slower than the camera the capture
- * queue drops the oldest frames and counts them. While Redis is unreachable frames are counted as not published.
+ * queue drops the oldest frames and counts them. While the bus is unreachable frames are counted as not published.
  * With `frameStream` (the default between our nodes, on a standalone Redis) each frame also goes, in the same write,
  * to the topic's durable stream (`frame_stream.ts`), from which our aggregator rebuilds what a crash interrupted.
  * On other back ends frames go through the bus interface's plain publish only (core NATS, cluster PUBLISH).
@@ -179,12 +179,12 @@ export class FramePublisher {
         notPublished.inc();
         if (signal.aborted) continue; // stopping (an ACL refusal stops the node: already said)
         if (lostWhileDown++ === 0) {
-          o.log.warn("Redis is unreachable: frames are not published until it is back");
+          o.log.warn("the bus is unreachable: frames are not published until it is back");
         }
         continue;
       }
       if (lostWhileDown > 0) {
-        o.log.info(`publishing again after ${lostWhileDown} frame(s) lost while Redis was unreachable`);
+        o.log.info(`publishing again after ${lostWhileDown} frame(s) lost while the bus was unreachable`);
         lostWhileDown = 0;
       }
       published.inc();
