@@ -52,7 +52,7 @@ export const RTSP_FLAGS = {
     min: 0,
     help:
       "publish at most this many frames per second, dropped in ffmpeg before JPEG encoding, so a 25 fps camera " +
-      "feeding an aggregator at --fps 10 costs about half (0 or unset: every frame, as MSight; under `deno task up` " +
+      "feeding an aggregator at --fps 10 costs ~40% less (0 or unset: every frame, as MSight; under `deno task up` " +
       "unset means the --fps of the aggregators reading the topic)",
   },
   imageEncoding: {
