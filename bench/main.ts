@@ -30,9 +30,9 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   msight: () => msightBench(),
   web: () => webBench(),
   capacity: () => capacityBench(),
-  // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then
-  // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.
-  "capacity-maxfps": () => capacityBench({ ...capacityConfigFromEnv(), rtspMaxFps: 12.5, floor: false }),
+  // The same with the RTSP nodes thinning to the aggregator's 10 fps in ffmpeg (--max-fps 10, what `deno task up`
+  // gives them): JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.
+  "capacity-maxfps": () => capacityBench({ ...capacityConfigFromEnv(), rtspMaxFps: 10, floor: false }),
   // The goal's four cameras at the defaults for five minutes instead of two: does the lag stay flat at the edge?
   "capacity-hold": () =>
     capacityBench({ ...capacityConfigFromEnv(), counts: [4], durationS: 300, floor: false }),

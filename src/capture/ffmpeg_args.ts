@@ -234,6 +234,40 @@ export function usesRangeTable(
   return o.format === "jpeg" && (o.resizeRatio ?? 1) === 1 && (o.limitedYuv420 ?? false);
 }
 
+/** Where a stream's first frame sits in its 1/maxFps slot (see {@linkcode thinningFilter}). */
+const SLOT_PHASE = 0.45;
+/** A frame at least this many 1/maxFps periods after the last one kept is kept (see {@linkcode thinningFilter}). */
+const MIN_PERIODS = 0.9;
+
+/**
+ * ffmpeg's `select` filter that keeps at most `maxFps` frames per second of the stream's time, never duplicating
+ * one (ffmpeg's fps filter would duplicate frames of a slower camera to make a constant rate). A frame is kept
+ * when it is the first of its 1/maxFps slot, the slots counted from the stream's first frame placed 0.45 into one
+ * (so a camera at maxFps keeps every frame with its timestamps jittering up to ±0.2 of a period, and 20, 25, 30,
+ * 50 or 60 fps frames never sit on a slot's edge, where rounding would decide); or when it comes 0.9 period or more
+ * after the last one kept (a camera at or just below maxFps whose frames drift across slot edges with jittery
+ * timestamps); or when the stream's time is unknown or goes backwards (a frame is never held back for that). A
+ * faster camera (25 fps at 10) keeps exactly maxFps frames a second, spread as its own frames allow (0.08 and
+ * 0.12 s apart); one between maxFps and maxFps / 0.9 keeps every frame, for the aggregator to thin.
+ *
+ * @example
+ * ```ts
+ * import { thinningFilter } from "./ffmpeg_args.ts";
+ * thinningFilter(10); // "select='isnan(t)+isnan(prev_selected_t)+lt(t,prev_selected_t)+gte(t-prev_selected_t,0.09)+..."
+ * ```
+ */
+export function thinningFilter(maxFps: number): string {
+  const slot = (t: string) => `floor((${t}-start_t)*${maxFps}+${SLOT_PHASE})`;
+  const keep = [
+    "isnan(t)",
+    "isnan(prev_selected_t)",
+    "lt(t,prev_selected_t)",
+    `gte(t-prev_selected_t,${Number((MIN_PERIODS / maxFps).toPrecision(12))})`,
+    `gt(${slot("t")},${slot("prev_selected_t")})`,
+  ];
+  return `select='${keep.join("+")}'`;
+}
+
 /**
  * The argument list (without the program) for one capture session: RTSP in, one frame line per frame on stderr
  * ({@linkcode frameReportFilters}), frames on stdout.
@@ -264,13 +298,8 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   if (o.cudaDevice !== undefined) args.push("-hwaccel", "cuda", "-hwaccel_device", String(o.cudaDevice));
   args.push("-i", o.url, "-map", "0:v:0", "-an", "-sn", "-dn");
   const filters: string[] = [];
-  if (o.maxFps && o.maxFps > 0) {
-    // The first frame of each 1/maxFps slot of the stream's time is kept, before scaling and JPEG encoding (the
-    // costly part): a faster camera is thinned to maxFps on average, a slower one keeps every frame, and nothing is
-    // duplicated (ffmpeg's fps filter would duplicate frames of a slower camera to make a constant rate).
-    const f = o.maxFps;
-    filters.push(`select='isnan(prev_selected_t)+gt(floor(t*${f}),floor(prev_selected_t*${f}))'`);
-  }
+  // Before scaling and JPEG encoding (the costly part).
+  if (o.maxFps && o.maxFps > 0) filters.push(thinningFilter(o.maxFps));
   // Reported after the frame selection (one report per frame on stdout) and before any costly filter (the clock
   // report is the frame's arrival).
   filters.push(...frameReportFilters());

@@ -68,6 +68,7 @@ async function main(args: string[]): Promise<number> {
   const pipeline = await loadPipeline(opts.file);
   const say = (line: string) => console.log(`${"up".padEnd(prefixWidth(pipeline))} | ${line}`);
   for (const w of pipeline.warnings) say(`warning: ${w}`);
+  for (const n of pipeline.notes) say(n);
   if (opts.check) {
     console.log(describe(pipeline).join("\n"));
     return 0;

@@ -44,14 +44,16 @@ export const RTSP_FLAGS = {
     max: 4,
     help: "scale frames by this factor (in ffmpeg)",
   },
+  // No default value: unset, a standalone node publishes every frame (as MSight), and `deno task up` sets the --fps
+  // of the aggregators reading the topic (src/launcher/pipeline_config.ts); an explicit value wins over both.
   maxFps: {
     long: "max-fps",
     type: "number",
-    default: 0,
     min: 0,
     help:
       "publish at most this many frames per second, dropped in ffmpeg before JPEG encoding, so a 25 fps camera " +
-      "feeding an aggregator at --fps 10 costs less (0: every frame, as MSight)",
+      "feeding an aggregator at --fps 10 costs ~40% less (0 or unset: every frame, as MSight; under `deno task up` " +
+      "unset means the --fps of the aggregators reading the topic)",
   },
   imageEncoding: {
     long: "image-encoding",

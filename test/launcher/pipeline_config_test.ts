@@ -75,14 +75,15 @@ Deno.test("every file in examples/ loads, with the environment it needs", async 
     byFile.set(f, p);
   }
 
-  // The first tutorial's commands, verbatim (`--long=value` each), in pipeline order.
+  // The first tutorial's commands, verbatim (`--long=value` each), in pipeline order, and the --max-fps that `up`
+  // gives the camera from the aggregator that reads it.
   const dumper = byFile.get("tutorial_dumper.yaml")!;
   assert.deepEqual(dumper.redis, { mode: "url", url: "redis://localhost:6379/0" });
   assert.deepEqual(dumper.nodes.map((n) => [n.type, n.argv.join(" ")]), [
     [
       "rtsp",
       "--name=rtsp_node --publish-topic=rtsp_topic --sensor-name=rtsp_sensor --url=rtsp://localhost:8554/live.stream " +
-      "--gpu=0 --rtsp-transport=tcp",
+      "--gpu=0 --rtsp-transport=tcp --max-fps=10",
     ],
     [
       "aggregator",
@@ -501,4 +502,68 @@ Deno.test("up --check shows the bus without its credentials", async () => {
     p.stdout.join("\n"),
   );
   assert.ok(!p.stdout.concat(p.stderr).some((l) => l.includes("pw-not-shown")));
+});
+
+Deno.test("up thins at the source: an rtsp node without max-fps gets the --fps of the aggregators reading its topic", () => {
+  const rtspArgv = (p: Pipeline, name = "rtsp_node") => p.nodes.find((n) => n.name === name)!.argv;
+  const maxFpsOf = (p: Pipeline, name = "rtsp_node") =>
+    rtspArgv(p, name).filter((a) => a.startsWith("--max-fps"));
+
+  // The tutorial: the aggregator at --fps 10 reads rtsp_topic, so the camera publishes at most 10 frames a second.
+  const p = load(TUTORIAL);
+  assert.deepEqual(maxFpsOf(p), ["--max-fps=10"]);
+  assert.equal(p.nodes[0].effective.maxFps, 10);
+  assert.deepEqual(p.notes, [
+    "rtsp_node: --max-fps 10, as image-aggregator (--fps 10) reads rtsp_topic " +
+    "(set max-fps in the file to choose; 0: every frame)",
+  ]);
+
+  // What the file says wins, in the node's flags or in defaults.rtsp; 0 is every frame.
+  const explicit = load(TUTORIAL.replace("      url: rtsp://", "      max-fps: 0\n      url: rtsp://"));
+  assert.deepEqual(maxFpsOf(explicit), ["--max-fps=0"]);
+  assert.deepEqual(explicit.notes, []);
+  const byDefault = load("defaults: {rtsp: {max-fps: 12.5}}\n" + TUTORIAL);
+  assert.deepEqual(maxFpsOf(byDefault), ["--max-fps=12.5"]);
+
+  // Several aggregators on the topic: the fastest; an aggregator's --gap takes every (gap+1)-th frame, and so does
+  // the rtsp node's own --gap.
+  const two = load(
+    TUTORIAL + `
+  - name: fast-aggregator
+    node: aggregator
+    flags: {subscribe-topic: rtsp_topic, publish-topic: fast_video, fps: 15, buffer-size: 50, overlap-size: 0}`,
+  );
+  assert.deepEqual(maxFpsOf(two), ["--max-fps=15"]);
+  const gapped = load(TUTORIAL.replace("      fps: 10", "      fps: 10\n      gap: 1"));
+  assert.deepEqual(maxFpsOf(gapped), ["--max-fps=20"]);
+  const ownGap = load(TUTORIAL.replace("      url: rtsp://", "      gap: 2\n      url: rtsp://"));
+  assert.deepEqual(maxFpsOf(ownGap), ["--max-fps=30"]);
+
+  // A reader of the topic that is not an aggregator, or no reader in the file: every frame, as MSight.
+  const dumped = load(
+    TUTORIAL + `
+  - name: frame_dumper
+    node: dumper
+    flags: {subscribe-topic: rtsp_topic, save-dir: ./frames}`,
+  );
+  assert.deepEqual(maxFpsOf(dumped), []);
+  assert.deepEqual(dumped.notes, []);
+  const alone = load(TUTORIAL.replace("      publish-topic: rtsp_topic", "      publish-topic: other_topic"));
+  assert.deepEqual(maxFpsOf(alone), []);
+
+  // Cameras (the shorthand for rtsp nodes) are thinned alike, each for its own topic's aggregators.
+  const cams = load(`
+cameras:
+  - {name: cam_a, url: rtsp://10.0.0.5/a}
+  - {name: cam_b, url: rtsp://10.0.0.6/b, topic: b_topic}
+nodes:
+  - name: agg
+    node: aggregator
+    flags: {subscribe-topic: rtsp_topic, publish-topic: v, fps: 5, buffer-size: 50, overlap-size: 0}
+  - name: agg_b
+    node: aggregator
+    flags: {subscribe-topic: b_topic, publish-topic: v, fps: 10, buffer-size: 50, overlap-size: 0}
+`);
+  assert.deepEqual(maxFpsOf(cams, "cam_a"), ["--max-fps=5"]);
+  assert.deepEqual(maxFpsOf(cams, "cam_b"), ["--max-fps=10"]);
 });
