@@ -15,7 +15,7 @@
  * | `CAPACITY_N`           | 1,2,3,...,8     | camera counts to try (stops at the first failure) |
  * | `CAPACITY_BUFFER`      | 100             | aggregator `--buffer-size` (100 at 10 fps: 10 s)  |
  * | `CAPACITY_FLOOR`       | 1               | `0` skips the bare-ffmpeg floor                   |
- * | `CAPACITY_RTSP_MAX_FPS`| 0               | the RTSP nodes' `--max-fps` (0: every frame)      |
+ * | `CAPACITY_RTSP_MAX_FPS`| 10              | the RTSP nodes' `--max-fps` (what `up` gives them for the aggregator's `--fps 10`; 0: every frame) |
  *
  * @example
  * ```sh
@@ -40,7 +40,7 @@ export interface CapacityConfig {
   counts: number[];
   bufferSize: number;
   floor: boolean;
-  /** `--max-fps` of the RTSP nodes (0: every frame, as MSight). */
+  /** `--max-fps` of the RTSP nodes (10, what `up` gives them; 0: every frame, as MSight). */
   rtspMaxFps: number;
 }
 
@@ -62,7 +62,7 @@ export function capacityConfigFromEnv(): CapacityConfig {
     counts: counts.length > 0 ? counts : [1, 2, 3, 4],
     bufferSize: Number.isInteger(b) && b > 0 ? b : 100,
     floor: Deno.env.get("CAPACITY_FLOOR") !== "0",
-    rtspMaxFps: Math.max(0, Number(Deno.env.get("CAPACITY_RTSP_MAX_FPS") ?? 0) || 0),
+    rtspMaxFps: Math.max(0, Number(Deno.env.get("CAPACITY_RTSP_MAX_FPS") ?? 10) || 0),
   };
 }
 
@@ -483,8 +483,9 @@ async function ladder(
   label: string,
   cfg: CapacityConfig,
   step: (n: number) => Promise<StepResult>,
-): Promise<{ rows: BenchRow[]; best: number }> {
+): Promise<{ rows: BenchRow[]; best: number; results: StepResult[] }> {
   const rows: BenchRow[] = [];
+  const results: StepResult[] = [];
   let best = 0;
   for (const n of cfg.counts) {
     console.log(`capacity: ${label}, N = ${n} for ${cfg.durationS} s ...`);
@@ -506,11 +507,59 @@ async function ladder(
       break;
     }
     rows.push(stepRow(label, r));
+    results.push(r);
     console.log(`  ${rows.at(-1)!.note}`);
     if (!r.sustained) break;
     best = n;
   }
-  return { rows, best };
+  return { rows, best, results };
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Issue 19's goals at each N that both ladders sustained: CPU per camera ≤ 1.3× the floor's; at N = 6 (the goal's
+ * count), all our processes with Redis ≤ 200 MiB RSS per camera; each RTSP node with its ffmpeg ≤ 120 MiB.
+ */
+function goalRows(ours: StepResult[], floor: StepResult[]): BenchRow[] {
+  const rows: BenchRow[] = [];
+  for (const r of ours.filter((x) => x.sustained)) {
+    const f = floor.find((x) => x.n === r.n && x.sustained);
+    if (f) {
+      const ratio = r.cpuPerCamera / f.cpuPerCamera;
+      rows.push({
+        bench: "capacity",
+        metric: `CPU per camera, our nodes ÷ the floor, N = ${r.n}`,
+        value: ratio,
+        unit: "×",
+        goal: "≤ 1.3",
+        pass: ratio <= 1.3,
+        note: `${r.cpuPerCamera.toFixed(1)}% vs ${f.cpuPerCamera.toFixed(1)}% of a core`,
+      });
+    }
+    rows.push({
+      bench: "capacity",
+      metric: `RSS per camera, our processes and Redis, N = ${r.n}`,
+      value: r.rssPerCameraMiB,
+      unit: "MiB",
+      goal: r.n === 6 ? "≤ 200 at N = 6" : "",
+      pass: r.n === 6 ? r.rssPerCameraMiB <= 200 : undefined,
+    });
+    const rtsp = r.rss?.get("rtsp");
+    if (rtsp !== undefined) {
+      const each = rtsp / r.n / MiB;
+      rows.push({
+        bench: "capacity",
+        metric: `RSS of one RTSP node with its ffmpeg, N = ${r.n}`,
+        value: each,
+        unit: "MiB",
+        goal: "≤ 120",
+        pass: each <= 120,
+        note: "peak, mean over the N nodes",
+      });
+    }
+  }
+  return rows;
 }
 
 /**
@@ -534,19 +583,20 @@ export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<Benc
     );
     const floor = cfg.floor
       ? await ladder("floor (bare ffmpeg ×N)", cfg, (n) => floorStep(clip, n, cfg))
-      : { rows: [], best: NaN };
+      : { rows: [], best: NaN, results: [] };
     const tried = cfg.counts.join(", ");
     return [
       ...ours.rows,
       ...floor.rows,
+      ...goalRows(ours.results, floor.results),
       {
         bench: "capacity",
         metric:
           `largest N sustained ${cfg.durationS} s, our nodes (1280×720 25 fps → 10 fps segments${rtspNote})`,
         value: ours.best,
         unit: "cameras",
-        goal: "≥ 4",
-        pass: ours.best >= 4,
+        goal: "≥ 6",
+        pass: ours.best >= 6,
         note: `tried ${tried}`,
       },
       {
