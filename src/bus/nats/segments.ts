@@ -10,6 +10,9 @@
  * count cap has dropped; the bucket's age limit (the topic's `maxAgeS`) removes the rest. Chunking by hand inside
  * the topic's stream was not chosen: the chunks of one segment would be shared out among a group's members.
  *
+ * Throughput (`deno task bench bus`): overlapping appends are sent back to back (a bounded window, confirmed in
+ * order) instead of one round trip each; a member pulls the small entries waiting behind the first in one request.
+ *
  * @module
  */
 
@@ -38,14 +41,23 @@ import type {
   SegmentCaps,
   SegmentStreams,
 } from "../types.ts";
+import { InFlightWindow } from "../in_flight.ts";
 import { escapeName, segmentBucketName, segmentStreamName, segmentSubject } from "./names.ts";
 
 /** The header naming the object that holds an entry's message. */
 export const OBJECT_HEADER = "Msight-Object";
 /** Room kept under `max_payload` for the headers and protocol of an inline entry. */
 const HEADROOM = 8 * 1024;
+/** A read hands out entries up to about this many bytes (at least one entry): a batch of segments is not held whole. */
+const READ_BYTES = 8 * 1024 * 1024;
 /** Chunk size inside the object store (JetStream clamps it to what a stream accepts). */
 const CHUNK = 512 * 1024;
+
+/**
+ * Appends in flight at once when callers do not await each one (`bench/RESULTS.md`, `bus`): enough to hide the
+ * round trip of an acknowledged append of a ~100 KB frame; segments are sent one by one in practice.
+ */
+export const APPEND_WINDOW = 32;
 
 const nanos = (ms: number) => ms * 1_000_000;
 
@@ -58,7 +70,9 @@ export class NatsSegments implements SegmentStreams {
   readonly #js: JetStreamClient;
   readonly #objm: Objm;
   #jsm?: JetStreamManager;
-  readonly #announced = new Map<string, string>();
+  /** Per topic: the caps announced (JSON) and the announcement, done or under way. */
+  readonly #announced = new Map<string, { caps: string; done: Promise<void> }>();
+  readonly #window = new InFlightWindow(APPEND_WINDOW);
   readonly #buckets = new Map<string, ObjectStore>();
   /** Objects this producer stored, oldest first, with the stream sequence of their entry. */
   readonly #objects = new Map<string, { seq: number; name: string }[]>();
@@ -119,7 +133,7 @@ export class NatsSegments implements SegmentStreams {
 
   async announce(topic: string, caps: SegmentCaps): Promise<void> {
     await this.ensureStream(topic, caps);
-    this.#announced.set(topic, JSON.stringify(caps));
+    this.#announced.set(topic, { caps: JSON.stringify(caps), done: Promise.resolve() });
   }
 
   async isAnnounced(topic: string): Promise<boolean> {
@@ -132,13 +146,36 @@ export class NatsSegments implements SegmentStreams {
     }
   }
 
+  /**
+   * Resolves once the server confirmed the entry (its sequence). Calls may overlap: up to {@linkcode APPEND_WINDOW}
+   * entries are sent back to back and confirmed in order, each call resolving with its own outcome; one that goes
+   * through the object store waits for those before it and holds the ones after, so entries keep the call order.
+   */
   async append(topic: string, message: BusPayload, caps: SegmentCaps): Promise<string> {
-    if (this.#announced.get(topic) !== JSON.stringify(caps)) await this.announce(topic, caps);
+    await this.#announceOnce(topic, caps);
     const bytes = message instanceof Uint8Array ? message : joinBytes(message);
     const subject = segmentSubject(topic);
     if (bytes.byteLength <= this.maxPayload() - HEADROOM) {
-      return String((await this.#js.publish(subject, bytes)).seq);
+      return await this.#window.run(async () => String((await this.#js.publish(subject, bytes)).seq));
     }
+    return await this.#window.run(() => this.#appendObject(topic, subject, bytes, caps), true);
+  }
+
+  /** Announces `topic` with `caps` unless done already; overlapping appends share one announcement. */
+  #announceOnce(topic: string, caps: SegmentCaps): Promise<void> {
+    const key = JSON.stringify(caps);
+    const known = this.#announced.get(topic);
+    if (known?.caps === key) return known.done;
+    const done = this.announce(topic, caps);
+    this.#announced.set(topic, { caps: key, done });
+    // A failed announcement is tried again by the next append (this one throws it).
+    done.catch(() => {
+      if (this.#announced.get(topic)?.done === done) this.#announced.delete(topic);
+    });
+    return done;
+  }
+
+  async #appendObject(topic: string, subject: string, bytes: Uint8Array, caps: SegmentCaps): Promise<string> {
     const bucket = await this.#bucket(topic, caps);
     const name = nuid.next();
     await bucket.putBlob({ name, options: { max_chunk_size: CHUNK } }, bytes);
@@ -177,8 +214,10 @@ export class NatsDurableConsumer implements DurableConsumer {
   #ready = false;
   #bucket?: ObjectStore;
   #consumer?: Consumer;
-  /** Messages read and not yet acknowledged, by entry id. */
+  /** Messages handed out by `read` and not yet acknowledged, by entry id. */
   readonly #inHand = new Map<string, JsMsg>();
+  /** Messages delivered to this member and not yet handed out, in order. */
+  #queued: JsMsg[] = [];
   claimed = 0;
 
   constructor(
@@ -214,33 +253,66 @@ export class NatsDurableConsumer implements DurableConsumer {
     this.#ready = true;
   }
 
-  async read(_max: number, blockMs: number): Promise<DurableEntry[]> {
-    // What the last read handed out and was not acknowledged failed: give it back now rather than after the wait.
-    for (const m of this.#inHand.values()) m.nak();
-    this.#inHand.clear();
+  async read(max: number, blockMs: number): Promise<DurableEntry[]> {
+    if (this.#inHand.size > 0) {
+      // What the last read handed out and was not acknowledged failed: give it back now rather than after the wait,
+      // with what was fetched behind it, so it comes again before them.
+      for (const m of [...this.#inHand.values(), ...this.#queued]) m.nak();
+      this.#inHand.clear();
+      this.#queued = [];
+    }
     try {
-      await this.#ensure();
-      // Looked up once (an API request): reads then go straight to the consumer.
-      this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
-      const c = this.#consumer;
-      // One at a time: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
-      const m = await c.next({ expires: Math.max(1000, blockMs) });
-      if (!m) return [];
-      if (m.redelivered) this.claimed++;
-      const id = String(m.seq);
-      this.#inHand.set(id, m);
-      const object = m.headers?.get(OBJECT_HEADER);
-      if (!object) return [{ id, bytes: m.data }];
-      this.#bucket ??= await this.objm.open(segmentBucketName(this.topic));
-      // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
-      return [{ id, bytes: (await this.#bucket.getBlob(object)) ?? new Uint8Array(0) }];
+      if (this.#queued.length === 0) await this.#pull(max, blockMs);
+      // Handed out in order, up to `max` entries and READ_BYTES (an entry from the object store may be 30 MB).
+      const out: DurableEntry[] = [];
+      let bytes = 0;
+      while (this.#queued.length > 0 && out.length < max && (out.length === 0 || bytes < READ_BYTES)) {
+        const m = this.#queued.shift()!;
+        if (m.redelivered) this.claimed++;
+        const id = String(m.seq);
+        this.#inHand.set(id, m);
+        const object = m.headers?.get(OBJECT_HEADER);
+        let data = m.data;
+        if (object) {
+          this.#bucket ??= await this.objm.open(segmentBucketName(this.topic));
+          // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
+          data = (await this.#bucket.getBlob(object)) ?? new Uint8Array(0);
+        }
+        out.push({ id, bytes: data });
+        bytes += data.byteLength;
+      }
+      return out;
     } catch (err) {
       // The stream or the group is gone (a server that lost its store): create them again.
       if (isNotFound(err)) {
         this.#ready = false;
         this.#consumer = undefined;
+        this.#queued = [];
       }
       throw err;
+    }
+  }
+
+  /** Fetches the next entries into the queue: the first waited for up to `blockMs`, then those waiting behind it. */
+  async #pull(max: number, blockMs: number): Promise<void> {
+    await this.#ensure();
+    // Looked up once (an API request): reads then go straight to the consumer.
+    this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
+    const c = this.#consumer;
+    // The first alone: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
+    const first = await c.next({ expires: Math.max(1000, blockMs) });
+    if (!first) return;
+    this.#queued.push(first);
+    // Then as many as the server said were waiting behind it (up to `max`), in one pull instead of one each: they
+    // are there, so the pull ends at once (unless another member took some: then at its expiry, 1 s).
+    // Not behind an entry from the object store: large segments are shared out one by one among a group's members.
+    const more = Math.min(max - 1, first.info.pending);
+    if (more <= 0 || first.headers?.get(OBJECT_HEADER)) return;
+    try {
+      for await (const m of await c.fetch({ max_messages: more, expires: 1000 })) this.#queued.push(m);
+    } catch (err) {
+      // What arrived is handed out; a lasting fault shows at the next pull, which throws.
+      this.opts.log.debug(`JetStream fetch after entry ${first.seq}: ${errorMessage(err)}`);
     }
   }
 
@@ -257,15 +329,17 @@ export class NatsDurableConsumer implements DurableConsumer {
     return Promise.resolve([]);
   }
 
-  touch(entry: DurableEntry): Promise<void> {
-    this.#inHand.get(entry.id)?.working();
+  /** Also for what waits behind it in this member's hands (their ack wait runs as well). */
+  touch(_entry: DurableEntry): Promise<void> {
+    for (const m of [...this.#inHand.values(), ...this.#queued]) m.working();
     return Promise.resolve();
   }
 
-  /** Gives back what is in hand, so another member gets it at once. */
+  /** Gives back what is in hand or fetched, so another member gets it at once. */
   close(): Promise<void> {
-    for (const m of this.#inHand.values()) m.nak();
+    for (const m of [...this.#inHand.values(), ...this.#queued]) m.nak();
     this.#inHand.clear();
+    this.#queued = [];
     return Promise.resolve();
   }
 }
