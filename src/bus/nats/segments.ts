@@ -11,7 +11,8 @@
  * the topic's stream was not chosen: the chunks of one segment would be shared out among a group's members.
  *
  * Throughput (`deno task bench bus`): overlapping appends are sent back to back (a bounded window, confirmed in
- * order) instead of one round trip each; a member pulls the small entries waiting behind the first in one request.
+ * order) instead of one round trip each; a member pulls up to a batch of entries per request, handed out as they
+ * arrive.
  *
  * @module
  */
@@ -209,6 +210,13 @@ export class NatsSegments implements SegmentStreams {
   }
 }
 
+/** One pull request of a member: ended or not, how it failed, and who waits for its next message. */
+interface Pull {
+  done: boolean;
+  error?: unknown;
+  wake?: () => void;
+}
+
 /** A member of a sink group: a pull consumer bound to the group's durable consumer. */
 export class NatsDurableConsumer implements DurableConsumer {
   #ready = false;
@@ -218,6 +226,9 @@ export class NatsDurableConsumer implements DurableConsumer {
   readonly #inHand = new Map<string, JsMsg>();
   /** Messages delivered to this member and not yet handed out, in order. */
   #queued: JsMsg[] = [];
+  /** The pull under way, if any (see `#fill`). */
+  #pull?: Pull;
+  #closed = false;
   claimed = 0;
 
   constructor(
@@ -262,7 +273,7 @@ export class NatsDurableConsumer implements DurableConsumer {
       this.#queued = [];
     }
     try {
-      if (this.#queued.length === 0) await this.#pull(max, blockMs);
+      await this.#fill(max, blockMs);
       // Handed out in order, up to `max` entries and READ_BYTES (an entry from the object store may be 30 MB).
       const out: DurableEntry[] = [];
       let bytes = 0;
@@ -293,27 +304,66 @@ export class NatsDurableConsumer implements DurableConsumer {
     }
   }
 
-  /** Fetches the next entries into the queue: the first waited for up to `blockMs`, then those waiting behind it. */
-  async #pull(max: number, blockMs: number): Promise<void> {
+  /**
+   * Waits up to `blockMs` for the queue to hold an entry. Entries come from one pull of up to `max` at a time, read
+   * in the background as they arrive (not when the whole batch is there), so a lone segment is handed out at once
+   * and a busy topic costs one request per batch instead of one per entry; the next pull starts when it ends.
+   */
+  async #fill(max: number, blockMs: number): Promise<void> {
+    if (this.#queued.length > 0) return;
     await this.#ensure();
     // Looked up once (an API request): reads then go straight to the consumer.
     this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
-    const c = this.#consumer;
-    // The first alone: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
-    const first = await c.next({ expires: Math.max(1000, blockMs) });
-    if (!first) return;
-    this.#queued.push(first);
-    // Then as many as the server said were waiting behind it (up to `max`), in one pull instead of one each: they
-    // are there, so the pull ends at once (unless another member took some: then at its expiry, 1 s).
-    // Not behind an entry from the object store: large segments are shared out one by one among a group's members.
-    const more = Math.min(max - 1, first.info.pending);
-    if (more <= 0 || first.headers?.get(OBJECT_HEADER)) return;
-    try {
-      for await (const m of await c.fetch({ max_messages: more, expires: 1000 })) this.#queued.push(m);
-    } catch (err) {
-      // What arrived is handed out; a lasting fault shows at the next pull, which throws.
-      this.opts.log.debug(`JetStream fetch after entry ${first.seq}: ${errorMessage(err)}`);
+    const deadline = Date.now() + Math.max(1000, blockMs);
+    let started = false;
+    while (this.#queued.length === 0) {
+      const pull = this.#pull;
+      if (pull?.done && pull.error !== undefined) {
+        this.#pull = undefined;
+        throw pull.error;
+      }
+      if (!pull || pull.done) {
+        if (started) return; // it ended with nothing
+        this.#startPull(this.#consumer, max, blockMs);
+        started = true;
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      await new Promise<void>((wake) => {
+        const timer = setTimeout(done, left);
+        function done() {
+          clearTimeout(timer);
+          wake();
+        }
+        pull.wake = done;
+      });
     }
+  }
+
+  #startPull(c: Consumer, max: number, blockMs: number): void {
+    const pull: Pull = { done: false };
+    this.#pull = pull;
+    const arrived = () => {
+      const wake = pull.wake;
+      pull.wake = undefined;
+      wake?.();
+    };
+    (async () => {
+      try {
+        for await (const m of await c.fetch({ max_messages: max, expires: Math.max(1000, blockMs) })) {
+          // Closed meanwhile: given back at once, for another member.
+          if (this.#closed) m.nak();
+          else this.#queued.push(m);
+          arrived();
+        }
+      } catch (err) {
+        pull.error = err;
+      } finally {
+        pull.done = true;
+        arrived();
+      }
+    })();
   }
 
   async ack(entry: DurableEntry): Promise<void> {
@@ -337,6 +387,7 @@ export class NatsDurableConsumer implements DurableConsumer {
 
   /** Gives back what is in hand or fetched, so another member gets it at once. */
   close(): Promise<void> {
+    this.#closed = true;
     for (const m of [...this.#inHand.values(), ...this.#queued]) m.nak();
     this.#inHand.clear();
     this.#queued = [];
