@@ -3,6 +3,8 @@
  * (where the back end needs asking), read, hand each entry to the handler, and acknowledge it only once the handler
  * resolved (the segment is safe). A failed handler leaves its entry unacknowledged, to be delivered again; an
  * unreachable back end is waited out. While a handler runs, the entry is touched so no other member takes it over.
+ * The acknowledgements of a batch overlap the next handlers (each still sent only once its own handler resolved)
+ * and are all confirmed before the next read.
  *
  * @example
  * ```ts
@@ -70,12 +72,23 @@ export async function consumeDurable(
     });
 
   const handle = async (entries: DurableEntry[]): Promise<boolean> => {
+    // Acknowledgements of the entries handled so far: sent as each handler resolves, not awaited one by one (a
+    // round trip each), and all awaited, in order, before this batch is done; one that fails throws from here.
+    const acks: Promise<void>[] = [];
+    const ack = (entry: DurableEntry) => {
+      const p = consumer.ack(entry).then(() => void stats.acked++);
+      p.catch(() => {/* thrown where it is awaited, below */});
+      acks.push(p);
+    };
+    const settle = async () => {
+      for (const p of acks) await p;
+    };
     for (const entry of entries) {
-      if (signal.aborted) return true;
+      if (signal.aborted) break;
       if (entry.bytes.byteLength === 0) {
         // Its data was trimmed away (the topic's caps) before this group read it: nothing to store.
         opts.log.warn(`entry ${entry.id} was dropped by the topic's caps before it was read: skipped`);
-        await consumer.ack(entry);
+        ack(entry);
         continue;
       }
       // Keep the entry ours while a slow handler (a large upload) runs.
@@ -88,13 +101,14 @@ export async function consumeDurable(
       } catch (err) {
         stats.failed++;
         opts.onError?.(err, entry);
+        await settle();
         return false;
       } finally {
         clearInterval(keep);
       }
-      await consumer.ack(entry);
-      stats.acked++;
+      ack(entry);
     }
+    await settle();
     return true;
   };
 

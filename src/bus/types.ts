@@ -86,7 +86,11 @@ export interface SegmentStreams {
   announce(topic: string, caps: SegmentCaps): Promise<void>;
   /** True when some producer has announced `topic` as durable. */
   isAnnounced(topic: string): Promise<boolean>;
-  /** Appends one message (announcing the topic first if needed); returns its entry id. Throws when not stored. */
+  /**
+   * Appends one message (announcing the topic first if needed); resolves with its entry id once the back end has
+   * stored it, throws when not stored. Calls may overlap; JetStream then keeps a bounded number awaiting
+   * confirmation at once, stored in call order (`in_flight.ts`); the Redis back ends send them on one connection.
+   */
   append(topic: string, message: BusPayload, caps: SegmentCaps): Promise<string>;
   /** A member of a consumer group on `topic`; the caller closes it. */
   consumer(topic: string, opts: DurableConsumerOptions): DurableConsumer;
@@ -119,6 +123,8 @@ export interface Bus {
    * Publishes a message on the topic's plain channel (Redis channel / NATS subject = topic name), as MSight does.
    * Returns the number of receivers where the back end knows it (Redis), 0 where it does not (NATS), or -1 when
    * the message was not sent (bus down, or larger than the server accepts: logged, and the caller counts it).
+   * Calls may overlap (a publisher need not await one before sending the next): messages go out in call order,
+   * and a back end whose publish waits for a reply keeps a bounded number in flight (`in_flight.ts`).
    */
   publish(topic: string, message: BusPayload): Promise<number>;
   /** Subscribes `handler` to the topic; resubscribes by itself after reconnects. */

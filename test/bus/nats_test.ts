@@ -142,6 +142,49 @@ Deno.test("nats: durable segments: each group gets every one once, large ones th
   }
 });
 
+Deno.test("nats: overlapping appends are confirmed in call order and read back in order, in batches; a failed one is thrown to its caller", async () => {
+  const nats = await startNats();
+  const { log } = capturingLog("CRITICAL");
+  const prod = await natsBus(nats, log), sink = await natsBus(nats, log);
+  const caps = { maxLen: 1000, maxAgeS: 0 };
+  let stopped = false;
+  try {
+    // 120 frames' worth, two through the object store among them, none awaited before the next is sent.
+    const sent = [...Array(120).keys()].map((i) => payload(i, i === 40 || i === 90 ? 1_200_000 : 2000));
+    const ids = await Promise.all(sent.map((m) => prod.segments.append("frames", m, caps)));
+    const seqs = ids.map(Number);
+    assert.ok(seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1), `in call order: ${seqs.join(",")}`);
+
+    const got: DurableEntry[] = [];
+    const ctl = new AbortController();
+    const c = sink.segments.consumer("frames", { group: "g", consumer: "g", log });
+    const timer = setTimeout(() => ctl.abort(), 30_000);
+    const stats = await consumeDurable(c, (e) => {
+      got.push({ id: e.id, bytes: e.bytes.slice() });
+      if (got.length === sent.length) ctl.abort();
+      return Promise.resolve();
+    }, { signal: ctl.signal, log, batch: 32, blockMs: 1000 });
+    clearTimeout(timer);
+    assert.deepEqual(got.map((e) => e.id), ids, "every entry once, in order");
+    got.forEach((e, i) => assert.ok(e.bytes.every((v, k) => v === sent[i][k]), `entry ${i} intact`));
+    assert.equal(stats.acked, sent.length);
+    assert.deepEqual(await c.read(32, 1000), [], "all acknowledged");
+    await c.close();
+
+    // The server gone: each overlapping append fails to its own caller (none reported stored, none left hanging).
+    await nats.stop();
+    stopped = true;
+    const outcomes = await Promise.allSettled(
+      [0, 1, 2].map((i) => prod.segments.append("frames", payload(200 + i), caps)),
+    );
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"]);
+  } finally {
+    await prod.close();
+    await sink.close();
+    if (!stopped) await nats.stop();
+  }
+});
+
 Deno.test("nats: two members of a group share segments, each stored once; a dead member's segment goes to the other", async () => {
   const nats = await startNats();
   const { log } = capturingLog("CRITICAL");

@@ -40,6 +40,15 @@ Deno.test("redis cluster: frames by classic PUBLISH reach MSight's RedisCluster 
     assert.deepEqual(got, [...Array(20).keys()]);
     assert.deepEqual(new Uint8Array(gotRaw[5]), payload(5));
 
+    // Overlapping publishes (none awaited before the next): sent back to back, each answered, received in order.
+    got.length = 0;
+    const ids = [...Array(300).keys()];
+    const replies = await Promise.all(ids.map((i) => pub.publish("rtsp_topic", payload(i % 256))));
+    // A cluster node counts only its own subscribers: 0 is a PUBLISH that was accepted.
+    assert.ok(replies.every((n) => n >= 0), `every PUBLISH accepted: ${replies.join(",")}`);
+    await waitFor(() => got.length === 300, 10_000, `300 frames (have ${got.length})`);
+    assert.deepEqual(got, ids.map((i) => i % 256), "in order");
+
     await pub.registry.putNode({
       name: "cam1",
       device: "d",

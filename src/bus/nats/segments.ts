@@ -16,6 +16,10 @@
  * is not stored twice (JetStream drops a repeated id within the stream's 2-minute duplicate window). A try that
  * finds no stream answering checks the stream (created again if a server lost its store) before the next.
  *
+ * Throughput (`deno task bench bus`): overlapping appends are sent back to back (a bounded window, confirmed in
+ * order) instead of one round trip each; a member pulls up to a batch of entries per request, handed out as they
+ * arrive.
+ *
  * @module
  */
 
@@ -47,6 +51,7 @@ import type {
   SegmentCaps,
   SegmentStreams,
 } from "../types.ts";
+import { InFlightWindow } from "../in_flight.ts";
 import { escapeName, segmentBucketName, segmentStreamName, segmentSubject } from "./names.ts";
 import { withReplicas } from "./replicas.ts";
 
@@ -54,8 +59,16 @@ import { withReplicas } from "./replicas.ts";
 export const OBJECT_HEADER = "Msight-Object";
 /** Room kept under `max_payload` for the headers and protocol of an inline entry. */
 const HEADROOM = 8 * 1024;
+/** A read hands out entries up to about this many bytes (at least one entry): a batch of segments is not held whole. */
+const READ_BYTES = 8 * 1024 * 1024;
 /** Chunk size inside the object store (JetStream clamps it to what a stream accepts). */
 const CHUNK = 512 * 1024;
+
+/**
+ * Appends in flight at once when callers do not await each one (`bench/RESULTS.md`, `bus`): enough to hide the
+ * round trip of an acknowledged append of a ~100 KB frame; segments are sent one by one in practice.
+ */
+export const APPEND_WINDOW = 32;
 
 const nanos = (ms: number) => ms * 1_000_000;
 
@@ -76,7 +89,9 @@ export class NatsSegments implements SegmentStreams {
   readonly #js: JetStreamClient;
   readonly #objm: Objm;
   #jsm?: JetStreamManager;
-  readonly #announced = new Map<string, string>();
+  /** Per topic: the caps announced (JSON) and the announcement, done or under way. */
+  readonly #announced = new Map<string, { caps: string; done: Promise<void> }>();
+  readonly #window = new InFlightWindow(APPEND_WINDOW);
   readonly #buckets = new Map<string, ObjectStore>();
   /** Objects this producer stored, oldest first, with the stream sequence of their entry. */
   readonly #objects = new Map<string, { seq: number; name: string }[]>();
@@ -183,7 +198,7 @@ export class NatsSegments implements SegmentStreams {
 
   async announce(topic: string, caps: SegmentCaps): Promise<void> {
     await this.#retrying(`announcing ${topic} on JetStream`, () => this.ensureStream(topic, caps));
-    this.#announced.set(topic, JSON.stringify(caps));
+    this.#announced.set(topic, { caps: JSON.stringify(caps), done: Promise.resolve() });
   }
 
   async isAnnounced(topic: string): Promise<boolean> {
@@ -196,18 +211,23 @@ export class NatsSegments implements SegmentStreams {
     }
   }
 
+  /**
+   * Resolves once the server confirmed the entry (its sequence). Calls may overlap: up to {@linkcode APPEND_WINDOW}
+   * entries are sent back to back and confirmed in order, each call resolving with its own outcome; one that goes
+   * through the object store waits for those before it and holds the ones after, so entries keep the call order.
+   */
   async append(topic: string, message: BusPayload, caps: SegmentCaps): Promise<string> {
+    await this.#announceOnce(topic, caps);
     const key = JSON.stringify(caps);
-    if (this.#announced.get(topic) !== key) await this.announce(topic, caps);
     const bytes = message instanceof Uint8Array ? message : joinBytes(message);
     const subject = segmentSubject(topic);
     // One id for every try of this entry: a try whose answer was lost is not stored again.
     const msgID = nuid.next();
     const publish = async (data: Uint8Array, h?: MsgHdrs) => {
       // The stream went missing (a server that lost its store): create it again with this try.
-      if (this.#announced.get(topic) !== key) {
+      if (this.#announced.get(topic)?.caps !== key) {
         await this.ensureStream(topic, caps);
-        this.#announced.set(topic, key);
+        this.#announced.set(topic, { caps: key, done: Promise.resolve() });
       }
       try {
         return (await this.#js.publish(subject, data, { msgID, headers: h })).seq;
@@ -218,10 +238,36 @@ export class NatsSegments implements SegmentStreams {
       }
     };
     if (bytes.byteLength <= this.maxPayload() - HEADROOM) {
-      return String(await this.#retrying(`appending to ${topic} on JetStream`, () => publish(bytes)));
+      return await this.#window.run(async () =>
+        String(await this.#retrying(`appending to ${topic} on JetStream`, () => publish(bytes)))
+      );
     }
+    return await this.#window.run(() => this.#appendObject(topic, bytes, caps, msgID, publish), true);
+  }
+
+  /** Announces `topic` with `caps` unless done already; overlapping appends share one announcement. */
+  #announceOnce(topic: string, caps: SegmentCaps): Promise<void> {
+    const key = JSON.stringify(caps);
+    const known = this.#announced.get(topic);
+    if (known?.caps === key) return known.done;
+    const done = this.announce(topic, caps);
+    this.#announced.set(topic, { caps: key, done });
+    // A failed announcement is tried again by the next append (this one throws it).
+    done.catch(() => {
+      if (this.#announced.get(topic)?.done === done) this.#announced.delete(topic);
+    });
+    return done;
+  }
+
+  /** A segment larger than a message: the bytes in the object store (named `name`), the stream entry naming it. */
+  async #appendObject(
+    topic: string,
+    bytes: Uint8Array,
+    caps: SegmentCaps,
+    name: string,
+    publish: (data: Uint8Array, h?: MsgHdrs) => Promise<number>,
+  ): Promise<string> {
     const bucket = await this.#retrying(`opening ${topic}'s object store`, () => this.#bucket(topic, caps));
-    const name = msgID;
     const h = headers();
     h.set(OBJECT_HEADER, name);
     let seq: number;
@@ -256,13 +302,25 @@ export class NatsSegments implements SegmentStreams {
   }
 }
 
+/** One pull request of a member: ended or not, how it failed, and who waits for its next message. */
+interface Pull {
+  done: boolean;
+  error?: unknown;
+  wake?: () => void;
+}
+
 /** A member of a sink group: a pull consumer bound to the group's durable consumer. */
 export class NatsDurableConsumer implements DurableConsumer {
   #ready = false;
   #bucket?: ObjectStore;
   #consumer?: Consumer;
-  /** Messages read and not yet acknowledged, by entry id. */
+  /** Messages handed out by `read` and not yet acknowledged, by entry id. */
   readonly #inHand = new Map<string, JsMsg>();
+  /** Messages delivered to this member and not yet handed out, in order. */
+  #queued: JsMsg[] = [];
+  /** The pull under way, if any (see `#fill`). */
+  #pull?: Pull;
+  #closed = false;
   claimed = 0;
 
   constructor(
@@ -299,34 +357,106 @@ export class NatsDurableConsumer implements DurableConsumer {
     this.#ready = true;
   }
 
-  async read(_max: number, blockMs: number): Promise<DurableEntry[]> {
-    // What the last read handed out and was not acknowledged failed: give it back now rather than after the wait.
-    for (const m of this.#inHand.values()) m.nak();
-    this.#inHand.clear();
+  async read(max: number, blockMs: number): Promise<DurableEntry[]> {
+    if (this.#inHand.size > 0) {
+      // What the last read handed out and was not acknowledged failed: give it back now rather than after the wait,
+      // with what was fetched behind it, so it comes again before them.
+      for (const m of [...this.#inHand.values(), ...this.#queued]) m.nak();
+      this.#inHand.clear();
+      this.#queued = [];
+    }
     try {
-      await this.#ensure();
-      // Looked up once (an API request): reads then go straight to the consumer.
-      this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
-      const c = this.#consumer;
-      // One at a time: `fetch` of a batch waits for the batch or the whole expiry, delaying a lone segment.
-      const m = await c.next({ expires: Math.max(1000, blockMs) });
-      if (!m) return [];
-      if (m.redelivered) this.claimed++;
-      const id = String(m.seq);
-      this.#inHand.set(id, m);
-      const object = m.headers?.get(OBJECT_HEADER);
-      if (!object) return [{ id, bytes: m.data }];
-      this.#bucket ??= await this.objm.open(segmentBucketName(this.topic));
-      // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
-      return [{ id, bytes: (await this.#bucket.getBlob(object)) ?? new Uint8Array(0) }];
+      await this.#fill(max, blockMs);
+      // Handed out in order, up to `max` entries and READ_BYTES (an entry from the object store may be 30 MB).
+      const out: DurableEntry[] = [];
+      let bytes = 0;
+      while (this.#queued.length > 0 && out.length < max && (out.length === 0 || bytes < READ_BYTES)) {
+        const m = this.#queued.shift()!;
+        if (m.redelivered) this.claimed++;
+        const id = String(m.seq);
+        this.#inHand.set(id, m);
+        const object = m.headers?.get(OBJECT_HEADER);
+        let data = m.data;
+        if (object) {
+          this.#bucket ??= await this.objm.open(segmentBucketName(this.topic));
+          // Null: the object is gone (the topic's caps dropped it before this group read it): an empty entry.
+          data = (await this.#bucket.getBlob(object)) ?? new Uint8Array(0);
+        }
+        out.push({ id, bytes: data });
+        bytes += data.byteLength;
+      }
+      return out;
     } catch (err) {
       // The stream or the group is gone (a server that lost its store): create them again.
       if (isNotFound(err)) {
         this.#ready = false;
         this.#consumer = undefined;
+        this.#queued = [];
       }
       throw err;
     }
+  }
+
+  /**
+   * Waits up to `blockMs` for the queue to hold an entry. Entries come from one pull of up to `max` at a time, read
+   * in the background as they arrive (not when the whole batch is there), so a lone segment is handed out at once
+   * and a busy topic costs one request per batch instead of one per entry; the next pull starts when it ends.
+   */
+  async #fill(max: number, blockMs: number): Promise<void> {
+    if (this.#queued.length > 0) return;
+    await this.#ensure();
+    // Looked up once (an API request): reads then go straight to the consumer.
+    this.#consumer ??= await this.js.consumers.get(segmentStreamName(this.topic), this.#durable);
+    const deadline = Date.now() + Math.max(1000, blockMs);
+    let started = false;
+    while (this.#queued.length === 0) {
+      const pull = this.#pull;
+      if (pull?.done && pull.error !== undefined) {
+        this.#pull = undefined;
+        throw pull.error;
+      }
+      if (!pull || pull.done) {
+        if (started) return; // it ended with nothing
+        this.#startPull(this.#consumer, max, blockMs);
+        started = true;
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      await new Promise<void>((wake) => {
+        const timer = setTimeout(done, left);
+        function done() {
+          clearTimeout(timer);
+          wake();
+        }
+        pull.wake = done;
+      });
+    }
+  }
+
+  #startPull(c: Consumer, max: number, blockMs: number): void {
+    const pull: Pull = { done: false };
+    this.#pull = pull;
+    const arrived = () => {
+      const wake = pull.wake;
+      pull.wake = undefined;
+      wake?.();
+    };
+    (async () => {
+      try {
+        for await (const m of await c.fetch({ max_messages: max, expires: Math.max(1000, blockMs) })) {
+          // Closed meanwhile: given back at once, for another member.
+          if (this.#closed) m.nak();
+          else this.#queued.push(m);
+          arrived();
+        }
+      } catch (err) {
+        pull.error = err;
+      } finally {
+        pull.done = true;
+        arrived();
+      }
+    })();
   }
 
   async ack(entry: DurableEntry): Promise<void> {
@@ -342,15 +472,18 @@ export class NatsDurableConsumer implements DurableConsumer {
     return Promise.resolve([]);
   }
 
-  touch(entry: DurableEntry): Promise<void> {
-    this.#inHand.get(entry.id)?.working();
+  /** Also for what waits behind it in this member's hands (their ack wait runs as well). */
+  touch(_entry: DurableEntry): Promise<void> {
+    for (const m of [...this.#inHand.values(), ...this.#queued]) m.working();
     return Promise.resolve();
   }
 
-  /** Gives back what is in hand, so another member gets it at once. */
+  /** Gives back what is in hand or fetched, so another member gets it at once. */
   close(): Promise<void> {
-    for (const m of this.#inHand.values()) m.nak();
+    this.#closed = true;
+    for (const m of [...this.#inHand.values(), ...this.#queued]) m.nak();
     this.#inHand.clear();
+    this.#queued = [];
     return Promise.resolve();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The Redis Cluster back end of {@linkcode Bus}, through ioredis' `Cluster` (MSight uses redis-py's `RedisCluster`).
  * Frames go out with classic PUBLISH/SUBSCRIBE, which a cluster forwards to every node, so MSight's nodes on the
- * same cluster receive them wherever they subscribed. Durable segments are Redis Streams as on a standalone Redis,
+ * same cluster receive them wherever they subscribed; overlapping publishes are pipelined on one node's connection
+ * (`in_flight.ts`). Durable segments are Redis Streams as on a standalone Redis,
  * under the hash-tagged key `MSIGHT:STREAM:{<topic>}`: every key of a topic lands on one slot, so each command (and
  * any multi-key command on a topic's keys) stays on one node. An append returns once one replica has the entry
  * (`WAIT 1`, up to 0.5 s), so a master killed right after does not take a stored segment with it. The registry is
@@ -25,6 +26,7 @@ import { Buffer } from "node:buffer";
 import { joinBytes } from "../../runtime/bytes.ts";
 import { errorMessage, FatalError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
+import { InFlightWindow } from "../in_flight.ts";
 import { RedisDurableConsumer, RedisRegistry } from "../redis_backend/mod.ts";
 import type { RedisClusterSettings } from "../select.ts";
 import { STREAMS_KEY } from "../stream.ts";
@@ -40,6 +42,13 @@ import type {
 
 /** How long an append waits for a replica to confirm it. */
 const WAIT_MS = 500;
+
+/**
+ * PUBLISHes in flight at once when callers do not await each one. Small on purpose: the cluster copies each
+ * PUBLISH to every node, and with 32 frames of 80 KB in flight that copying made the whole slower than one at a time
+ * (3 rounds of 400 frames, 2 cores under load); 1 to 8 measured alike within the noise.
+ */
+export const PUBLISH_WINDOW = 4;
 
 /** The cluster key of a topic's stream: hash-tagged on the topic, so a topic's keys share one slot. */
 export function clusterStreamKey(topic: string): string {
@@ -87,6 +96,20 @@ async function connectCluster(c: Cluster, timeoutMs: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * ioredis' cluster subscriber forwards "message" as well as "messageBuffer" from its node connection, and a
+ * connection with a "message" listener decodes every payload into a string as well: ~1 ms of CPU per 80 KB frame
+ * (`bench/RESULTS.md`, `bus`), more than all the rest of a frame's way. Nobody here wants strings, so those
+ * listeners go (checked at each message: ioredis attaches them again when it moves to another node). Internals
+ * of ioredis 5.9; should they change, this finds nothing to remove and frames only cost more.
+ */
+function dropStringCopies(c: Cluster): void {
+  type Emitter = { listenerCount(e: string): number; removeAllListeners(e: string): void };
+  const node = (c as unknown as { subscriber?: { getInstance?(): Emitter | null } }).subscriber
+    ?.getInstance?.();
+  if (node && node.listenerCount("message") > 0) node.removeAllListeners("message");
 }
 
 /** Durable topics on a cluster's Redis Streams; see the module doc. */
@@ -158,6 +181,9 @@ export class RedisClusterBackend implements Bus {
   readonly registry: RedisRegistry;
   #sub?: Cluster;
   readonly #handlers = new Map<string, BusMessageHandler[]>();
+  readonly #window = new InFlightWindow(PUBLISH_WINDOW);
+  #failed = 0;
+  #failedLogged = 0;
   #closed = false;
 
   private constructor(
@@ -214,18 +240,34 @@ export class RedisClusterBackend implements Bus {
     return this.cluster.status === "ready" && (this.#sub === undefined || this.#sub.status === "ready");
   }
 
-  async publish(topic: string, message: BusPayload): Promise<number> {
+  /**
+   * Calls may overlap (see `InFlightWindow`): up to {@linkcode PUBLISH_WINDOW} PUBLISHes are sent back to back on
+   * one node's connection and answered in order; each call resolves with its own reply, or -1 (logged).
+   */
+  publish(topic: string, message: BusPayload): Promise<number> {
     // Fail fast while the cluster is unreachable: frames queued now would be stale when sent.
-    if (this.cluster.status !== "ready") return -1;
-    // One node for every frame: ioredis sends a keyless command to any node, and two nodes forward out of order.
-    const node = this.cluster.nodes("all").find((n) => n.status === "ready");
-    if (!node) return -1;
-    try {
-      return await node.publish(topic, toBuffer(message));
-    } catch (err) {
-      this.log.debug(`publish on ${topic} failed: ${errorMessage(err)}`);
-      return -1;
-    }
+    if (this.cluster.status !== "ready") return Promise.resolve(-1);
+    const bytes = toBuffer(message);
+    return this.#window.run(async () => {
+      // One node for every frame: ioredis sends a keyless command to any node, and two nodes forward out of order.
+      // Chosen when sent, so frames waiting for room go to a node that is up then.
+      const node = this.cluster.nodes("all").find((n) => n.status === "ready");
+      if (!node) return -1;
+      try {
+        return await node.publish(topic, bytes);
+      } catch (err) {
+        this.#reportFailed(topic, err);
+        return -1;
+      }
+    });
+  }
+
+  /** One line for the first failed PUBLISH, then at most one a minute with the count (the caller counts each). */
+  #reportFailed(topic: string, err: unknown): void {
+    this.#failed++;
+    if (Date.now() - this.#failedLogged < 60_000) return;
+    this.#failedLogged = Date.now();
+    this.log.warn(`publish on ${topic} failed (${this.#failed} so far): ${errorMessage(err)}`);
   }
 
   /** Cluster pub/sub has no groups (as on a standalone Redis): every subscriber gets all. */
@@ -235,6 +277,7 @@ export class RedisClusterBackend implements Bus {
       sub.on("error", () => {/* reported through state changes */});
       this.#watch(sub, "Redis Cluster subscriber");
       sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
+        dropStringCopies(sub);
         const t = channel.toString();
         const bytes = new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
         for (const h of this.#handlers.get(t) ?? []) h(bytes, t);
