@@ -20,7 +20,7 @@ import { Redis } from "ioredis";
 import { startRedis } from "../test/helpers/redis_server.ts";
 import { startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { type NodeProcess, startNode, startProcess } from "../test/helpers/process.ts";
-import { MSIGHT_ROOT, PYTHON } from "../test/peers/msight.ts";
+import { MSIGHT_PYTHONPATH, MSIGHT_ROOT, PYTHON } from "../test/peers/msight.ts";
 import { decodeMessage, encodeMessage } from "../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE, VIDEO_DATA_TYPE } from "../src/bus/message.ts";
 import { Snowflake } from "../src/bus/snowflake.ts";
@@ -60,7 +60,7 @@ function msightEnv(port: number): Record<string, string> {
     MSIGHT_REDIS_MESSAGE_BROKER_PORT: String(port),
     MSIGHT_EDGE_DEVICE_NAME: "bench",
     MSIGHT_LOGGING_LEVEL: "WARNING",
-    PYTHONPATH: `${MSIGHT_ROOT}standins:${MSIGHT_ROOT}`,
+    PYTHONPATH: MSIGHT_PYTHONPATH,
     PYTHONDONTWRITEBYTECODE: "1",
   };
 }

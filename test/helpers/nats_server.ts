@@ -23,6 +23,8 @@ export interface TestNats {
   /** Environment for a node process pointed at this server, MSight's way. */
   env: Record<string, string>;
   stop(): Promise<void>;
+  /** The HTTP monitoring port (`/connz`, `/subsz`), when asked for with `monitor`. */
+  monitorPort?: number;
   /** Kills it, waits `downMs`, and starts it again (same port, same JetStream store). */
   restart(downMs?: number): Promise<void>;
 }
@@ -33,6 +35,8 @@ export interface NatsServerOptions {
   pass?: string;
   /** The server's `max_payload` in bytes (default 1 MB). */
   maxPayload?: number;
+  /** Also serve the HTTP monitoring endpoints on a free loopback port (to see who subscribed to what). */
+  monitor?: boolean;
 }
 
 async function launch(port: number, conf: string): Promise<Deno.ChildProcess> {
@@ -94,6 +98,8 @@ export async function startNats(opts: NatsServerOptions = {}): Promise<TestNats>
   const dir = await Deno.makeTempDir({ prefix: "msight-nats-" });
   const lines = serverLines(port, dir);
   if (opts.maxPayload) lines.push(`max_payload: ${opts.maxPayload}`);
+  const monitorPort = opts.monitor ? freePort() : undefined;
+  if (monitorPort) lines.push(`http: "127.0.0.1:${monitorPort}"`);
   if (opts.user) {
     lines.push(
       `authorization { user: ${JSON.stringify(opts.user)}, password: ${JSON.stringify(opts.pass ?? "")} }`,
@@ -112,6 +118,7 @@ export async function startNats(opts: NatsServerOptions = {}): Promise<TestNats>
   return {
     port,
     url,
+    monitorPort,
     env: {
       MSIGHT_PUBSUB_BACKEND: "nats",
       MSIGHT_NATS_SERVERS: `['${url}']`,

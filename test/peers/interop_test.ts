@@ -15,98 +15,21 @@
  * MSight's RTSP node prints a traceback when stopped; that is its behaviour, not asserted on.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { decodeMessage } from "../../src/bus/wire.ts";
-import { IMAGE_DATA_TYPE } from "../../src/bus/message.ts";
 import { isoMicros } from "../../src/bus/describe.ts";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../helpers/rtsp_server.ts";
 import { DENO, type NodeProcess, startNode, startProcess } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
 import { s3ServerMissing, type S3TestServer, startS3Server } from "../helpers/s3_server.ts";
-import { MSIGHT_ROOT, msightAvailable, PYTHON } from "./msight.ts";
+import { MSIGHT_PYTHONPATH, msightAvailable, PYTHON } from "./msight.ts";
+import { assertSameIds, ffmpegWarnings, frameIds, type Saved, saved, tapRedis } from "./interop_util.ts";
 
 const BUFFER = 20;
 /** Frames each source publishes before it is stopped (a little over two segments of 20). */
 const FRAMES = 46;
 const BUCKET = "msight-interop";
-
-interface Tapped {
-  id: bigint;
-  t: number;
-}
-
-/** Every ImageData on a topic, as published. */
-async function tap(port: number, topic: string): Promise<{ frames: Tapped[]; close(): void }> {
-  const sub = new Redis({ host: "127.0.0.1", port });
-  const frames: Tapped[] = [];
-  sub.on("messageBuffer", (_ch: Buffer, msg: Buffer) => {
-    const m = decodeMessage(new Uint8Array(msg));
-    if (m.dataType === IMAGE_DATA_TYPE) frames.push({ id: m.frameId, t: m.captureTimestamp });
-  });
-  await sub.subscribe(topic);
-  return { frames, close: () => sub.disconnect() };
-}
-
-/** A segment as a dumper wrote it: its `.json` text and parsed fields, and its `.mp4` path. */
-interface Saved {
-  json: string;
-  meta: Record<string, unknown>;
-  ids: bigint[];
-  mp4: string;
-}
-
-/** The frame ids of a JSON text, every digit (JSON.parse would round them). */
-function frameIds(json: string): bigint[] {
-  const m = /"frame_ids":\s*\[([^\]]*)\]/.exec(json);
-  assert.ok(m, "frame_ids in the .json");
-  return m[1].trim() ? m[1].split(",").map((s) => BigInt(s.trim())) : [];
-}
-
-/** The segments in a directory (recursively: MSight's dumper writes `<dir>/<sensor>/`), ordered by first frame. */
-async function saved(dir: string, metaSuffix: string): Promise<Saved[]> {
-  const out: Saved[] = [];
-  const walk = async (d: string) => {
-    for await (const e of Deno.readDir(d)) {
-      const p = `${d}/${e.name}`;
-      if (e.isDirectory) await walk(p);
-      else if (e.name.endsWith(metaSuffix) && !e.name.startsWith(".")) {
-        const json = await Deno.readTextFile(p);
-        out.push({
-          json,
-          meta: JSON.parse(json),
-          ids: frameIds(json),
-          mp4: p.slice(0, -metaSuffix.length) + ".mp4",
-        });
-      }
-    }
-  };
-  await walk(dir).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
-  return out.sort((a, b) =>
-    (a.meta.capture_timestamps as number[])[0] - (b.meta.capture_timestamps as number[])[0]
-  );
-}
-
-/** What `ffmpeg -v warning -i seg.mp4 -f null -` prints: nothing for a clean file. */
-async function ffmpegWarnings(path: string): Promise<string> {
-  const r = await new Deno.Command("ffmpeg", { args: ["-v", "warning", "-i", path, "-f", "null", "-"] })
-    .output();
-  const d = new TextDecoder();
-  return (d.decode(r.stdout) + d.decode(r.stderr)).trim() + (r.success ? "" : ` (exit ${r.code})`);
-}
-
-function assertSameIds(actual: bigint[], expected: bigint[], what: string) {
-  assert.equal(
-    actual.length,
-    expected.length,
-    `${what}: ${actual.length} frames in segments, ${expected.length} in`,
-  );
-  assert.deepEqual(actual, expected, `${what}: frame ids`);
-}
 
 const missing = await msightAvailable();
 if (missing) console.log(`MSight interop tests not run: Debian's Python lacks MSight's imports (${missing})`);
@@ -132,7 +55,7 @@ Deno.test({
         MSIGHT_REDIS_MESSAGE_BROKER_HOST: "127.0.0.1",
         MSIGHT_REDIS_MESSAGE_BROKER_PORT: String(rd.port),
         MSIGHT_EDGE_DEVICE_NAME: "msight-device",
-        PYTHONPATH: `${MSIGHT_ROOT}standins:${MSIGHT_ROOT}`,
+        PYTHONPATH: MSIGHT_PYTHONPATH,
         PYTHONDONTWRITEBYTECODE: "1",
       };
       const msight = (module: string, args: string[]) => {
@@ -196,7 +119,7 @@ Deno.test({
         stopSignal: Deno.Signal,
         during?: () => Promise<void>,
       ) => {
-        const tapped = await tap(rd.port, topic);
+        const tapped = await tapRedis(rd.port, topic);
         const src = start();
         try {
           await waitFor(() => tapped.frames.length >= FRAMES, 60_000, `${FRAMES} frames on ${topic}`);
@@ -205,7 +128,7 @@ Deno.test({
           await new Promise((r) => setTimeout(r, 500)); // the last publishes land
           return [...tapped.frames];
         } finally {
-          tapped.close();
+          await tapped.close();
         }
       };
 

@@ -1,6 +1,7 @@
 /**
- * Runs MSight_Core 2.0.2's own Python code (the copy in `test/peers/msight_core/`) with Debian's Python 3 and the
- * stand-ins of `test/peers/msight_core/standins/` (see the README there), for the interop tests.
+ * Runs MSight_Core 2.0.2's own Python code (the copy in `test/peers/msight_core/`) with Debian's Python 3, the
+ * stand-ins of `test/peers/msight_core/standins/` (see the README there) and the vendored nats-py
+ * (`test/peers/nats_py/`), for the interop tests.
  *
  * @example
  * ```ts
@@ -12,6 +13,13 @@
 
 /** The copy of MSight's source (its `msight_core/` and `cli/` packages). */
 export const MSIGHT_ROOT = new URL("./msight_core/", import.meta.url).pathname;
+/**
+ * MSight's `PYTHONPATH`: the stand-ins first, then nats-py 2.15.0 (vendored in `test/peers/nats_py/`, pure Python:
+ * Debian has no package of it), then MSight's tree.
+ */
+export const MSIGHT_PYTHONPATH = `${MSIGHT_ROOT}standins:${
+  new URL("./nats_py/", import.meta.url).pathname
+}:${MSIGHT_ROOT}`;
 /** Debian's Python, the one whose packages (python3-av, python3-opencv, ...) the test profile installs. */
 export const PYTHON = "/usr/bin/python3";
 
@@ -35,7 +43,7 @@ export function msightCommand(
     cwd: MSIGHT_ROOT,
     env: {
       MSIGHT_EDGE_DEVICE_NAME: "msight-test",
-      PYTHONPATH: `${MSIGHT_ROOT}standins:${MSIGHT_ROOT}`,
+      PYTHONPATH: MSIGHT_PYTHONPATH,
       PYTHONDONTWRITEBYTECODE: "1",
       ...env,
     },
