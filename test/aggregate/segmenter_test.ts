@@ -144,6 +144,22 @@ Deno.test("segmenter: MSight's start-up burst (3 s of frames stamped within 0.5 
   assert.deepEqual(segments(ev).flatMap((s) => s.times), times);
 });
 
+Deno.test("segmenter: a stall mid-stream, then a burst that catches up (MSight's node held up on a busy machine), loses no frame", () => {
+  // Seen in the interop suite under load: MSight's RTSP node stalls ~2.6 s (under --gap-threshold 3), then hands
+  // over the buffered frames 15-40 ms apart, stamped as they come out. Over any few seconds the source is 10 fps.
+  const r = prng(21);
+  const times = msightTimes(150, 10, 21, 0.03);
+  let t = times.at(-1)! + 2.6;
+  for (let i = 0; i < 35; i++) times.push(t += 0.015 + r() * 0.025);
+  times.push(...msightTimes(150, 10, 22, 0.03).map((x) => x - 1764547200 + t + 0.1));
+  for (const gapS of [3, 2.7]) {
+    const seg = new Segmenter({ fps: 10, bufferSize: 50, overlapSize: 0, maxIdleS: 5, gapS });
+    const ev = run(seg, "stall", times);
+    assert.deepEqual(ev.filter((e) => e.kind === "drop").map((e) => e.kind === "drop" && e.reason), []);
+    assert.deepEqual(segments(ev).flatMap((s) => s.times), times);
+  }
+});
+
 Deno.test("segmenter: the budget keeps whole frames; a fast source's early frames are thinned, a steady one's kept", () => {
   const b = new FrameBudget(10);
   assert.equal(b.take(0, true), true);
