@@ -271,7 +271,7 @@ Deno.test("nats: with no Redis configured the registry is in JetStream KV; with 
   }
 });
 
-Deno.test("nats: the KV registry lists each node once while heartbeats rewrite the entries during the read", async () => {
+Deno.test("nats: the KV registry lists each node once, none missing, while heartbeats rewrite the entries during the read", async () => {
   const nats = await startNats();
   const { log } = capturingLog("CRITICAL");
   const reader = await natsBus(nats, log);
@@ -290,8 +290,8 @@ Deno.test("nats: the KV registry lists each node once while heartbeats rewrite t
   let beats: Promise<void> | undefined;
   try {
     for (const n of names) await writer.registry.putNode(entry(n, 0));
-    // Every node beating over and over, as heartbeats do, while the reader lists them (keys() reads through a
-    // consumer that also sees the puts made meanwhile).
+    // Every node beating over and over, as heartbeats do, while the reader lists them (a read through a consumer
+    // listed some twice and missed others).
     beats = (async () => {
       for (let beat = 1; beating; beat++) {
         await Promise.all(names.map((n) => writer.registry.putNode(entry(n, beat))));

@@ -31,6 +31,7 @@ import { MSIGHT_PYTHONPATH, msightAvailable, msightCommand, PYTHON } from "./msi
 import {
   assertSameIds,
   ffmpegWarnings,
+  outOfOrder,
   type Saved,
   saved,
   type Tap,
@@ -247,15 +248,9 @@ for (const [label, start] of [["NATS", natsPlane], ["a Redis Cluster", clusterPl
             "SIGINT",
             () => statusBothWays(["our_agg_a", "our_dumper_a", "ms_rtsp_a"]),
           );
-          // MSight publishes each frame from a thread of its own (`Node.publish`), so under load a frame can go out
-          // after a later one: MSight's defect, kept visible here. Our aggregator drops a frame captured before one it
-          // already took as late (README, aggregator) and counts it; every other frame must be in a segment once.
-          let newest = -Infinity;
-          const late = frames.filter((f) => {
-            const isLate = f.t < newest;
-            newest = Math.max(newest, f.t);
-            return isLate;
-          });
+          // A frame MSight sent after a later one is dropped as late and counted; every other frame must be in a
+          // segment once.
+          const late = outOfOrder(frames);
           const want = frames.filter((f) => !late.includes(f)).map((f) => f.id);
           let segs: Saved[] = [];
           await waitFor(

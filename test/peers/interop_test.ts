@@ -24,7 +24,15 @@ import { DENO, type NodeProcess, startNode, startProcess } from "../helpers/proc
 import { waitFor } from "../helpers/net.ts";
 import { s3ServerMissing, type S3TestServer, startS3Server } from "../helpers/s3_server.ts";
 import { MSIGHT_PYTHONPATH, msightAvailable, PYTHON } from "./msight.ts";
-import { assertSameIds, ffmpegWarnings, frameIds, type Saved, saved, tapRedis } from "./interop_util.ts";
+import {
+  assertSameIds,
+  ffmpegWarnings,
+  frameIds,
+  outOfOrder,
+  type Saved,
+  saved,
+  tapRedis,
+} from "./interop_util.ts";
 
 const BUFFER = 20;
 /** Frames each source publishes before it is stopped (a little over two segments of 20). */
@@ -157,7 +165,10 @@ Deno.test({
         for (const f of frames) {
           assert.ok(Math.abs(Number(f.id >> 22n) / 1000 - f.t) < 1, `id ${f.id} at ${f.t}`);
         }
-        const want = frames.map((f) => f.id);
+        // A frame MSight sent after a later one (its publishing threads, under load) is dropped as late by our
+        // aggregator (counted: interop_backends_test.ts checks the count); every other frame is in a segment once.
+        const late = outOfOrder(frames);
+        const want = frames.filter((f) => !late.includes(f)).map((f) => f.id);
         let segs: Saved[] = [];
         await waitFor(
           async () => {
