@@ -53,6 +53,16 @@ export const RTSP_FLAGS = {
       "publish at most this many frames per second, dropped in ffmpeg before JPEG encoding, so a 25 fps camera " +
       "feeding an aggregator at --fps 10 costs less (0: every frame, as MSight)",
   },
+  decoderThreads: {
+    long: "decoder-threads",
+    type: "int",
+    default: 1,
+    min: 0,
+    max: 64,
+    help:
+      "threads ffmpeg decodes the camera with (0: one per core, ffmpeg's default); 1 costs the least memory and CPU " +
+      "with several cameras, raise it only for a single camera too big for one core (e.g. 4K H.265)",
+  },
   imageEncoding: {
     long: "image-encoding",
     type: "string",
