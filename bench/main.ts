@@ -21,6 +21,7 @@ import { natsSegmentsBench } from "./nats_segments.ts";
 import { busBench } from "./bus.ts";
 import { msightBench } from "./msight.ts";
 import { webBench } from "./web.ts";
+import { rtspMemoryBench } from "./rtsp_memory.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
@@ -29,6 +30,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   // Ours beside MSight_Core 2.0.2's Python nodes (test/peers/msight_core), same input, same time.
   msight: () => msightBench(),
   web: () => webBench(),
+  // Where the RTSP node's memory goes (Deno and ffmpeg apart), and what thread counts and V8 flags change, side by side.
+  "rtsp-memory": () => rtspMemoryBench(),
   capacity: () => capacityBench(),
   // The same with the RTSP nodes thinning to 12.5 fps in ffmpeg (--max-fps), which the aggregator's 10 fps grid then
   // takes exactly 10 of: JPEG-encoding frames the aggregator would drop is most of the RTSP node's cost.
