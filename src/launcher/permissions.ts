@@ -59,7 +59,7 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
  *
  * The RTSP node's young generation is capped at 1 MiB per semi-space (V8's default lets it grow to 16): its per-frame
  * garbage is small and short-lived, so more frequent scavenges cost nothing measurable, and the node's RSS is ~10 MiB
- * lower (the Deno process 79 → 70 MiB; `deno task bench rtsp-memory`, docs/design.md "Capture"). Not measured on the
+ * lower (the Deno process 83 → 73 MiB; `deno task bench rtsp-memory`, docs/design.md "Capture"). Not measured on the
  * other nodes (the aggregator's segments are large buffers), so they keep V8's defaults.
  *
  * @example
