@@ -21,6 +21,7 @@ import { natsSegmentsBench } from "./nats_segments.ts";
 import { busBench } from "./bus.ts";
 import { msightBench } from "./msight.ts";
 import { webBench } from "./web.ts";
+import { rtspMemoryBench } from "./rtsp_memory.ts";
 
 const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   source: () => sourceBench(),
@@ -29,6 +30,8 @@ const BENCHES: Record<string, () => Promise<BenchRow[]>> = {
   // Ours beside MSight_Core 2.0.2's Python nodes (test/peers/msight_core), same input, same time.
   msight: () => msightBench(),
   web: () => webBench(),
+  // Where the RTSP node's memory goes (Deno and ffmpeg apart), and what thread counts and V8 flags change, side by side.
+  "rtsp-memory": () => rtspMemoryBench(),
   // 1280×720 cameras → 10 fps segments, N = 1..8, with the RTSP nodes thinned to 10 fps as `deno task up` does.
   capacity: () => capacityBench(),
   // The same with the RTSP nodes publishing every frame (MSight's default for a node started alone).

@@ -27,6 +27,7 @@ import { Snowflake } from "../src/bus/snowflake.ts";
 import { loadJpegs } from "./aggregator.ts";
 import { peakRssBytes, treeCpuSeconds, treePids } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
+import { permissionFlags, runtimeFlags } from "../src/launcher/permissions.ts";
 
 const WARM_S = Number(Deno.env.get("MSIGHT_BENCH_WARM_S") ?? 30);
 const WINDOW_S = Number(Deno.env.get("MSIGHT_BENCH_WINDOW_S") ?? 60);
@@ -70,19 +71,21 @@ function ratioRow(bench: string, metric: string, ours: number, theirs: number, g
   return { bench, metric, value, unit: "×", goal: `≤ ${goal}`, pass: value <= goal };
 }
 
-async function rtspSideBySide(fps: number): Promise<BenchRow[]> {
+/** The RTSP node side by side with MSight's at `fps` (one part of {@linkcode msightBench}). */
+export async function rtspSideBySide(fps: number): Promise<BenchRow[]> {
   const redis = await startRedis();
   const cam = await startRtspServer({ source: "mcity", fps, path: `/bench${fps}` });
   const procs: NodeProcess[] = [];
   const count = await counter(redis.port, ["ours", "msight"]);
   try {
+    // Started as the launchers start it: its V8 flags and permissions.
     const ours = startNode(
       "nodes/rtsp.ts",
       [
         ...["-n", "our_rtsp", "-pt", "ours", "-sn", "cam", "-u", cam.url, "--logging-level", "WARNING"],
       ],
       redis.env,
-      ["-A"],
+      [...runtimeFlags("rtsp"), ...permissionFlags("rtsp")],
     );
     procs.push(ours);
     const ms = startProcess(

@@ -51,6 +51,7 @@ if (import.meta.main) {
           gpu: f.gpu,
           resizeRatio: f.resizeRatio,
           maxFps: f.maxFps,
+          decoderThreads: f.decoderThreads,
           format: f.imageEncoding === "raw" ? "bgr24" : "jpeg",
           jpegQuality: f.jpegQuality,
           stallTimeoutS: f.stallTimeout,

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type NodeName, nodeScript, permissionFlags } from "../src/launcher/permissions.ts";
+import { type NodeName, nodeScript, permissionFlags, runtimeFlags } from "../src/launcher/permissions.ts";
 
 /** The binaries, by MSight's launcher names, and the node each runs. */
 export const BINARIES: Readonly<Record<string, NodeName>> = {
@@ -103,6 +103,7 @@ export function compilePlan(opts: CompileOptions = {}): CompileJob[] {
         "--no-check",
         // A compiled binary on a terminal would otherwise stop and ask for a missing permission.
         "--no-prompt",
+        ...runtimeFlags(node),
         ...permissionFlags(node, { saveDir, spoolDir }),
         ...(opts.target ? ["--target", opts.target] : []),
         ...extra,

@@ -122,6 +122,8 @@ export interface FfmpegArgsOptions {
   analyzeS?: number;
   /** Decode without frame threading, for latency (true). */
   lowDelay?: boolean;
+  /** Decoder threads (1); 0 lets ffmpeg start one per core. */
+  decoderThreads?: number;
   /** Keep at most this many frames per second (0 or undefined: every frame); see {@linkcode buildFfmpegArgs}. */
   maxFps?: number;
   /**
@@ -295,6 +297,10 @@ export function buildFfmpegArgs(o: FfmpegArgsOptions): string[] {
   // Frame-threaded decoding holds each frame back by (threads - 1) frame intervals (200 ms at 10 fps on 2 cores);
   // low_delay turns it off (slice threads remain), so frames leave ffmpeg as soon as they are decoded.
   if (o.lowDelay ?? true) args.push("-flags", "low_delay");
+  // One decoder thread (unless asked) and one filter thread: ffmpeg otherwise starts a thread per core for each
+  // (slice threads, which a camera's single-slice stream leaves idle, and the filter graph's pool); each costs
+  // memory, and waking them CPU. The cameras of a box are what runs in parallel. Measured: docs/design.md, "Capture".
+  args.push("-threads", String(o.decoderThreads ?? 1), "-filter_threads", "1");
   if (o.cudaDevice !== undefined) args.push("-hwaccel", "cuda", "-hwaccel_device", String(o.cudaDevice));
   args.push("-i", o.url, "-map", "0:v:0", "-an", "-sn", "-dn");
   const filters: string[] = [];

@@ -153,6 +153,8 @@ export interface CaptureOptions {
   format?: FrameFormat;
   /** Keep at most this many frames per second, dropped in ffmpeg before encoding (0: every frame). */
   maxFps?: number;
+  /** Threads ffmpeg decodes with (1); 0: one per core. See buildFfmpegArgs. */
+  decoderThreads?: number;
   /** JPEG quality 1..100 on libjpeg's scale, as MSight's 50 (50); see jpegQualityToQscale. */
   jpegQuality?: number;
   /** Seconds without a frame before ffmpeg is killed and the camera reconnected (10). */
@@ -239,6 +241,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
   #gpu: number;
   #resize: number;
   #maxFps: number;
+  #decoderThreads: number;
   #format: FrameFormat;
   #quality: number;
   #stallS: number;
@@ -305,6 +308,12 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
     this.#maxFps = opts.maxFps ?? 0;
     if (!(this.#maxFps >= 0) || !Number.isFinite(this.#maxFps)) {
       throw new UsageError(`invalid --max-fps ${opts.maxFps}: expected a number >= 0 (0: every frame)`);
+    }
+    this.#decoderThreads = opts.decoderThreads ?? 1;
+    if (!Number.isInteger(this.#decoderThreads) || this.#decoderThreads < 0) {
+      throw new UsageError(
+        `invalid --decoder-threads ${opts.decoderThreads}: expected an integer >= 0 (0: one per core)`,
+      );
     }
     this.#format = opts.format ?? "jpeg";
     if (this.#format !== "jpeg" && this.#format !== "bgr24") {
@@ -462,6 +471,7 @@ export class RtspCapture implements AsyncIterable<CapturedFrame> {
           jpegQuality: this.#quality,
           resizeRatio: this.#resize,
           maxFps: this.#maxFps,
+          decoderThreads: this.#decoderThreads,
           cudaDevice: cuda ? this.#gpu : undefined,
           limitedYuv420: lut,
         }),

@@ -53,6 +53,24 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
   }
 }
 
+/**
+ * The Deno flags of a node other than its permissions (V8 settings), given wherever the node is started the way a
+ * user starts it: `bin/msight-launch`, `up`, the compiled binaries.
+ *
+ * The RTSP node's young generation is capped at 1 MiB per semi-space (V8's default lets it grow to 16): its per-frame
+ * garbage is small and short-lived, so more frequent scavenges cost nothing measurable, and the node's RSS is ~10 MiB
+ * lower (the Deno process 83 → 73 MiB; `deno task bench rtsp-memory`, docs/design.md "Capture"). Not measured on the
+ * other nodes (the aggregator's segments are large buffers), so they keep V8's defaults.
+ *
+ * @example
+ * ```ts
+ * runtimeFlags("rtsp"); // ["--v8-flags=--max-semi-space-size=1"]
+ * ```
+ */
+export function runtimeFlags(node: NodeName): string[] {
+  return node === "rtsp" ? ["--v8-flags=--max-semi-space-size=1"] : [];
+}
+
 /** The entry script of a node, relative to the project root. */
 export function nodeScript(node: NodeName): string {
   return `nodes/${node}.ts`;

@@ -1,5 +1,6 @@
 /**
- * Prints, one per line, the Deno permission flags a node needs for the given command line: `bin/msight-launch`
+ * Prints, one per line, the Deno flags of a node ({@linkcode runtimeFlags}, then the permissions it needs for the
+ * given command line): `bin/msight-launch`
  * calls it, then `exec`s `deno run <flags> nodes/<node>.ts <args>`, so the node's write permission is exactly its
  * `--save-dir` or `--spool-dir` (read with the node's own parser, `--config` files and prefixes included). When the
  * command line is bad it prints the default permissions and leaves the error to the node, which reports it in one
@@ -16,7 +17,7 @@
 import { COMMON_FLAGS } from "../node/common_flags.ts";
 import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
 import { parseFlags } from "../runtime/flags.ts";
-import { NODE_NAMES, type NodeName, permissionFlags, type WritePaths } from "./permissions.ts";
+import { NODE_NAMES, type NodeName, permissionFlags, runtimeFlags, type WritePaths } from "./permissions.ts";
 import { DUMPER_FLAGS } from "../node/dumper_flags.ts";
 import { PUSHER_FLAGS } from "../node/pusher_flags.ts";
 
@@ -47,6 +48,9 @@ if (import.meta.main) {
     console.error(`msight-launch: unknown node ${node}: expected one of ${NODE_NAMES.join(", ")}`);
     Deno.exit(2);
   }
-  const flags = permissionFlags(node as NodeName, await writePathsOf(node as NodeName, args));
+  const flags = [
+    ...runtimeFlags(node as NodeName),
+    ...permissionFlags(node as NodeName, await writePathsOf(node as NodeName, args)),
+  ];
   console.log(flags.join("\n"));
 }

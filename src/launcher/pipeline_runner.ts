@@ -21,7 +21,7 @@ import { FatalError } from "../runtime/errors.ts";
 import { freePort } from "../runtime/net.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import type { Pipeline, PipelineNode } from "./pipeline_config.ts";
-import { nodeScript, permissionFlags } from "./permissions.ts";
+import { nodeScript, permissionFlags, runtimeFlags } from "./permissions.ts";
 import { type ProcessSpec, Supervisor } from "./supervisor.ts";
 import { privateRedisArgs } from "./private_redis.ts";
 import { busEnv, registryPlace } from "./bus_plan.ts";
@@ -95,7 +95,15 @@ export function nodeProcess(
   return {
     name: node.name,
     cmd: Deno.execPath(),
-    args: ["run", "--quiet", "--no-prompt", ...perms, `${ROOT}${nodeScript(node.type)}`, ...node.argv],
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      ...runtimeFlags(node.type),
+      ...perms,
+      `${ROOT}${nodeScript(node.type)}`,
+      ...node.argv,
+    ],
     env: { ...env, ...node.env }, // the node's own env: wins, as the most specific
     cwd,
     restart: node.restart,

@@ -55,6 +55,16 @@ export const RTSP_FLAGS = {
       "feeding an aggregator at --fps 10 costs ~40% less (0 or unset: every frame, as MSight; under `deno task up` " +
       "unset means the --fps of the aggregators reading the topic)",
   },
+  decoderThreads: {
+    long: "decoder-threads",
+    type: "int",
+    default: 1,
+    min: 0,
+    max: 64,
+    help:
+      "threads ffmpeg decodes the camera with (0: one per core, ffmpeg's default); 1 costs the least memory and CPU " +
+      "with several cameras, raise it only for a single camera too big for one core (e.g. 4K H.265)",
+  },
   imageEncoding: {
     long: "image-encoding",
     type: "string",

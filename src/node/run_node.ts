@@ -145,6 +145,20 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     device,
     type: def.type,
   });
+  // The process's own memory, read at each scrape (a few µs): where a node's RSS goes (V8 heap vs buffers held
+  // outside it, such as frames) without attaching a profiler. ffmpeg children are not included.
+  metrics.gauge(
+    "process_resident_memory_bytes",
+    "Resident set size of the node process",
+    () => Deno.memoryUsage().rss,
+  );
+  metrics.gauge("heap_used_bytes", "V8 heap in use", () => Deno.memoryUsage().heapUsed);
+  metrics.gauge("heap_total_bytes", "V8 heap reserved", () => Deno.memoryUsage().heapTotal);
+  metrics.gauge(
+    "external_memory_bytes",
+    "Memory outside the V8 heap held by JavaScript objects (ArrayBuffers: frames, segments)",
+    () => Deno.memoryUsage().external,
+  );
 
   const controller = new AbortController();
   let bus: Bus | undefined;

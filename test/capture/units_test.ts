@@ -15,6 +15,7 @@ import {
   validateRtspUrl,
 } from "../../src/capture/ffmpeg_args.ts";
 import { DropOldestQueue } from "../../src/capture/frame_queue.ts";
+import { RtspCapture } from "../../src/capture/rtsp_capture.ts";
 import { joinBytes } from "../../src/runtime/bytes.ts";
 import { UsageError } from "../../src/runtime/errors.ts";
 import { seededRandom } from "../helpers/random.ts";
@@ -337,7 +338,27 @@ Deno.test("buildFfmpegArgs: transport, timeout, CUDA, resize, JPEG and raw outpu
   assert.equal(after(jpeg, "-c:v"), "mjpeg");
   assert.equal(after(jpeg, "-q:v"), "9");
   assert.equal(after(jpeg, "-huffman"), "default", "standard tables, as libjpeg/OpenCV");
-  assert.equal(after(jpeg, "-threads"), "1", "no frame-threading delay");
+  const threads = jpeg.flatMap((a, i) => a === "-threads" ? [[i, jpeg[i + 1]] as const] : []);
+  assert.deepEqual(threads.map(([, n]) => n), ["1", "1"], "one decoder thread, one encoder thread");
+  assert.ok(
+    threads[0][0] < jpeg.indexOf("-i") && threads[1][0] > jpeg.indexOf("-i"),
+    "decoder's, then encoder's",
+  );
+  assert.equal(after(jpeg, "-filter_threads"), "1");
+  assert.equal(
+    after(
+      buildFfmpegArgs({
+        url: "rtsp://cam/x",
+        transport: "tcp",
+        timeoutS: 5,
+        format: "jpeg",
+        decoderThreads: 0,
+      }),
+      "-threads",
+    ),
+    "0",
+    "0: ffmpeg's own choice",
+  );
   assert.equal(after(jpeg, "-f"), "image2pipe");
   assert.equal(jpeg.at(-1), "pipe:1");
   const raw = buildFfmpegArgs({ url: "rtsps://cam/live", transport: "tcp", timeoutS: 5, format: "bgr24" });
@@ -452,4 +473,17 @@ Deno.test("DropOldestQueue: drops the oldest when full, ends on close, rethrows 
   const next = f.next();
   f.fail(new Error("boom"));
   await assert.rejects(next, /boom/);
+});
+
+Deno.test("RtspCapture: --decoder-threads must be an integer >= 0, one line naming the value", () => {
+  for (const bad of [-1, 1.5, NaN]) {
+    assert.throws(
+      () => new RtspCapture({ url: "rtsp://cam/x", decoderThreads: bad }),
+      (e: unknown) =>
+        e instanceof UsageError && /^invalid --decoder-threads \S+: expected an integer >= 0/.test(e.message),
+      String(bad),
+    );
+  }
+  // Valid values construct (nothing starts before start()).
+  for (const ok of [0, 1, 8]) new RtspCapture({ url: "rtsp://cam/x", decoderThreads: ok });
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startRedis } from "../helpers/redis_server.ts";
 import { DENO, ROOT, startNode, startProcess } from "../helpers/process.ts";
 import { freePort } from "../helpers/net.ts";
-import { NODE_NAMES, permissionFlags } from "../../src/launcher/permissions.ts";
+import { NODE_NAMES, permissionFlags, runtimeFlags } from "../../src/launcher/permissions.ts";
 
 /** A fatal line (MSight's text format), and no stack-trace line anywhere. */
 function assertOneFatalLine(stderr: string[], re: RegExp): string {
@@ -183,7 +183,7 @@ Deno.test("permissions: bin/msight-launch grants exactly the --save-dir / --spoo
     for (const node of ["rtsp", "aggregator", "status", "echo"]) {
       const flags = await launcherFlags([node, "-n", "x"]);
       assert.deepEqual(writes(flags), [], node);
-      assert.deepEqual(flags, permissionFlags(node as "rtsp"));
+      assert.deepEqual(flags, [...runtimeFlags(node as "rtsp"), ...permissionFlags(node as "rtsp")]);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
