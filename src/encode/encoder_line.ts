@@ -1,6 +1,6 @@
 /**
  * A long-lived encoder per sensor: one ffmpeg kept from one full segment to the next, instead of one per segment,
- * which saves each segment's process start and x264 set-up (figures: bench/RESULTS.md, "encoder line").
+ * which saves each segment's process start and x264 set-up (figures: docs/design.md, "Encode").
  *
  * Each segment still stands alone: the process forces an IDR frame every `segmentFrames` frames and is kept only
  * while it has taken whole full segments, so the next segment starts on that IDR (overlap frames are simply sent
