@@ -44,6 +44,7 @@ import type { Bus } from "../bus/types.ts";
 import { SegmentWriter } from "../bus/segment_writer.ts";
 import type { Snowflake } from "../bus/snowflake.ts";
 import type { StreamCaps } from "../bus/stream.ts";
+import { EncoderLine, lineKeeps } from "../encode/encoder_line.ts";
 import type { EncoderCodec, EncoderKind } from "../encode/types.ts";
 import { errorMessage, SegmentError } from "../runtime/errors.ts";
 import type { Readiness } from "../runtime/health_server.ts";
@@ -125,6 +126,10 @@ function aggregatorMetrics(m: Metrics) {
       "From a segment's last frame arriving to its VideoData on the bus",
     ),
     encodeSeconds: m.histogram("segment_finish_seconds", "Time to flush the encoder and write the MP4"),
+    encoderStarts: m.counter(
+      "encoder_processes_started_total",
+      "ffmpeg processes started by the sensors' long-lived encoders (one is kept across full segments)",
+    ),
     accounted: m.counter(
       "frames_accounted_total",
       "Every frame taken, once, by sensor and outcome: segment (in a published segment, overlap copies aside), " +
@@ -169,6 +174,8 @@ export class Aggregator {
   readonly #openOf = new Map<string, string>();
   /** Entries to acknowledge at once (frames that no segment will hold). */
   #ackNow: string[] = [];
+  /** Each sensor's long-lived encoder (ffmpeg backend, x264/x265), kept across its full segments. */
+  readonly #lines = new Map<string, EncoderLine>();
 
   constructor(opts: AggregatorOptions) {
     this.#o = opts;
@@ -307,7 +314,23 @@ export class Aggregator {
     if (pending > 0) this.#o.log.info(`flushing ${pending} partial segment(s)`);
     this.#handle(this.#segmenter.closeAll("shutdown"));
     await this.#publishChain;
+    await Promise.all([...this.#lines.values()].map((line) => line.close()));
     this.#writer.close();
+  }
+
+  /** The sensor's encoder line, made on its first segment; none for the wasm backend and NVENC. */
+  #lineOf(sensor: string): EncoderLine | undefined {
+    const { kind, codec, ffmpegPath } = this.#o.encoder;
+    if (kind !== "ffmpeg" || !lineKeeps(codec)) return undefined;
+    let line = this.#lines.get(sensor);
+    if (!line) {
+      // A kept process unused for --max-idle is ended: the sensor has stopped (its next frame starts a fresh one).
+      const idleMs = Math.max(1000, this.#o.maxIdleS * 1000);
+      const onStart = () => this.#m.encoderStarts.inc(1, { sensor });
+      line = new EncoderLine({ ffmpegPath, segmentFrames: this.#o.bufferSize, idleMs, onStart });
+      this.#lines.set(sensor, line);
+    }
+    return line;
   }
 
   #onMessage = (bytes: Uint8Array): void => {
@@ -494,6 +517,7 @@ export class Aggregator {
           },
           ffmpegPath: o.encoder.ffmpegPath,
           maxFrames: o.bufferSize,
+          line: this.#lineOf(ev.sensor),
           onFallback: (info) => {
             if (this.#warnedFallback) return;
             this.#warnedFallback = true;

@@ -16,6 +16,7 @@
  */
 
 import { codecFamily, outputSize } from "../encode/config.ts";
+import type { EncoderLine } from "../encode/encoder_line.ts";
 import { createEncoder } from "../encode/mod.ts";
 import type { EncoderConfig, EncoderFallback, EncoderKind } from "../encode/types.ts";
 import type { FrameEncoder } from "../encode/types.ts";
@@ -32,6 +33,8 @@ export interface SegmentBuilderOptions {
   onFallback?: (info: EncoderFallback) => void;
   /** The most frames the segment will get (`--buffer-size`): lets the muxer write samples as they come. */
   maxFrames?: number;
+  /** The sensor's long-lived encoder (ffmpeg backend, x264/x265); absent: an ffmpeg of the segment's own. */
+  line?: EncoderLine;
 }
 
 /** A finished segment. */
@@ -71,15 +74,20 @@ export class SegmentBuilder {
       fps: opts.config.framerate,
       maxSamples: opts.maxFrames,
     });
-    this.#encoder = createEncoder(opts.kind, {
-      output: (chunk, metadata) => {
-        this.#muxChain = this.#muxChain.then(() => this.#muxer.add(chunk, metadata)).catch((e) => {
-          this.#error ??= e as Error;
-        });
+    this.#encoder = createEncoder(
+      opts.kind,
+      {
+        output: (chunk, metadata) => {
+          this.#muxChain = this.#muxChain.then(() => this.#muxer.add(chunk, metadata)).catch((e) => {
+            this.#error ??= e as Error;
+          });
+        },
+        error: (e) => (this.#error ??= e),
+        fallback: opts.onFallback,
       },
-      error: (e) => (this.#error ??= e),
-      fallback: opts.onFallback,
-    }, { ffmpegPath: opts.ffmpegPath });
+      { ffmpegPath: opts.ffmpegPath },
+      opts.line,
+    );
     this.#encoder.configure(opts.config);
   }
 

@@ -1,5 +1,6 @@
 /**
- * The system-ffmpeg backend of {@linkcode FrameEncoder}: one ffmpeg process per segment, fed each frame on stdin as it
+ * The system-ffmpeg backend of {@linkcode FrameEncoder}: one ffmpeg process per segment (encoder_line.ts keeps one
+ * per sensor instead, on top of {@linkcode FfmpegProcess} and {@linkcode ffmpegArgs}), fed each frame on stdin as it
  * arrives (JPEG through the `image2pipe` demuxer, so JavaScript never touches pixels; BGR24 as `rawvideo`), writing an
  * H.264/HEVC Annex B stream on stdout that is split into access units and mapped, in order, to the input timestamps.
  *
@@ -44,6 +45,10 @@ const SOFTWARE_FOR: Record<EncoderCodec, EncoderCodec> = {
 /**
  * The ffmpeg arguments for one segment (exported so tests and benchmarks can run the same encode by hand).
  *
+ * `keyEvery` is for a process kept across segments (encoder_line.ts): an IDR frame is forced on every `keyEvery`-th
+ * frame, and JPEGs come as multipart JPEG (`mpjpeg`, see {@linkcode mpjpegHeader}), each with its length, so each
+ * is decoded as soon as its bytes are in (image2pipe knows a JPEG has ended only when the next one starts).
+ *
  * @example
  * ```ts
  * import { ffmpegArgs } from "./ffmpeg_encoder.ts";
@@ -55,13 +60,16 @@ export function ffmpegArgs(
   config: Required<EncoderConfig>,
   codec: EncoderCodec,
   format: FrameFormat,
+  keyEvery?: number,
 ): string[] {
   const rate = String(config.framerate);
   // Without a small probe, ffmpeg reads ~5 MB (dozens of JPEGs) before encoding anything, which delays the first
   // picture by seconds and piles the work up at the end of the segment.
   const probe = ["-probesize", "32", "-analyzeduration", "0"];
   const input = format === "jpeg"
-    ? [...probe, "-f", "image2pipe", "-c:v", "mjpeg", "-framerate", rate, "-i", "pipe:0"]
+    ? keyEvery === undefined
+      ? [...probe, "-f", "image2pipe", "-c:v", "mjpeg", "-framerate", rate, "-i", "pipe:0"]
+      : [...probe, "-f", "mpjpeg", "-c:v", "mjpeg", "-r", rate, "-i", "pipe:0"]
     : [
       "-f",
       "rawvideo",
@@ -139,17 +147,96 @@ export function ffmpegArgs(
     "-fps_mode",
     "passthrough",
     ...codecArgs,
+    // n counts the frames this process has encoded; forced-idr makes the forced key frame an IDR (a segment that
+    // starts on it refers to nothing before it).
+    ...(keyEvery === undefined
+      ? []
+      : ["-force_key_frames", `expr:eq(mod(n,${keyEvery}),0)`, "-forced-idr", "1"]),
     "-bf",
     "0",
+    // A kept process (keyEvery) frames each picture behind its length (see MultipartReader): a raw stream's picture
+    // is known to have ended only when the next one starts, which would hold a segment's last picture.
     "-f",
-    codecFamily(codec) === "hevc" ? "hevc" : "h264",
+    keyEvery !== undefined ? "mpjpeg" : codecFamily(codec) === "hevc" ? "hevc" : "h264",
     "-flush_packets",
     "1",
     "pipe:1",
   ];
 }
 
-interface ExitInfo {
+const textEncoder = new TextEncoder();
+
+/**
+ * Cuts a multipart stream (ffmpeg's `-f mpjpeg` muxer: each packet behind a header with its `Content-length`) into
+ * its packets, whole, as soon as each one's last byte is in.
+ *
+ * @example
+ * ```ts
+ * import { MultipartReader } from "./ffmpeg_encoder.ts";
+ * const r = new MultipartReader();
+ * r.push(new TextEncoder().encode("--ffmpeg\r\nContent-length: 2\r\n\r\nhi\r\n")); // => [Uint8Array "hi"]
+ * ```
+ */
+export class MultipartReader {
+  #buf = new Uint8Array(0);
+  /** Bytes of the packet being read, once its header was read; -1 while reading a header. */
+  #need = -1;
+
+  /** Adds bytes; returns the packets they completed (copies: `bytes` may be reused by the caller). */
+  push(bytes: Uint8Array): Uint8Array[] {
+    const merged = new Uint8Array(this.#buf.byteLength + bytes.byteLength);
+    merged.set(this.#buf, 0);
+    merged.set(bytes, this.#buf.byteLength);
+    let b = merged;
+    const out: Uint8Array[] = [];
+    for (;;) {
+      if (this.#need < 0) {
+        const end = headerEnd(b);
+        if (end < 0) break;
+        const header = new TextDecoder().decode(b.subarray(0, end));
+        const m = /content-length:\s*(\d+)/i.exec(header);
+        if (!m) {
+          throw new Error(`ffmpeg's multipart output has a part without Content-length: ${header.trim()}`);
+        }
+        this.#need = Number(m[1]);
+        b = b.subarray(end + 4);
+      }
+      if (b.byteLength < this.#need) break;
+      out.push(b.slice(0, this.#need));
+      b = b.subarray(this.#need);
+      this.#need = -1;
+    }
+    this.#buf = b.slice();
+    return out;
+  }
+}
+
+/** Offset of the `\r\n\r\n` that ends a part's header (blank lines before the boundary skipped), or -1. */
+function headerEnd(b: Uint8Array): number {
+  let start = 0;
+  while (start + 1 < b.byteLength && b[start] === 13 && b[start + 1] === 10) start += 2;
+  for (let i = start; i + 3 < b.byteLength; i++) {
+    if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+/**
+ * The multipart header that goes before a JPEG of `byteLength` bytes on the stdin of an ffmpeg started with
+ * `keyEvery` (see {@linkcode ffmpegArgs}): ffmpeg's mpjpeg demuxer then reads exactly that many bytes as one frame.
+ *
+ * @example
+ * ```ts
+ * import { mpjpegHeader } from "./ffmpeg_encoder.ts";
+ * mpjpegHeader(1234); // "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 1234\r\n\r\n", as bytes
+ * ```
+ */
+export function mpjpegHeader(byteLength: number): Uint8Array {
+  return textEncoder.encode(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${byteLength}\r\n\r\n`);
+}
+
+/** How an ffmpeg process ended. */
+export interface ExitInfo {
   success: boolean;
   code: number;
   stderr: string;
@@ -173,8 +260,19 @@ function spawn(path: string, args: string[]): Deno.ChildProcess {
   }
 }
 
-/** One ffmpeg process: owns the child, its three pipes and the reader tasks; `kill()` reaps it. */
-class FfmpegProcess {
+/**
+ * One ffmpeg process: owns the child, its three pipes and the reader tasks; `kill()` reaps it.
+ *
+ * @example
+ * ```ts
+ * import { ffmpegArgs, FfmpegProcess } from "./ffmpeg_encoder.ts";
+ * import { normalizeConfig } from "./config.ts";
+ * const args = ffmpegArgs(normalizeConfig({ width: 640, height: 480, framerate: 10 }), "libx264", "jpeg");
+ * const proc = new FfmpegProcess("ffmpeg", args, "libx264", (au) => console.log(au.key));
+ * await proc.finish();
+ * ```
+ */
+export class FfmpegProcess {
   readonly codec: EncoderCodec;
   /** Set when the first access unit arrived (the encoder opened). */
   producedOutput = false;
@@ -189,16 +287,23 @@ class FfmpegProcess {
     args: string[],
     codec: EncoderCodec,
     onAccessUnit: (au: AccessUnit) => void,
+    /** Output as multipart (`-f mpjpeg`), one picture a part: see {@linkcode ffmpegArgs}' `keyEvery`. */
+    multipart = false,
   ) {
     this.codec = codec;
     const child = spawn(path, args);
     this.#child = child;
     this.#writer = child.stdin.getWriter();
     const splitter = new AccessUnitSplitter(codecFamily(codec));
+    const parts = multipart ? new MultipartReader() : undefined;
     const stdoutDone = (async () => {
       try {
         for await (const bytes of readReused(child.stdout)) {
-          for (const au of splitter.push(bytes)) {
+          // A part is one whole picture: the splitter's end() gives it out at once.
+          const aus = parts
+            ? parts.push(bytes).flatMap((p) => [...splitter.push(p), ...splitter.end()])
+            : splitter.push(bytes);
+          for (const au of aus) {
             this.producedOutput = true;
             onAccessUnit(au);
           }
@@ -258,8 +363,16 @@ class FfmpegProcess {
   }
 }
 
-/** ffmpeg's error in one line: the last non-empty line, which names the cause (e.g. `Cannot load libcuda.so.1`). */
-function stderrReason(stderr: string): string {
+/**
+ * ffmpeg's error in one line: the last non-empty line, which names the cause (e.g. `Cannot load libcuda.so.1`).
+ *
+ * @example
+ * ```ts
+ * import { stderrReason } from "./ffmpeg_encoder.ts";
+ * stderrReason("x\npipe:0: Invalid data found when processing input\n"); // => "pipe:0: Invalid data found…"
+ * ```
+ */
+export function stderrReason(stderr: string): string {
   const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "");
   const cause = lines.find((l) => /libcuda|nvenc|cuda|capable device|OpenEncodeSession|driver/i.test(l));
   return cause ?? lines[lines.length - 1] ?? "no message";

@@ -3,8 +3,9 @@
  * the queue that runs a backend's steps in call order, failure handling and the making of chunks. A backend supplies
  * the steps: take one frame, finish the segment, release what it holds.
  *
- * One encoder makes one segment (the aggregator makes an encoder per segment): configure once, encode the frames
- * (one size, one format, timestamps increasing), flush once, close.
+ * One encoder makes one segment (the aggregator makes an encoder per segment; a backend may keep its process across
+ * them, see encoder_line.ts): configure once, encode the frames (one size, one format, timestamps increasing), flush
+ * once, close.
  *
  * @example
  * ```ts

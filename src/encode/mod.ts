@@ -4,12 +4,14 @@
  */
 
 import { UsageError } from "../runtime/errors.ts";
+import { type EncoderLine, LineEncoder } from "./encoder_line.ts";
 import { FfmpegEncoder } from "./ffmpeg_encoder.ts";
 import type { EncoderInit, EncoderKind, EncoderOptions, FrameEncoder } from "./types.ts";
 import { WasmEncoder } from "./wasm_encoder.ts";
 
 /**
- * Makes an encoder of the chosen backend.
+ * Makes an encoder of the chosen backend; with `line` (ffmpeg backend only), one that borrows the line's kept
+ * process (see encoder_line.ts).
  *
  * @example
  * ```ts
@@ -21,8 +23,9 @@ export function createEncoder(
   kind: EncoderKind,
   init: EncoderInit,
   options: EncoderOptions = {},
+  line?: EncoderLine,
 ): FrameEncoder {
-  if (kind === "ffmpeg") return new FfmpegEncoder(init, options);
+  if (kind === "ffmpeg") return line ? new LineEncoder(init, line) : new FfmpegEncoder(init, options);
   if (kind === "wasm") return new WasmEncoder(init);
   throw new UsageError(`unknown encoder backend ${String(kind)}: expected ffmpeg or wasm`);
 }

@@ -7,7 +7,7 @@ import { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { type NodeProcess, startNode } from "../helpers/process.ts";
-import { waitFor } from "../helpers/net.ts";
+import { freePort, waitFor } from "../helpers/net.ts";
 import { probeMp4 } from "../helpers/ffprobe.ts";
 import { decodeMessage, encodeMessage } from "../../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE, type ImageData, type VideoData } from "../../src/bus/message.ts";
@@ -46,6 +46,20 @@ function image(
     detectionResults: null,
     size,
   };
+}
+
+/** What `ffmpeg -v warning` says decoding the MP4 (nothing for a clean file). */
+async function decodeWarnings(mp4: Uint8Array): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".mp4" });
+  try {
+    await Deno.writeFile(path, mp4);
+    const out = await new Deno.Command("ffmpeg", { args: ["-v", "warning", "-i", path, "-f", "null", "-"] })
+      .output();
+    const text = new TextDecoder();
+    return (text.decode(out.stdout) + text.decode(out.stderr)).trim();
+  } finally {
+    await Deno.remove(path);
+  }
 }
 
 async function ffmpegOut(args: string[]): Promise<Uint8Array> {
@@ -108,10 +122,25 @@ async function rig(args: string[], perms = permissionFlags("aggregator")): Promi
 Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments from the real camera frames", async () => {
   const frames = await realFrames();
   // --max-idle 60: the partial last segment must wait for SIGTERM, however slow this machine encodes.
-  const r = await rig(["--fps", "10", "--buffer-size", "50", "--overlap-size", "5", "--max-idle", "60"]);
+  const metricsPort = freePort();
+  const r = await rig([
+    "--fps",
+    "10",
+    "--buffer-size",
+    "50",
+    "--overlap-size",
+    "5",
+    "--max-idle",
+    "60",
+    "--metrics-port",
+    String(metricsPort),
+  ]);
   try {
     for (const f of frames) await r.send(image("gs-ne", f.t, f.jpeg, [960, 1280, 3]));
     await waitFor(() => r.segments.length >= 3, 30_000, "three full segments");
+    // One ffmpeg for the sensor, kept across its full segments (each still starts on an IDR: checked below).
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((res) => res.text());
+    assert.match(metrics, /^msight_encoder_processes_started_total\{sensor="gs-ne"\} 1$/m);
     r.node.kill("SIGTERM"); // the partial last segment is flushed, not lost
     assert.equal(await r.node.exit, 0);
     await waitFor(() => r.segments.length >= 4, 5000, "the flushed partial segment");
@@ -135,6 +164,7 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
       );
       assert.equal(p.frames, s.frameIds.length);
       assert.equal(s.info!.frameCount, s.frameIds.length);
+      assert.equal(await decodeWarnings(s.video), "", `segment ${i} decodes alone without a warning`);
       // Plays at real speed: each sample sits at its capture time on the 1/fps grid (never two in one slot), so the
       // file lasts the real time span (+ one frame) to within a slot.
       const span = s.captureTimestamps.at(-1)! - s.captureTimestamps[0];
