@@ -23,7 +23,7 @@ import { type RtspServer, startRtspServer } from "../test/helpers/rtsp_server.ts
 import { type S3TestServer, startS3Server } from "../test/helpers/s3_server.ts";
 import { type NodeProcess, startNode } from "../test/helpers/process.ts";
 import { freePort, waitFor } from "../test/helpers/net.ts";
-import { type NodeName, permissionFlags } from "../src/launcher/permissions.ts";
+import { type NodeName, permissionFlags, runtimeFlags } from "../src/launcher/permissions.ts";
 
 /** Topics, names and bucket of the pipeline under test. */
 export const PIPE = {
@@ -122,7 +122,8 @@ export class PipelineNode {
         ...this.args,
       ],
       this.env,
-      this.permissions,
+      // The Deno flags the launchers give this kind of node (bin/msight-launch, up), then its permissions.
+      [...runtimeFlags(this.kind), ...this.permissions],
     );
     this.proc = proc;
     this.#runs.push(proc);
