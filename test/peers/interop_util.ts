@@ -102,9 +102,16 @@ export async function saved(dir: string, metaSuffix: string): Promise<Saved[]> {
       if (e.isDirectory) await walk(p);
       else if (e.name.endsWith(metaSuffix) && !e.name.startsWith(".")) {
         const json = await Deno.readTextFile(p);
+        let meta: Record<string, unknown>;
+        try {
+          meta = JSON.parse(json);
+        } catch {
+          // MSight's dumper writes its .json in place, not atomically: one being written is read on the next poll.
+          continue;
+        }
         out.push({
           json,
-          meta: JSON.parse(json),
+          meta,
           ids: frameIds(json),
           mp4: p.slice(0, -metaSuffix.length) + ".mp4",
         });
