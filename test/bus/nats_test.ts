@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectGuarded } from "../../src/bus/nats/transport.ts";
 import { Redis } from "ioredis";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startNats, startNatsCluster, type TestNats } from "../helpers/nats_server.ts";
@@ -40,7 +41,7 @@ Deno.test("nats: messages go on the topic's own subject (as MSight's NATSPubSub)
   const pub = await natsBus(nats, log), a = await natsBus(nats, log), b = await natsBus(nats, log);
   const all = await natsBus(nats, log);
   // A plain NATS client, as MSight's nodes are: the subject is the topic name, the payload the bytes as sent.
-  const raw = await connect({ servers: nats.url });
+  const raw = await connectGuarded({ servers: nats.url });
   try {
     const got = { a: [] as number[], b: [] as number[], all: [] as number[], raw: [] as Uint8Array[] };
     await a.subscribe("rtsp_topic", (m) => got.a.push(m[1]), { group: "workers" });
@@ -343,6 +344,25 @@ Deno.test("nats: credentials never reach the log; a refused login is one fatal l
   }
 });
 
+Deno.test("nats: a login refused 25 times in a row never ends the process with a late socket error (read ECONNRESET)", async () => {
+  // The server resets the refused connection; nats.js drops the socket's listeners before the reset's error event
+  // is emitted. Unguarded (src/bus/nats/transport.ts) this ended the process in nearly every try.
+  const nats = await startNats({ user: "edge", pass: "right-one" });
+  const { log } = capturingLog("CRITICAL");
+  try {
+    for (let i = 0; i < 25; i++) {
+      await assert.rejects(
+        natsBus(nats, log, { MSIGHT_NATS_USERNAME: "edge", MSIGHT_NATS_PASSWORD: "wrong" }),
+        /Authorization Violation/,
+      );
+    }
+    // The late errors come a tick after the refusal: give them time to arrive before the test ends.
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    await nats.stop();
+  }
+});
+
 Deno.test("nats: a failed handler gives the segment back at once (not after the ack wait); then it is acknowledged", async () => {
   const nats = await startNats();
   const { log } = capturingLog("CRITICAL");
@@ -434,7 +454,7 @@ Deno.test("nats: what we create in JetStream has 1 replica on a single server, a
       await bus.segments.announce("aggregated_video", { maxLen: 10, maxAgeS: 0 });
       await bus.segments.append("aggregated_video", payload(1, 2_000_000), { maxLen: 10, maxAgeS: 0 });
       await bus.registry.registerTopic({ name: "rtsp_topic", description: null, data_type: "d" });
-      const nc = await connect({ servers: url.replace("nats://", "").split(",") });
+      const nc = await connectGuarded({ servers: url.replace("nats://", "").split(",") });
       raw.push(nc);
       const jsm = await jetstreamManager(nc);
       // The segment stream, the object store of large segments, the registry's bucket.

@@ -6,7 +6,7 @@
  * both topics stored once, each camera's frames only in its own topic's segments.
  */
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
+import { connectGuarded } from "../../src/bus/nats/transport.ts";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { jsonFiles } from "../helpers/launcher.ts";
 import { run } from "../helpers/media.ts";
@@ -37,7 +37,7 @@ async function leaderOf(jsm: JetStreamManager, stream: string): Promise<string |
 
 Deno.test("pipeline on a 3-server NATS cluster: the server of the aggregator's connection and the segment stream's leader is SIGKILLed mid-run; no node exits, every segment published is stored once", async () => {
   const cluster = await startNatsCluster(3);
-  const nc = await connect({ servers: cluster.ports.map((p) => `127.0.0.1:${p}`), name: "test" });
+  const nc = await connectGuarded({ servers: cluster.ports.map((p) => `127.0.0.1:${p}`), name: "test" });
   const jsm = await jetstreamManager(nc);
   const cam = await camera("ball", "/cluster.stream");
   const dir = await Deno.makeTempDir();

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { connect } from "@nats-io/transport-node";
+import { connectGuarded } from "../../src/bus/nats/transport.ts";
 import { startNats } from "../helpers/nats_server.ts";
 import { startRedis } from "../helpers/redis_server.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
@@ -304,7 +304,7 @@ Deno.test("rtsp node on NATS: the camera's frames go on core NATS, subject = top
     path: "/nats.stream",
   });
   // A plain NATS client, as MSight's NATSPubSub subscribes.
-  const raw = await connect({ servers: nats.url });
+  const raw = await connectGuarded({ servers: nats.url });
   const frames: ImageData[] = [];
   const sub = raw.subscribe("rtsp_topic", {
     callback: (_e, m) => void frames.push(decodeMessage(m.data) as ImageData),

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
-import { connect } from "@nats-io/transport-node";
+import { connectGuarded } from "../../src/bus/nats/transport.ts";
 import { decodeMessage } from "../../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE } from "../../src/bus/message.ts";
 
@@ -65,7 +65,7 @@ export async function tapRedis(port: number, topic: string): Promise<Tap> {
 
 /** Every ImageData on a core NATS subject (= the topic), as published. */
 export async function tapNats(url: string, topic: string): Promise<Tap> {
-  const nc = await connect({ servers: url });
+  const nc = await connectGuarded({ servers: url });
   const frames: Tapped[] = [];
   nc.subscribe(topic, {
     callback: (err, m) => {

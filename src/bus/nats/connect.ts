@@ -9,6 +9,7 @@
  * ```ts
  * import { connectNats } from "./connect.ts";
  * import type { NatsSettings } from "../select.ts";
+import { connectGuarded } from "./transport.ts";
  * import type { Logger } from "../../runtime/log.ts";
  * declare const settings: NatsSettings, log: Logger;
  * const nc = await connectNats(settings, log, { name: "video_dumper" });
@@ -19,7 +20,6 @@
 
 import {
   type Authenticator,
-  connect,
   credsAuthenticator,
   jwtAuthenticator,
   type NatsConnection,
@@ -31,6 +31,7 @@ import {
 import { errorMessage, FatalError } from "../../runtime/errors.ts";
 import type { Logger } from "../../runtime/log.ts";
 import type { NatsSettings } from "../select.ts";
+import { connectGuarded } from "./transport.ts";
 
 /** The connect options for `settings`; reads the `.creds` file when one is named. */
 export function natsConnectOptions(s: NatsSettings, name: string): NodeConnectionOptions {
@@ -79,7 +80,10 @@ export async function connectNats(
   const name = opts.name ?? "msight-node";
   let conn: NatsConnection;
   try {
-    conn = await connect({ ...natsConnectOptions(s, name), timeout: (opts.connectTimeoutS ?? 10) * 1000 });
+    conn = await connectGuarded({
+      ...natsConnectOptions(s, name),
+      timeout: (opts.connectTimeoutS ?? 10) * 1000,
+    });
   } catch (err) {
     if (err instanceof FatalError) throw err;
     const why = errorMessage(err);
