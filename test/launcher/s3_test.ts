@@ -90,6 +90,14 @@ Deno.test({
       const procs = await descendants(u.child.pid);
       assert.ok(!procs.some((p) => p.cmd.includes(gw.secretAccessKey)));
 
+      // Stop mid-segment, so there is a partial segment to flush: 0.7 s (7 frames at 10 fps) after one closed full.
+      // Stopped at a segment's end, the aggregator would hold no frame and publish nothing at shutdown.
+      const fullCloses = () =>
+        u.stdout.filter((l) => /^image-aggregator \| .*\(closed: full\)/.test(l)).length;
+      const closedBefore = fullCloses();
+      await waitFor(() => fullCloses() > closedBefore, 20_000, "a segment closed full");
+      await new Promise((r) => setTimeout(r, 700));
+
       // Ctrl-C: SIGINT to the whole group. Only the launcher is in it.
       const stopAt = Date.now();
       Deno.kill(-u.child.pid, "SIGINT");
@@ -107,6 +115,11 @@ Deno.test({
         rtspStop >= 0 && rtspStop < at(/^image-aggregator \| .*received SIGTERM/),
         out.slice(-30).join("\n"),
       );
+      const early = out.find((l) =>
+        /^image-aggregator \| .*closing the segment of rtsp_sensor early \(shutdown/.test(l)
+      );
+      assert.ok(early, out.slice(-30).join("\n"));
+      const heldFrames = Number(early.match(/shutdown, (\d+) frames/)![1]);
       assert.ok(at(/\(closed: shutdown\)/) < at(/^video_pusher +\| .*received SIGTERM/));
       // The partial segment reached the bucket.
       const metas = await Promise.all((await jsonKeys()).map(async (k) => {
@@ -114,7 +127,7 @@ Deno.test({
         return JSON.parse(await obj.Body!.transformToString());
       }));
       assert.ok(
-        metas.some((m) => m.flush_reason === "shutdown" && m.frame_count < 20),
+        metas.some((m) => m.flush_reason === "shutdown" && m.frame_count === heldFrames && heldFrames < 20),
         `a segment flushed at shutdown in the bucket: ${metas.map((m) => m.flush_reason).join(", ")}`,
       );
       await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
