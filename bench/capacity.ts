@@ -31,7 +31,7 @@ import { defaultPreset } from "../src/encode/config.ts";
 import { captureSpan, dumperSegments } from "./faults/audit.ts";
 import { PipelineNode } from "./pipeline.ts";
 import { freePort } from "../test/helpers/net.ts";
-import { childPids, cpuSeconds, peakRssBytes, treePids } from "./proc.ts";
+import { childPids, cpuSeconds, peakRssBytes, pssBytes, treePids } from "./proc.ts";
 import type { BenchRow } from "./table.ts";
 
 /** Run settings; see the module doc for the environment variables. */
@@ -98,6 +98,8 @@ export async function makeClip(dir: string, seconds: number): Promise<string> {
   return out;
 }
 
+const MiB = 1024 * 1024;
+
 /** CPU seconds of a process split into its own and its children's (reaped and live): where the CPU goes. */
 function cpuSplit(pid: number): { own: number; children: number } {
   try {
@@ -127,6 +129,32 @@ export function treeRss(pid: number): number {
     if (m) total += Number(m[1]) * 1024;
   }
   return total;
+}
+
+/** PSS now of a process tree, bytes, with its anonymous and file-backed parts. */
+function treePss(pid: number): Pss {
+  const out = { pss: 0, anon: 0, file: 0 };
+  for (const p of treePids(pid)) {
+    const x = pssBytes(p);
+    out.pss += x.pss;
+    out.anon += x.anon;
+    out.file += x.file;
+  }
+  return out;
+}
+
+/** PSS of a set of processes, bytes: all of it, and its anonymous and file-backed (shared code) parts. */
+type Pss = { pss: number; anon: number; file: number };
+
+/** Keeps, per process kind (`rtsp-0`, `rtsp-1` add up as `rtsp`), the sample with the highest PSS. */
+function keepPeakPss(pids: Map<string, number>, peak: Map<string, Pss>): void {
+  const now = new Map<string, Pss>();
+  for (const [k, pid] of pids) {
+    const kind = k.replace(/-\d+$/, "");
+    const x = treePss(pid), acc = now.get(kind) ?? { pss: 0, anon: 0, file: 0 };
+    now.set(kind, { pss: acc.pss + x.pss, anon: acc.anon + x.anon, file: acc.file + x.file });
+  }
+  for (const [kind, x] of now) if (x.pss > (peak.get(kind)?.pss ?? 0)) peak.set(kind, x);
 }
 
 /** RSS now of each process kind's trees (`rtsp-0`, `rtsp-1` add up as `rtsp`), bytes. */
@@ -190,6 +218,8 @@ interface StepResult {
   rssPerCameraMiB: number;
   /** Peak RSS by process kind (all of that kind's processes and their children), bytes. */
   rss?: Map<string, number>;
+  /** Peak PSS by process kind (shared code counted once over all processes, not once per process). */
+  pss: Map<string, Pss>;
   detail: string;
 }
 
@@ -289,10 +319,12 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     const c0 = snapshot(pids), k0 = snapshot(camPids);
     const start = Date.now() / 1000;
     const peakRss = new Map<string, number>();
+    const peakPss = new Map<string, Pss>();
     const end = Date.now() + cfg.durationS * 1000;
     while (Date.now() < end) {
       await sleep(Math.min(2000, Math.max(0, end - Date.now())));
       for (const [kind, bytes] of rssByKind(pids)) peakRss.set(kind, Math.max(peakRss.get(kind) ?? 0, bytes));
+      keepPeakPss(pids, peakPss);
     }
     const m1 = await counters();
     const c1 = snapshot(pids), k1 = snapshot(camPids);
@@ -347,6 +379,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       cameraServerCpuPerCamera: camCpu / n,
       rssPerCameraMiB: sum([...peakRss.values()]) / n / 2 ** 20,
       rss: peakRss,
+      pss: peakPss,
       detail:
         `${(received / n / cfg.durationS).toFixed(1)} fps in, ${(used / n / cfg.durationS).toFixed(2)} fps ` +
         `aggregated per camera, ${dropped} dropped, ${late} late, ${lags.length} segments, lag ` +
@@ -412,7 +445,12 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     const pids = new Map(procs.map((p, i) => [`ffmpeg-${i}`, p.pid] as [string, number]));
     const camPids = new Map(cams.map((c, i) => [`camera-${i}`, c.pid] as [string, number]));
     const f0 = [...frames], c0 = snapshot(pids), k0 = snapshot(camPids);
-    await sleep(cfg.durationS * 1000);
+    const peakPss = new Map<string, Pss>();
+    const end = Date.now() + cfg.durationS * 1000;
+    while (Date.now() < end) {
+      await sleep(Math.min(2000, Math.max(0, end - Date.now())));
+      keepPeakPss(pids, peakPss);
+    }
     const f1 = [...frames], c1 = snapshot(pids), k1 = snapshot(camPids);
     const rss = sum(procs.map((p) => peakRssBytes(p.pid)));
     const fps = f1.map((f, i) => (f - f0[i]) / cfg.durationS);
@@ -436,6 +474,7 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       cpuPerCamera: total / n,
       cameraServerCpuPerCamera: camCpu / n,
       rssPerCameraMiB: rss / n / 2 ** 20,
+      pss: peakPss,
       detail: `output ${fps.map((f) => f.toFixed(2)).join(", ")} fps`,
     };
   } finally {
@@ -461,6 +500,15 @@ function cpuText(r: StepResult): string {
   ).join(", ");
 }
 
+/** PSS per camera, and by kind in all (anonymous + file-backed), MiB. */
+function pssText(r: StepResult): string {
+  const all = [...r.pss.values()];
+  const m = (b: number) => (b / MiB).toFixed(0);
+  return `${(sum(all.map((x) => x.pss)) / r.n / MiB).toFixed(0)} MiB per camera (` +
+    [...r.pss].map(([k, x]) => `${k} ${m(x.pss)} = ${m(x.anon)} anon + ${m(x.file)} file`).join(", ") +
+    " MiB in all)";
+}
+
 function stepRow(label: string, r: StepResult): BenchRow {
   return {
     bench: "capacity",
@@ -473,7 +521,7 @@ function stepRow(label: string, r: StepResult): BenchRow {
         r.rss
           ? ` (${[...r.rss].map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(0)}`).join(", ")} MiB in all)`
           : ""
-      }; by process per camera: ${cpuText(r)}; camera server ` +
+      }; PSS ${pssText(r)}; by process per camera: ${cpuText(r)}; camera server ` +
       `${r.cameraServerCpuPerCamera.toFixed(1)}% per camera (not counted)`,
   };
 }
@@ -515,8 +563,6 @@ async function ladder(
   return { rows, best, results };
 }
 
-const MiB = 1024 * 1024;
-
 /**
  * Issue 19's goals at each N that both ladders sustained: CPU per camera ≤ 1.3× the floor's; at N = 6 (the goal's
  * count), all our processes with Redis ≤ 200 MiB RSS per camera; each RTSP node with its ffmpeg ≤ 120 MiB.
@@ -544,6 +590,15 @@ function goalRows(ours: StepResult[], floor: StepResult[]): BenchRow[] {
       unit: "MiB",
       goal: r.n === 6 ? "≤ 200 at N = 6" : "",
       pass: r.n === 6 ? r.rssPerCameraMiB <= 200 : undefined,
+    });
+    const pssAll = sum([...r.pss.values()].map((x) => x.pss)) / r.n / MiB;
+    rows.push({
+      bench: "capacity",
+      metric: `PSS per camera, our processes and Redis, N = ${r.n}`,
+      value: pssAll,
+      unit: "MiB",
+      note:
+        "the same processes with shared code (deno, ffmpeg's libraries) counted once, not once per process",
     });
     const rtsp = r.rss?.get("rtsp");
     if (rtsp !== undefined) {

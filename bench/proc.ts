@@ -1,5 +1,5 @@
 /**
- * Process measurements for benchmarks, read from `/proc` (Linux): CPU seconds and peak RSS of a process and its
+ * Process measurements for benchmarks, read from `/proc` (Linux): CPU seconds, peak RSS and PSS of a process and its
  * children, sampled while they run.
  *
  * @example
@@ -35,6 +35,22 @@ export function peakRssBytes(pid: number): number {
   } catch {
     // The process has exited.
     return 0;
+  }
+}
+
+/**
+ * Proportional set size of a live process now, bytes (`/proc/PID/smaps_rollup`): its private pages plus its share of
+ * each page it shares (the deno binary, ffmpeg's libraries, mapped by many processes). Summed over processes, PSS
+ * counts shared code once where RSS counts it once per process. `anon` and `file` split it (0s when it is gone).
+ */
+export function pssBytes(pid: number): { pss: number; anon: number; file: number } {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024;
+    return { pss: kb("Pss"), anon: kb("Pss_Anon"), file: kb("Pss_File") };
+  } catch {
+    // The process has exited.
+    return { pss: 0, anon: 0, file: 0 };
   }
 }
 
