@@ -53,22 +53,27 @@ export function permissionFlags(node: NodeName, paths: WritePaths = {}): string[
   }
 }
 
+/** The nodes whose V8 young generation is capped (see {@linkcode runtimeFlags}). */
+const SMALL_YOUNG_GENERATION: ReadonlySet<NodeName> = new Set<NodeName>(["rtsp", "aggregator", "dumper"]);
+
 /**
  * The Deno flags of a node other than its permissions (V8 settings), given wherever the node is started the way a
  * user starts it: `bin/msight-launch`, `up`, the compiled binaries.
  *
- * The RTSP node's young generation is capped at 1 MiB per semi-space (V8's default lets it grow to 16): its per-frame
- * garbage is small and short-lived, so more frequent scavenges cost nothing measurable, and the node's RSS is ~10 MiB
- * lower (the Deno process 83 → 73 MiB; `deno task bench rtsp-memory`, docs/design.md "Capture"). Not measured on the
- * other nodes (the aggregator's segments are large buffers), so they keep V8's defaults.
+ * The RTSP node's, the aggregator's and the dumper's young generation is capped at 1 MiB per semi-space (V8's
+ * default lets it grow to 16). Their per-frame garbage is small and short-lived (frames and segments are
+ * ArrayBuffers, outside the V8 heap), so the more frequent scavenges cost nothing measurable. Measured RSS
+ * (`deno task bench rtsp-memory`, `bench capacity` at one camera; docs/design.md "Capture"): RTSP node 83 → 73 MiB,
+ * aggregator 222 → 173 MiB, dumper 87-90 → 85 MiB. The pusher keeps V8's defaults (not measured).
  *
  * @example
  * ```ts
  * runtimeFlags("rtsp"); // ["--v8-flags=--max-semi-space-size=1"]
+ * runtimeFlags("pusher"); // []
  * ```
  */
 export function runtimeFlags(node: NodeName): string[] {
-  return node === "rtsp" ? ["--v8-flags=--max-semi-space-size=1"] : [];
+  return SMALL_YOUNG_GENERATION.has(node) ? ["--v8-flags=--max-semi-space-size=1"] : [];
 }
 
 /** The entry script of a node, relative to the project root. */
