@@ -405,9 +405,20 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
   const exited: (number | string | null)[] = [];
   try {
     cams = await startCameras(clip, n);
-    for (const [i, c] of cams.entries()) {
+    const spawn = (i: number) => {
       const child = new Deno.Command("ffmpeg", {
-        args: ["-nostdin", "-v", "error", "-progress", "pipe:2", "-rtsp_transport", "tcp", "-i", c.url, "-an"]
+        args: [
+          "-nostdin",
+          "-v",
+          "error",
+          "-progress",
+          "pipe:2",
+          "-rtsp_transport",
+          "tcp",
+          "-i",
+          cams[i].url,
+          "-an",
+        ]
           .concat(["-r", "10", "-c:v", "libx264", "-preset", defaultPreset("libx264"), "-crf", "23"])
           .concat(["-pix_fmt", "yuv420p"])
           .concat([
@@ -423,10 +434,10 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
         stdout: "null",
         stderr: "piped",
       }).spawn();
-      procs.push(child);
-      frames.push(0);
-      errors.push([]);
-      exited.push(null);
+      procs[i] = child;
+      frames[i] = 0;
+      errors[i] = [];
+      exited[i] = null;
       child.status.then((st) => (exited[i] = st.signal ?? st.code));
       pumps.push(
         (async () => {
@@ -440,8 +451,20 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
           }
         })().catch(() => {}), // the pipe breaks when the node is killed at the end
       );
-    }
+    };
+    for (let i = 0; i < n; i++) spawn(i);
     await sleep(WARMUP_MS);
+    // A camera server can refuse a client while it sets its stream up ("Operation not permitted"). The RTSP node
+    // reconnects on its own, so a floor ffmpeg that ended in the warm-up is started again too, up to 3 times.
+    const restarts: string[] = [];
+    for (let attempt = 1; attempt <= 3 && exited.some((e) => e !== null); attempt++) {
+      for (const [i, e] of exited.entries()) {
+        if (e === null) continue;
+        restarts.push(`ffmpeg ${i} restarted after exit ${e} (${errors[i].at(-1) ?? "no message"})`);
+        spawn(i);
+      }
+      await sleep(WARMUP_MS);
+    }
     const pids = new Map(procs.map((p, i) => [`ffmpeg-${i}`, p.pid] as [string, number]));
     const camPids = new Map(cams.map((c, i) => [`camera-${i}`, c.pid] as [string, number]));
     const f0 = [...frames], c0 = snapshot(pids), k0 = snapshot(camPids);
@@ -475,7 +498,9 @@ async function floorStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       cameraServerCpuPerCamera: camCpu / n,
       rssPerCameraMiB: rss / n / 2 ** 20,
       pss: peakPss,
-      detail: `output ${fps.map((f) => f.toFixed(2)).join(", ")} fps`,
+      detail: `output ${fps.map((f) => f.toFixed(2)).join(", ")} fps${
+        restarts.map((r) => `; ${r}`).join("")
+      }`,
     };
   } finally {
     for (const p of procs) {
