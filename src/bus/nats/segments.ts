@@ -138,7 +138,11 @@ export class NatsSegments implements SegmentStreams {
   }
 
   /** Creates the topic's stream when absent (no caps: a producer's `announce` sets them). */
-  async ensureStream(topic: string, caps?: SegmentCaps, retried = false): Promise<void> {
+  ensureStream(topic: string, caps?: SegmentCaps): Promise<void> {
+    return this.#ensureStream(topic, caps, false);
+  }
+
+  async #ensureStream(topic: string, caps: SegmentCaps | undefined, retried: boolean): Promise<void> {
     const jsm = await this.#manager();
     const name = segmentStreamName(topic);
     const limits = caps
@@ -171,7 +175,7 @@ export class NatsSegments implements SegmentStreams {
         // A server restarting on its store reports the stream missing, then has it back (with its caps) by the
         // time we add it: take the stream that is there, once.
         if (retried || !/already in use/.test(String(addErr))) throw addErr;
-        await this.ensureStream(topic, caps, true);
+        await this.#ensureStream(topic, caps, true);
       }
     }
   }
