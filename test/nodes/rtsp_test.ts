@@ -7,7 +7,7 @@ import { connectGuarded } from "../../src/bus/nats/transport.ts";
 import { startNats } from "../helpers/nats_server.ts";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
 import { type RtspServer, type RtspServerOptions, startRtspServer } from "../helpers/rtsp_server.ts";
-import { type NodeProcess, startNode } from "../helpers/process.ts";
+import { type NodeProcess, startNode, stopsCleanly } from "../helpers/process.ts";
 import { freePort, waitFor } from "../helpers/net.ts";
 import { decodeMessage } from "../../src/bus/wire.ts";
 import type { ImageData } from "../../src/bus/message.ts";
@@ -161,8 +161,7 @@ Deno.test("rtsp node: the tutorial command verbatim publishes the real camera's 
       assert.equal(entry.publish_topic, "rtsp_topic");
 
       // SIGTERM: the node stops cleanly and its ffmpeg is gone.
-      node.kill("SIGTERM");
-      assert.equal(await node.exit, 0);
+      await stopsCleanly(node);
       const left = await new Deno.Command("pgrep", { args: ["-f", cam.url] }).output();
       assert.equal(new TextDecoder().decode(left.stdout).trim(), "", "no ffmpeg left behind");
     },
@@ -321,8 +320,7 @@ Deno.test("rtsp node on NATS: the camera's frames go on core NATS, subject = top
     assertIdsIncrease(frames);
     assert.ok(node.stderr.some((l) => /started on device test-device \(NATS nats:/.test(l)));
     assert.ok(node.stderr.some((l) => /frames go on plain pub\/sub only/.test(l)));
-    node.kill("SIGTERM");
-    assert.equal(await node.exit, 0);
+    await stopsCleanly(node);
   } finally {
     sub.unsubscribe();
     await raw.close();
