@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { startRedis, type TestRedis } from "../helpers/redis_server.ts";
-import { startRtspServer } from "../helpers/rtsp_server.ts";
-import { type NodeProcess, ROOT, startNode } from "../helpers/process.ts";
+import { type RtspServer, startRtspServer } from "../helpers/rtsp_server.ts";
+import { type NodeProcess, ROOT, startNode, stopsCleanly } from "../helpers/process.ts";
 import { freePort, waitFor } from "../helpers/net.ts";
 
 const PASSWORD = "s3cret-for-tests";
@@ -72,6 +72,59 @@ async function oneLine(p: NodeProcess): Promise<{ code: number; line: string }> 
   return { code, line: lines[0] };
 }
 
+/** What a test body gets from {@linkcode withTlsRedisAndCamera}. */
+interface Rig {
+  redis: TestRedis;
+  /** The admin connection, connected. */
+  r: Redis;
+  cam: RtspServer;
+  /** A temporary folder. */
+  dir: string;
+  /** The README's `ACL SETUSER` lines, by user name. */
+  acl: Map<string, string>;
+  /** Starts `nodes/<script>.ts` with `args` as Redis user `user` (its password set), `env` added. */
+  start(script: string, user: string, args: string[], env?: Record<string, string>): NodeProcess;
+}
+
+/**
+ * A Redis on TLS only, its admin connection, the real camera's frames on RTSP (at a path unique to the test) and a
+ * temporary folder; every node started is stopped, and all of it removed, after `body`.
+ */
+async function withTlsRedisAndCamera(name: string, body: (rig: Rig) => Promise<void>): Promise<void> {
+  const redis = await startRedis({ tls: true });
+  const r = admin(redis);
+  const cam = await startRtspServer({ source: "mcity", path: `/${name}-${crypto.randomUUID().slice(0, 8)}` });
+  const dir = await Deno.makeTempDir({ prefix: `msight-${name}-` });
+  const nodes: NodeProcess[] = [];
+  const start = (script: string, user: string, args: string[], env: Record<string, string> = {}) => {
+    const p = startNode(`nodes/${script}.ts`, args, { ...asUser(redis, user), ...env });
+    nodes.push(p);
+    return p;
+  };
+  try {
+    await r.connect();
+    const acl = await readmeAcl();
+    await body({ redis, r, cam, dir, acl, start });
+  } finally {
+    for (const n of nodes) await n.stop();
+    r.disconnect();
+    await cam.stop();
+    await redis.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The RTSP node `name`, publishing the camera as sensor `cam` on `rtsp_topic`. */
+function rtspArgs(name: string, camUrl: string, ...more: string[]): string[] {
+  return ["-n", name, "-pt", "rtsp_topic", "-sn", "cam", "-u", camUrl, ...more];
+}
+
+/** The aggregator `name`: `rtsp_topic` at 10 fps into segments of `frames` frames on `aggregated_video`. */
+function aggregatorArgs(name: string, frames: number): string[] {
+  return `-n ${name} -st rtsp_topic -pt aggregated_video --fps 10 --buffer-size ${frames} --overlap-size 0`
+    .split(" ");
+}
+
 const S3_ENV = { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s", AWS_EC2_METADATA_DISABLED: "true" };
 
 Deno.test({
@@ -79,24 +132,12 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const redis = await startRedis({ tls: true });
-    const r = admin(redis);
-    const cam = await startRtspServer({ source: "mcity", path: `/tls-${crypto.randomUUID().slice(0, 8)}` });
-    const dir = await Deno.makeTempDir({ prefix: "msight-tls-" });
-    const nodes: NodeProcess[] = [];
-    try {
-      await r.connect();
-      const acl = await readmeAcl();
+    await withTlsRedisAndCamera("tls", async ({ redis, r, cam, dir, acl, start }) => {
       for (const user of ["rtsp", "aggregator", "dumper", "pusher", "status"]) {
         assert.ok(acl.has(user), `README: ACL SETUSER ${user}`);
         await setUser(r, acl.get(user)!, user);
       }
       const deadS3 = freePort();
-      const start = (script: string, user: string, args: string[], env: Record<string, string> = {}) => {
-        const p = startNode(`nodes/${script}.ts`, args, { ...asUser(redis, user), ...env });
-        nodes.push(p);
-        return p;
-      };
       const dumper = start("dumper", "dumper", [
         "-n",
         "video_dumper",
@@ -117,33 +158,9 @@ Deno.test({
         "--spool-dir",
         `${dir}/spool`,
       ], S3_ENV);
-      const agg = start("aggregator", "aggregator", [
-        "-n",
-        "image-aggregator",
-        "-st",
-        "rtsp_topic",
-        "-pt",
-        "aggregated_video",
-        "--fps",
-        "10",
-        "--buffer-size",
-        "10",
-        "--overlap-size",
-        "0",
-      ]);
+      const agg = start("aggregator", "aggregator", aggregatorArgs("image-aggregator", 10));
       await agg.waitForLine(/aggregating rtsp_topic/, 30_000);
-      const rtsp = start("rtsp", "rtsp", [
-        "-n",
-        "rtsp_node",
-        "-pt",
-        "rtsp_topic",
-        "-sn",
-        "cam",
-        "-u",
-        cam.url,
-        "--frame-log-every",
-        "0",
-      ]);
+      const rtsp = start("rtsp", "rtsp", rtspArgs("rtsp_node", cam.url, "--frame-log-every", "0"));
       await waitFor(async () => (await files(`${dir}/v`, ".mp4")).length >= 2, 60_000, "segments saved");
       await pusher.waitForLine(/queued .* for upload/, 30_000);
       for (const n of [dumper, pusher, agg, rtsp]) {
@@ -161,17 +178,8 @@ Deno.test({
       for (const user of ["rtsp", "aggregator", "dumper", "pusher"]) {
         assert.match(clients, new RegExp(`user=${user} `), `a connection as ${user}`);
       }
-      for (const n of [rtsp, agg, dumper, pusher]) {
-        n.kill("SIGTERM");
-        assert.equal(await n.exit, 0);
-      }
-    } finally {
-      for (const n of nodes) await n.stop();
-      r.disconnect();
-      await cam.stop();
-      await redis.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
+      for (const n of [rtsp, agg, dumper, pusher]) await stopsCleanly(n);
+    });
   },
 });
 
@@ -225,26 +233,14 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const redis = await startRedis({ tls: true });
-    const r = admin(redis);
-    const cam = await startRtspServer({ source: "mcity", path: `/acl-${crypto.randomUUID().slice(0, 8)}` });
-    const dir = await Deno.makeTempDir({ prefix: "msight-acl-" });
-    const nodes: NodeProcess[] = [];
-    try {
-      await r.connect();
-      const acl = await readmeAcl();
+    await withTlsRedisAndCamera("acl", async ({ r, cam, dir, acl, start }) => {
       await setUser(r, acl.get("rtsp")!, "rtsp_nopub", ["&rtsp_topic"]);
       await setUser(r, acl.get("aggregator")!, "agg_nopub", ["&aggregated_video"]);
       await setUser(r, acl.get("dumper")!, "dumper_noread", ["+xreadgroup"]);
       await setUser(r, acl.get("rtsp")!, "rtsp");
 
       // The camera side without its channel: refused at the first frame.
-      const rtspBad = startNode(
-        "nodes/rtsp.ts",
-        ["-n", "r1", "-pt", "rtsp_topic", "-sn", "cam", "-u", cam.url],
-        asUser(redis, "rtsp_nopub"),
-      );
-      nodes.push(rtspBad);
+      const rtspBad = start("rtsp", "rtsp_nopub", rtspArgs("r1", cam.url));
       const a = await oneLine(rtspBad);
       assert.equal(a.code, 1);
       assert.match(
@@ -253,27 +249,8 @@ Deno.test({
       );
 
       // The aggregator without its output channel: refused at its first segment.
-      const rtsp = startNode(
-        "nodes/rtsp.ts",
-        ["-n", "r2", "-pt", "rtsp_topic", "-sn", "cam", "-u", cam.url, "--frame-log-every", "0"],
-        asUser(redis, "rtsp"),
-      );
-      nodes.push(rtsp);
-      const agg = startNode("nodes/aggregator.ts", [
-        "-n",
-        "agg",
-        "-st",
-        "rtsp_topic",
-        "-pt",
-        "aggregated_video",
-        "--fps",
-        "10",
-        "--buffer-size",
-        "5",
-        "--overlap-size",
-        "0",
-      ], asUser(redis, "agg_nopub"));
-      nodes.push(agg);
+      start("rtsp", "rtsp", rtspArgs("r2", cam.url, "--frame-log-every", "0"));
+      const agg = start("aggregator", "agg_nopub", aggregatorArgs("agg", 5));
       const b = await oneLine(agg);
       assert.equal(b.code, 1);
       assert.match(
@@ -282,21 +259,14 @@ Deno.test({
       );
 
       // A sink without XREADGROUP on the durable stream: refused when it starts reading.
-      const dumper = startNode(
-        "nodes/dumper.ts",
+      const dumper = start(
+        "dumper",
+        "dumper_noread",
         ["-n", "d", "-st", "aggregated_video", "--save-dir", dir, "--transport", "stream"],
-        asUser(redis, "dumper_noread"),
       );
-      nodes.push(dumper);
       const c = await oneLine(dumper);
       assert.equal(c.code, 1);
       assert.match(c.line, /CRITICAL :: Redis refused XREADGROUP .*'xreadgroup'.*Redis user dumper_noread/);
-    } finally {
-      for (const n of nodes) await n.stop();
-      r.disconnect();
-      await cam.stop();
-      await redis.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });

@@ -13,6 +13,8 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+
 export const DENO = new URL("../../.tools/node_modules/.bin/deno", import.meta.url).pathname;
 export const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -64,6 +66,12 @@ export function startNode(
   opts: StartOptions = {},
 ): NodeProcess {
   return startProcess(DENO, ["run", ...permissions, script, ...args], env, ROOT, opts);
+}
+
+/** Sends SIGTERM and asserts that the node exits 0; `message` is the assertion's message. */
+export async function stopsCleanly(node: NodeProcess, message?: string): Promise<void> {
+  node.kill("SIGTERM");
+  assert.equal(await node.exit, 0, message);
 }
 
 /** Starts any command with the same line capture, in the project root unless `cwd` is given. */

@@ -4,14 +4,22 @@
  *
  * @example
  * ```ts
- * import { makeSegment } from "./segments.ts";
+ * import { Redis } from "ioredis";
+ * import { makeSegment, segmentFeed } from "./segments.ts";
  * const seg = await makeSegment("cam", 1769272125.649586, 3);
+ * // Segments of camera "cam" on the durable stream of "video", and on pub/sub.
+ * const feed = segmentFeed(new Redis({ port: 6379 }), "video", { pubsub: true });
+ * await feed.publish(0);
  * ```
  * @module
  */
 
+import type { Redis } from "ioredis";
+import { Buffer } from "node:buffer";
 import { VIDEO_DATA_TYPE, type VideoData } from "../../src/bus/message.ts";
 import { Snowflake } from "../../src/bus/snowflake.ts";
+import { StreamProducer } from "../../src/bus/stream.ts";
+import { encodeMessage } from "../../src/bus/wire.ts";
 
 const FRAMES = new URL("../fixtures/mcity-gs-ne/frames/", import.meta.url).pathname;
 const ids = new Snowflake(1001);
@@ -65,5 +73,32 @@ export async function makeSegment(sensor: string, start: number, frames = 5): Pr
     detectionResults: null,
     frameIds,
     captureTimestamps: frameIds.map((_, i) => start + i * 0.1),
+  };
+}
+
+/** Segments sent by {@linkcode segmentFeed}, and how to send the next. */
+export interface SegmentFeed {
+  /** Every segment sent so far, in order. */
+  sent: VideoData[];
+  /** Sends segment `i` of camera `cam`, captured at 1769272000 + 10 i. */
+  publish(i: number): Promise<void>;
+}
+
+/**
+ * Sends segments on `topic` as our aggregator does: appended to its durable stream (at most 1000 kept), and with
+ * `pubsub` also published on the plain channel.
+ */
+export function segmentFeed(redis: Redis, topic: string, opts: { pubsub: boolean }): SegmentFeed {
+  const producer = new StreamProducer(redis, topic, { maxLen: 1000, maxAgeS: 0 });
+  const sent: VideoData[] = [];
+  return {
+    sent,
+    async publish(i) {
+      const seg = await makeSegment("cam", 1769272000 + i * 10);
+      sent.push(seg);
+      const bytes = encodeMessage(seg);
+      await producer.append(bytes);
+      if (opts.pubsub) await redis.publish(topic, Buffer.from(bytes));
+    },
   };
 }

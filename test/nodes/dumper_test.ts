@@ -5,11 +5,10 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { Buffer } from "node:buffer";
 import { startRedis } from "../helpers/redis_server.ts";
-import { startNode } from "../helpers/process.ts";
+import { type NodeProcess, startNode, stopsCleanly } from "../helpers/process.ts";
 import { waitFor } from "../helpers/net.ts";
-import { makeSegment } from "../helpers/segments.ts";
+import { makeSegment, segmentFeed } from "../helpers/segments.ts";
 import { encodeMessage } from "../../src/bus/wire.ts";
-import { StreamProducer } from "../../src/bus/stream.ts";
 
 const PERMS = (
   dir: string,
@@ -21,18 +20,41 @@ async function listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor>_<date>_<time>_<us>.mp4 + .json", async () => {
+/** What a test body gets from {@linkcode withDumperRig}. */
+interface Rig {
+  /** A client of the test Redis. */
+  r: Redis;
+  /** A temporary folder, the only one dumpers may write in. */
+  dir: string;
+  /** Starts a dumper with `args`, on the test Redis. */
+  dumper(args: string[]): NodeProcess;
+}
+
+/** A Redis, a client of it and a temporary folder; every dumper started is stopped and the folder removed after. */
+async function withDumperRig(body: (rig: Rig) => Promise<void>): Promise<void> {
   const redis = await startRedis();
-  const root = await Deno.makeTempDir();
-  const saveDir = `${root}/received_videos`;
+  const dir = await Deno.makeTempDir();
   const r = new Redis({ host: "127.0.0.1", port: redis.port });
-  const node = startNode(
-    "nodes/dumper.ts",
-    ["-n", "video_dumper", "-st", "aggregated_video", "--save-dir", saveDir],
-    redis.env,
-    PERMS(root),
-  );
+  const nodes: NodeProcess[] = [];
+  const dumper = (args: string[]) => {
+    const p = startNode("nodes/dumper.ts", args, redis.env, PERMS(dir));
+    nodes.push(p);
+    return p;
+  };
   try {
+    await body({ r, dir, dumper });
+  } finally {
+    r.disconnect();
+    for (const n of nodes) await n.stop();
+    await redis.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor>_<date>_<time>_<us>.mp4 + .json", async () => {
+  await withDumperRig(async ({ r, dir, dumper }) => {
+    const saveDir = `${dir}/received_videos`;
+    const node = dumper(["-n", "video_dumper", "-st", "aggregated_video", "--save-dir", saveDir]);
     await node.waitForLine(/reading aggregated_video over plain pub\/sub/);
     const seg = await makeSegment("test_camera", 1769272135.649586);
     await r.publish("aggregated_video", Buffer.from(encodeMessage(seg)));
@@ -69,47 +91,23 @@ Deno.test("dumper: the tutorial command saves MSight pub/sub segments as <sensor
       0.5,
     ]);
     assert.ok(node.stderr.some((l) => /dropped a malformed message on aggregated_video/.test(l)));
-    node.kill("SIGTERM");
-    assert.equal(await node.exit, 0);
-  } finally {
-    r.disconnect();
-    await node.stop();
-    await redis.stop();
-    await Deno.remove(root, { recursive: true });
-  }
+    await stopsCleanly(node);
+  });
 });
 
 Deno.test("dumper: on the durable stream, a dumper SIGKILLed while segments keep coming loses none and repeats none", async () => {
-  const redis = await startRedis();
-  const saveDir = await Deno.makeTempDir();
-  const r = new Redis({ host: "127.0.0.1", port: redis.port });
-  const producer = new StreamProducer(r, "aggregated_video", { maxLen: 1000, maxAgeS: 0 });
-  const publish = async (i: number) => {
-    const seg = await makeSegment("cam", 1769272000 + i * 10);
-    const bytes = encodeMessage(seg);
-    await producer.append(bytes);
-    await r.publish("aggregated_video", Buffer.from(bytes));
-  };
-  await publish(0); // announces the stream, so --transport auto picks it
-  let node = startNode(
-    "nodes/dumper.ts",
-    ["-n", "video_dumper", "-st", "aggregated_video", "-sd", saveDir],
-    redis.env,
-    PERMS(saveDir),
-  );
-  try {
+  await withDumperRig(async ({ r, dir: saveDir, dumper }) => {
+    const { publish } = segmentFeed(r, "aggregated_video", { pubsub: true });
+    const args = ["-n", "video_dumper", "-st", "aggregated_video", "-sd", saveDir];
+    await publish(0); // announces the stream, so --transport auto picks it
+    let node = dumper(args);
     await node.waitForLine(/from its durable stream as consumer group video_dumper/);
     for (let i = 1; i < 10; i++) await publish(i);
     await waitFor(async () => (await listDir(saveDir)).length >= 6, 10_000, "some segments");
     node.kill("SIGKILL");
     await node.exit;
     for (let i = 10; i < 20; i++) await publish(i); // while the dumper is down
-    node = startNode(
-      "nodes/dumper.ts",
-      ["-n", "video_dumper", "-st", "aggregated_video", "-sd", saveDir],
-      redis.env,
-      PERMS(saveDir),
-    );
+    node = dumper(args);
     for (let i = 20; i < 25; i++) await publish(i);
     await waitFor(
       async () => (await listDir(saveDir)).filter((n) => n.endsWith(".json")).length === 25,
@@ -122,35 +120,19 @@ Deno.test("dumper: on the durable stream, a dumper SIGKILLed while segments keep
       names.every((n) => /^cam_\d{8}_\d{6}_\d{6}\.(mp4|json)$/.test(n)),
       "no temporary or duplicate files",
     );
-    const pending = await r.xpending("MSIGHT:STREAM:aggregated_video", "video_dumper") as [number];
     await waitFor(
       async () => ((await r.xpending("MSIGHT:STREAM:aggregated_video", "video_dumper")) as [number])[0] === 0,
       5000,
       "all acknowledged",
     );
-    void pending;
-    node.kill("SIGTERM");
-    assert.equal(await node.exit, 0);
-  } finally {
-    r.disconnect();
-    await node.stop();
-    await redis.stop();
-    await Deno.remove(saveDir, { recursive: true });
-  }
+    await stopsCleanly(node);
+  });
 });
 
 Deno.test("dumper: hostile sensor names stay inside --save-dir; an unwritable save dir is one line, exit 1", async () => {
-  const redis = await startRedis();
-  const root = await Deno.makeTempDir();
-  const saveDir = `${root}/videos`;
-  const r = new Redis({ host: "127.0.0.1", port: redis.port });
-  const node = startNode(
-    "nodes/dumper.ts",
-    ["-n", "d", "-st", "v", "-sd", saveDir, "--transport", "pubsub"],
-    redis.env,
-    PERMS(root),
-  );
-  try {
+  await withDumperRig(async ({ r, dir: root, dumper }) => {
+    const saveDir = `${root}/videos`;
+    const node = dumper(["-n", "d", "-st", "v", "-sd", saveDir, "--transport", "pubsub"]);
     await node.waitForLine(/over plain pub\/sub/);
     const names = ["../../escape", "a/b/c", "nul\u0000byte", "x".repeat(600), "..", "/etc/passwd"];
     for (const [i, n] of names.entries()) {
@@ -171,21 +153,11 @@ Deno.test("dumper: hostile sensor names stay inside --save-dir; an unwritable sa
 
     // A save dir that cannot be created (a regular file is in the way; root ignores permission bits).
     await Deno.writeTextFile(`${root}/file`, "x");
-    const bad = startNode(
-      "nodes/dumper.ts",
-      ["-n", "d2", "-st", "v", "-sd", `${root}/file/videos`],
-      redis.env,
-      PERMS(root),
-    );
+    const bad = dumper(["-n", "d2", "-st", "v", "-sd", `${root}/file/videos`]);
     assert.equal(await bad.exit, 1);
     const errs = bad.stderr.filter((l) => / - (CRITICAL|ERROR) :: /.test(l));
     assert.equal(errs.length, 1, bad.stderr.join("\n"));
     assert.match(errs[0], new RegExp(`${root}/file/videos`));
     assert.ok(!bad.stderr.some((l) => /^\s+at /.test(l)));
-  } finally {
-    r.disconnect();
-    await node.stop();
-    await redis.stop();
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 });

@@ -20,9 +20,9 @@ import { startNats } from "../helpers/nats_server.ts";
 import { connectBus } from "../../src/bus/connect.ts";
 import { selectBus } from "../../src/bus/select.ts";
 import { Logger } from "../../src/runtime/log.ts";
-import { DENO, type NodeProcess, startNode } from "../helpers/process.ts";
+import { DENO, type NodeProcess, startNode, stopsCleanly } from "../helpers/process.ts";
 import { freePort, waitFor } from "../helpers/net.ts";
-import { makeSegment } from "../helpers/segments.ts";
+import { makeSegment, segmentFeed } from "../helpers/segments.ts";
 import { s3ServerMissing, type S3TestServer, startS3Server } from "../helpers/s3_server.ts";
 import { encodeMessage } from "../../src/bus/wire.ts";
 import { streamKey, StreamProducer } from "../../src/bus/stream.ts";
@@ -172,6 +172,32 @@ Deno.test({
         }
         return frameIdByStem;
       };
+      /** The keys each of `sent` has in S3 under `prefix`: its .mp4 and its .json, sorted. */
+      const expectedKeys = (sent: VideoData[], prefix: string): string[] =>
+        sent.flatMap((s) => {
+          const k = s3Keys(s, prefix);
+          return [k.video, k.metadata];
+        }).sort();
+      /** Multipart uploads begun and not finished under `prefix` (the whole bucket without one). */
+      const openUploads = async (prefix?: string) =>
+        (await c.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: prefix }))).Uploads ?? [];
+      /** Messages of `topic`'s durable stream delivered to consumer group `group` and not acknowledged. */
+      const unacked = async (topic: string, group: string): Promise<number> =>
+        ((await bus.xpending(streamKey(topic), group)) as [number])[0];
+      const spoolDrained = (spool: string, timeoutMs: number) =>
+        waitFor(async () => (await spooled(spool)).length === 0, timeoutMs, "spool drained");
+      /** A pusher's arguments for reading `topic` as consumer group `name`, writing under `prefix` in the bucket. */
+      const pusherArgs = (topic: string, name: string, prefix: string, ...more: string[]): string[] => [
+        "-st",
+        topic,
+        "-n",
+        name,
+        "--bucket-name",
+        BUCKET,
+        "--prefix",
+        prefix,
+        ...more,
+      ];
       console.log(`servers ready in ${Date.now() - t0} ms`);
 
       await t.step(
@@ -278,9 +304,8 @@ Deno.test({
           assert.equal(meta.byte_size, seg.video.byteLength);
           assert.ok(node.stderr.some((l) => /dropped a malformed message on aggregated_video/.test(l)));
 
-          await waitFor(async () => (await spooled(spool)).length === 0, 5000, "spool drained");
-          node.kill("SIGTERM");
-          assert.equal(await node.exit, 0);
+          await spoolDrained(spool, 5000);
+          await stopsCleanly(node);
         },
       );
 
@@ -290,28 +315,9 @@ Deno.test({
           const topic = "kill_video";
           const prefix = "killed";
           const spool = `${root}/kill-spool`;
-          const producer = new StreamProducer(bus, topic, { maxLen: 1000, maxAgeS: 0 });
-          const sent: VideoData[] = [];
-          const publish = async (i: number) => {
-            const seg = await makeSegment("cam", 1769272000 + i * 10);
-            sent.push(seg);
-            const bytes = encodeMessage(seg);
-            await producer.append(bytes);
-            await bus.publish(topic, Buffer.from(bytes));
-          };
+          const { sent, publish } = segmentFeed(bus, topic, { pubsub: true });
           await publish(0); // announces the stream, so --transport auto picks it
-          const args = [
-            "-st",
-            topic,
-            "-n",
-            "kill_pusher",
-            "--bucket-name",
-            BUCKET,
-            "--prefix",
-            prefix,
-            "--aws-region",
-            "us-east-1",
-          ];
+          const args = pusherArgs(topic, "kill_pusher", prefix, "--aws-region", "us-east-1");
           let node = pusher(args, spool);
           await node.waitForLine(/from its durable stream as consumer group kill_pusher/, 20_000);
           for (let i = 1; i < 10; i++) await publish(i);
@@ -326,7 +332,7 @@ Deno.test({
           const atKill = {
             uploaded: await countJson(`${prefix}/`),
             spooled: (await spooled(spool)).filter((n) => n.endsWith(".entry.json")).length,
-            unacked: ((await bus.xpending(streamKey(topic), "kill_pusher")) as [number])[0],
+            unacked: await unacked(topic, "kill_pusher"),
             published: sent.length,
           };
           console.log(`at the SIGKILL: ${JSON.stringify(atKill)}`);
@@ -337,21 +343,16 @@ Deno.test({
 
           const keys = await listKeys(`${prefix}/`);
           assert.equal(keys.length, 50, keys.join("\n"));
-          const expectedKeys = sent.flatMap((s) => {
-            const k = s3Keys(s, prefix);
-            return [k.video, k.metadata];
-          }).sort();
-          assert.deepEqual(keys, expectedKeys, "each segment once, under its own name, nothing else");
+          assert.deepEqual(
+            keys,
+            expectedKeys(sent, prefix),
+            "each segment once, under its own name, nothing else",
+          );
           const ids = await checkIntact(`${prefix}/`);
           for (const s of sent) assert.equal(ids.get(s3Keys(s, prefix).stem), String(s.frameId));
-          await waitFor(async () => (await spooled(spool)).length === 0, 10_000, "spool drained");
-          await waitFor(
-            async () => ((await bus.xpending(streamKey(topic), "kill_pusher")) as [number])[0] === 0,
-            5000,
-            "all acknowledged",
-          );
-          node.kill("SIGTERM");
-          assert.equal(await node.exit, 0);
+          await spoolDrained(spool, 10_000);
+          await waitFor(async () => (await unacked(topic, "kill_pusher")) === 0, 5000, "all acknowledged");
+          await stopsCleanly(node);
         },
       );
 
@@ -361,16 +362,10 @@ Deno.test({
           const topic = "outage_video";
           const prefix = "outage";
           const spool = `${root}/outage-spool`;
-          const producer = new StreamProducer(bus, topic, { maxLen: 1000, maxAgeS: 0 });
-          const sent: VideoData[] = [];
-          const publish = async (i: number) => {
-            const seg = await makeSegment("cam", 1769272000 + i * 10);
-            sent.push(seg);
-            await producer.append(encodeMessage(seg));
-          };
+          const { sent, publish } = segmentFeed(bus, topic, { pubsub: false });
           await publish(0);
           const node = pusher(
-            ["-st", topic, "-n", "outage_pusher", "--bucket-name", BUCKET, "--prefix", prefix],
+            pusherArgs(topic, "outage_pusher", prefix),
             spool,
             nodeEnv({ AWS_REGION: "us-east-1" }),
           );
@@ -392,15 +387,11 @@ Deno.test({
           console.log(`gateway was down ${Date.now() - down} ms`);
           await waitFor(async () => (await countJson(`${prefix}/`)) === 7, 40_000, "all 7 segments in S3");
           await node.waitForLine(/uploads resumed after \d+ failed attempt/, 5000);
-          assert.deepEqual(
-            await listKeys(`${prefix}/`),
-            sent.flatMap((s) => [s3Keys(s, prefix).video, s3Keys(s, prefix).metadata]).sort(),
-          );
+          assert.deepEqual(await listKeys(`${prefix}/`), expectedKeys(sent, prefix));
           await checkIntact(`${prefix}/`);
-          await waitFor(async () => (await spooled(spool)).length === 0, 5000, "spool drained");
+          await spoolDrained(spool, 5000);
           assert.ok(!node.stderr.some((l) => / - CRITICAL :: /.test(l)), node.stderr.join("\n"));
-          node.kill("SIGTERM");
-          assert.equal(await node.exit, 0, "it was still running, and stops cleanly");
+          await stopsCleanly(node, "it was still running, and stops cleanly");
         },
       );
 
@@ -411,24 +402,13 @@ Deno.test({
           const prefix = "full";
           const spool = `${root}/full-spool`;
           const metricsPort = freePort();
-          const producer = new StreamProducer(bus, topic, { maxLen: 1000, maxAgeS: 0 });
-          const sent: VideoData[] = [];
-          const publish = async (i: number) => {
-            const seg = await makeSegment("cam", 1769272000 + i * 10);
-            sent.push(seg);
-            await producer.append(encodeMessage(seg));
-          };
+          const { sent, publish } = segmentFeed(bus, topic, { pubsub: false });
           const segBytes = (await makeSegment("cam", 0)).video.byteLength;
           await gw.pauseGateway(); // down from the start: not fatal either
           const node = pusher(
-            [
-              "-st",
+            pusherArgs(
               topic,
-              "-n",
               "full_pusher",
-              "--bucket-name",
-              BUCKET,
-              "--prefix",
               prefix,
               "--transport",
               "stream",
@@ -437,7 +417,7 @@ Deno.test({
               // Room for two segments (each is the .mp4 plus a small entry file), not three.
               "--spool-max-bytes",
               String(Math.floor(segBytes * 2.5)),
-            ],
+            ),
             spool,
           );
           await node.waitForLine(
@@ -453,7 +433,7 @@ Deno.test({
             "all six received and spooled",
           );
           await waitFor(
-            async () => ((await bus.xpending(streamKey(topic), "full_pusher")) as [number])[0] === 0,
+            async () => (await unacked(topic, "full_pusher")) === 0,
             5000,
             "all six acknowledged (spooled or dropped)",
           );
@@ -489,8 +469,7 @@ Deno.test({
             5000,
             "uploads counted",
           );
-          node.kill("SIGTERM");
-          assert.equal(await node.exit, 0);
+          await stopsCleanly(node);
         },
       );
 
@@ -510,17 +489,14 @@ Deno.test({
           video.set(new TextEncoder().encode("free"), small.video.byteLength + 4);
           for (let i = small.video.byteLength + 8; i < video.byteLength; i += 4096) video[i] = i & 0xff;
           const seg: VideoData = { ...small, video };
-          const args = ["-st", topic, "-n", "big_pusher", "--bucket-name", BUCKET, "--prefix", prefix];
+          const args = pusherArgs(topic, "big_pusher", prefix);
           await producer.append(encodeMessage(seg));
           let node = pusher(args, spool);
           await node.waitForLine(/from its durable stream as consumer group big_pusher/, 20_000);
           let sawUpload = false;
           await waitFor(
             async () => {
-              const out = await c.send(
-                new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: `${prefix}/` }),
-              );
-              sawUpload = (out.Uploads ?? []).length > 0;
+              sawUpload = (await openUploads(`${prefix}/`)).length > 0;
               return sawUpload || (await countJson(`${prefix}/`)) === 1;
             },
             20_000,
@@ -531,10 +507,11 @@ Deno.test({
           await node.exit;
           console.log(`killed ${sawUpload ? "during" : "after"} the multipart upload`);
           if (sawUpload) {
-            const out = await c.send(
-              new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: `${prefix}/` }),
+            assert.equal(
+              (await openUploads(`${prefix}/`)).length,
+              1,
+              "the killed upload is left on the server, for now",
             );
-            assert.equal((out.Uploads ?? []).length, 1, "the killed upload is left on the server, for now");
           }
           node = pusher(args, spool);
           await waitFor(async () => (await countJson(`${prefix}/`)) === 1, 30_000, "the big segment in S3");
@@ -545,9 +522,8 @@ Deno.test({
           assert.equal(head.ContentLength, video.byteLength);
           await checkIntact(`${prefix}/`);
           if (sawUpload) await node.waitForLine(/aborted 1 unfinished multipart upload/, 5000);
-          await waitFor(async () => (await spooled(spool)).length === 0, 5000, "spool drained");
-          node.kill("SIGTERM");
-          assert.equal(await node.exit, 0);
+          await spoolDrained(spool, 5000);
+          await stopsCleanly(node);
         },
       );
 
@@ -639,8 +615,7 @@ Deno.test({
       await t.step(
         "no multipart upload is left in the bucket; no node went online for its code",
         async () => {
-          const out = await c.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
-          assert.deepEqual(out.Uploads ?? [], []);
+          assert.deepEqual(await openUploads(), []);
           for (const n of nodes) {
             assert.ok(!n.stderr.some((l) => /Download https?:/.test(l)), n.stderr.join("\n"));
           }
