@@ -6,8 +6,13 @@ import { FatalError, UsageError } from "../../src/runtime/errors.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
 import { freePort } from "../helpers/net.ts";
 
-/** Takes `n` frames, failing after `timeoutMs`. */
-async function take(cap: RtspCapture, n: number, timeoutMs: number): Promise<CapturedFrame[]> {
+/** Takes `n` frames, failing after `timeoutMs` (the message names the capture's last `events`, when given). */
+async function take(
+  cap: RtspCapture,
+  n: number,
+  timeoutMs: number,
+  events: CaptureEvent[] = [],
+): Promise<CapturedFrame[]> {
   const frames: CapturedFrame[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -15,7 +20,10 @@ async function take(cap: RtspCapture, n: number, timeoutMs: number): Promise<Cap
       () =>
         reject(
           new Error(
-            `only ${frames.length}/${n} frames after ${timeoutMs} ms: ${JSON.stringify(cap.stats())}`,
+            `only ${frames.length}/${n} frames after ${timeoutMs} ms: ${
+              JSON.stringify(cap.stats())
+            }; last events: ` +
+              events.slice(-6).map((e) => JSON.stringify(e)).join(", "),
           ),
         ),
       timeoutMs,
@@ -385,12 +393,15 @@ Deno.test("colour range: a limited-range camera's JPEGs are full range; a full-r
         source: "h264file",
         file: await stillClip(dir, pixFmt),
         fps: 10,
+        loop: false, // 5 frames of a 10 s clip
       });
       const { events, onEvent } = recorder();
       const cap = new RtspCapture({ url: server.url, onEvent });
       try {
         await cap.start();
-        const frames = await take(cap, 5, 15000);
+        const frames = await take(cap, 5, 15000, events).catch((e) => {
+          throw new Error(`${pixFmt} camera: ${e.message}; ${server.diagnostics()}`);
+        });
         // The same picture through H.264 and back to JPEG at MSight's quality: 39-40 dB. Measured by hand on this
         // frame: the range expanded twice gives 30 dB, not expanded at all (the CS=ITU601 hint ignored, as libjpeg
         // does) 26.5 dB.

@@ -34,6 +34,11 @@ export interface RtspServerOptions {
   path?: string;
   /** Video file for `source: "file"`. */
   file?: string;
+  /**
+   * `file` and `h264file`: loop the file (true). False plays it once, with no seeks: the test camera's looping seeks
+   * race GStreamer's RTSP server, which can abort on a loaded machine (tools/rtsp_demo_server.py, LoopingFactory).
+   */
+  loop?: boolean;
   /** Accepted RTSP transports (tcp+udp). */
   protocols?: "tcp+udp" | "tcp" | "udp";
   /** Port to listen on (0: a free one). */
@@ -57,6 +62,8 @@ export interface RtspServer {
   resume(): void;
   /** Stops it and starts it again on the same port. */
   restart(): Promise<void>;
+  /** For a failing test's message: whether the server process is still alive, and the last lines it printed. */
+  diagnostics(): string;
 }
 
 const SCRIPT = new URL("../../tools/rtsp_demo_server.py", import.meta.url).pathname;
@@ -67,6 +74,8 @@ interface Proc {
   port: number;
   pumps: Promise<void>;
   stderrTail: string[];
+  /** The exit status once the process has ended on its own or been stopped. */
+  exit?: Deno.CommandStatus;
 }
 
 // Every live server process, killed at exit if a test forgot (or failed before) stop().
@@ -97,6 +106,7 @@ function argsFor(o: RtspServerOptions, port: number): string[] {
   if (o.path) args.push("--path", o.path);
   if (o.file) args.push("--file", o.file);
   if (o.protocols) args.push("--protocols", o.protocols);
+  if (o.loop === false) args.push("--no-loop");
   return args;
 }
 
@@ -137,7 +147,11 @@ async function launch(o: RtspServerOptions, port: number): Promise<Proc> {
     new Promise<{ timeout: true }>((r) => (timer = setTimeout(() => r({ timeout: true }), timeoutMs))),
   ]);
   clearTimeout(timer);
-  if ("port" in outcome) return { child, port: outcome.port, pumps, stderrTail };
+  if ("port" in outcome) {
+    const p: Proc = { child, port: outcome.port, pumps, stderrTail };
+    child.status.then((st) => (p.exit = st));
+    return p;
+  }
   try {
     child.kill("SIGKILL");
   } catch { /* gone */ }
@@ -205,6 +219,12 @@ export async function startRtspServer(opts: RtspServerOptions): Promise<RtspServ
     resume() {
       signal("SIGCONT");
       paused = false;
+    },
+    diagnostics() {
+      if (!proc) return "RTSP test server stopped";
+      const { exit, stderrTail } = proc;
+      const state = exit ? `exited (code ${exit.code}, signal ${exit.signal ?? "none"})` : "running";
+      return `RTSP test server ${state}; its last lines: ${stderrTail.slice(-8).join(" | ") || "none"}`;
     },
     async restart() {
       await stop();
