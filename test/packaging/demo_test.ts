@@ -60,9 +60,22 @@ Deno.test("demo: --duration 25 saves segments (the last flushed at shutdown), ex
         JSON.parse(await Deno.readTextFile(`${saveDir}/${s}.json`)) as { flush_reason: string }
       ),
     );
-    // The pipeline stops camera side first, so the partial segment is published and saved, not lost.
-    assert.equal(metas.at(-1)?.flush_reason, "shutdown", JSON.stringify(metas.map((m) => m.flush_reason)));
-    assert.ok(metas.slice(0, -1).every((m) => m.flush_reason === "full"));
+    // The pipeline stops camera side first, so the partial segment is published and saved, not lost. A stop that
+    // falls right after a segment closed (about one frame slot in 30) leaves the aggregator holding nothing.
+    const held = log.join("\n").match(/closing the segment of \S+ early \(shutdown, (\d+) frames\)/)?.[1];
+    const reasons = JSON.stringify(metas.map((m) => m.flush_reason));
+    if (held === undefined) {
+      console.log("the stop fell on a segment boundary: nothing was held to flush");
+      assert.ok(metas.every((m) => m.flush_reason === "full"), reasons);
+    } else {
+      assert.equal(metas.at(-1)?.flush_reason, "shutdown", reasons);
+      assert.equal(
+        (metas.at(-1) as { frame_count?: number }).frame_count,
+        Number(held),
+        "the held frames, all saved",
+      );
+      assert.ok(metas.slice(0, -1).every((m) => m.flush_reason === "full"), reasons);
+    }
 
     // Nothing outlives the demo: the nodes (their --save-dir), Redis (its port), the camera and ffmpeg (the URL).
     assert.deepEqual(await processesWith(root), []);
