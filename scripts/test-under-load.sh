@@ -15,6 +15,9 @@ load_pids=()
 
 cleanup() {
   for p in "${load_pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
+  # Nodes a test started in a session of their own (the signal tests) are outside the suite's group: whatever
+  # still runs from the clone goes too.
+  pkill -KILL -f "$work/clone/" 2>/dev/null
   wait 2>/dev/null
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
