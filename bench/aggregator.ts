@@ -22,7 +22,7 @@ import { startNode } from "../test/helpers/process.ts";
 import { encodeMessage } from "../src/bus/wire.ts";
 import { IMAGE_DATA_TYPE } from "../src/bus/message.ts";
 import { Snowflake } from "../src/bus/snowflake.ts";
-import { permissionFlags } from "../src/launcher/permissions.ts";
+import { permissionFlags, runtimeFlags } from "../src/launcher/permissions.ts";
 import { SegmentBuilder } from "../src/aggregate/segment_builder.ts";
 import { normalizeConfig } from "../src/encode/config.ts";
 import type { EncoderKind } from "../src/encode/types.ts";
@@ -92,7 +92,8 @@ async function startAggregator(bufferSize: number): Promise<Run> {
       "600",
     ],
     redis.env,
-    permissionFlags("aggregator"),
+    // The Deno flags the launchers give the aggregator (bin/msight-launch, up), then its permissions.
+    [...runtimeFlags("aggregator"), ...permissionFlags("aggregator")],
   );
   await node.waitForLine(/aggregating frames/, 30_000);
   return {
