@@ -13,6 +13,8 @@
  * ```
  * @module
  */
+import { waitFor } from "./net.ts";
+import type { NodeProcess } from "./process.ts";
 
 /**
  * A pipeline file: a private Redis, the test camera into an aggregator of 2 s segments (20 frames at 10 fps), and
@@ -153,4 +155,25 @@ export function running(procs: ProcInfo[]): Promise<ProcInfo[]> {
       return false;
     }
   }));
+}
+
+/**
+ * Waits until the `up` run's aggregator has published one more segment, then 0.7 s (7 frames at 10 fps): a stop
+ * sent then falls mid-segment, so there is a partial segment to flush (right after a segment closes there would
+ * be nothing).
+ *
+ * @example
+ * ```ts
+ * import { midSegment } from "./launcher.ts";
+ * import type { NodeProcess } from "./process.ts";
+ * declare const up: NodeProcess;
+ * await midSegment(up);
+ * up.kill("SIGTERM");
+ * ```
+ */
+export async function midSegment(up: NodeProcess): Promise<void> {
+  const published = () => up.stdout.filter((l) => /^image-aggregator \| .*published segment/.test(l)).length;
+  const seen = published();
+  await waitFor(() => published() > seen, 20_000, "the next segment published");
+  await new Promise((r) => setTimeout(r, 700));
 }

@@ -10,7 +10,7 @@ import { waitFor } from "../helpers/net.ts";
 import { DENO, type NodeProcess, startProcess } from "../helpers/process.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
 import { s3ServerMissing, type S3TestServer, startS3Server } from "../helpers/s3_server.ts";
-import { descendants, pipelineYaml, running } from "../helpers/launcher.ts";
+import { descendants, midSegment, pipelineYaml, running } from "../helpers/launcher.ts";
 
 const BUCKET = "msight-up-test";
 const missing = s3ServerMissing();
@@ -90,13 +90,8 @@ Deno.test({
       const procs = await descendants(u.child.pid);
       assert.ok(!procs.some((p) => p.cmd.includes(gw.secretAccessKey)));
 
-      // Stop mid-segment, so there is a partial segment to flush: 0.7 s (7 frames at 10 fps) after one closed full.
-      // Stopped at a segment's end, the aggregator would hold no frame and publish nothing at shutdown.
-      const fullCloses = () =>
-        u.stdout.filter((l) => /^image-aggregator \| .*\(closed: full\)/.test(l)).length;
-      const closedBefore = fullCloses();
-      await waitFor(() => fullCloses() > closedBefore, 20_000, "a segment closed full");
-      await new Promise((r) => setTimeout(r, 700));
+      // Stop mid-segment, so there is a partial segment to flush.
+      await midSegment(u);
 
       // Ctrl-C: SIGINT to the whole group. Only the launcher is in it.
       const stopAt = Date.now();

@@ -10,7 +10,7 @@ import { probeMp4 } from "../helpers/ffprobe.ts";
 import { waitFor } from "../helpers/net.ts";
 import { DENO, type NodeProcess, startProcess } from "../helpers/process.ts";
 import { startRtspServer } from "../helpers/rtsp_server.ts";
-import { descendants, jsonFiles, pgrep, pipelineYaml, running } from "../helpers/launcher.ts";
+import { descendants, jsonFiles, midSegment, pgrep, pipelineYaml, running } from "../helpers/launcher.ts";
 
 Deno.test({
   name:
@@ -91,13 +91,8 @@ Deno.test({
         procs.some((p) => /(^|\/)ffmpeg$/.test(p.cmd.split(" ")[0])),
         `the nodes' ffmpeg are watched too:\n${procs.map((p) => p.cmd.slice(0, 100)).join("\n")}`,
       );
-      // Stop mid-segment (segments are 20 frames, 2 s): wait for the next segment's first frames to be aggregated, so
-      // there is a partial segment to flush (right after a full one closes there would be nothing).
-      const published = () =>
-        u.stdout.filter((l) => /^image-aggregator \| .*published segment/.test(l)).length;
-      const seen = published();
-      await waitFor(() => published() > seen, 10_000, "the next full segment");
-      await new Promise((r) => setTimeout(r, 800));
+      // Stop mid-segment (segments are 20 frames, 2 s), so there is a partial segment to flush.
+      await midSegment(u);
       const stopAt = Date.now();
       u.kill("SIGTERM");
       assert.equal(await withTimeout(u.exit, 60_000, "up to exit"), 0);
