@@ -26,6 +26,7 @@
 
 import type { Redis } from "ioredis";
 import type { Buffer } from "node:buffer";
+import { delay } from "../runtime/async.ts";
 import { byteLengthOf } from "../runtime/bytes.ts";
 import { errorMessage } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/log.ts";
@@ -238,10 +239,7 @@ export class FrameStreamReader {
         backlog = true;
         if (msg !== lastError) this.#o.log.warn(`reading ${this.key}: ${msg} (retrying)`);
         lastError = msg;
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 500);
-          signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-        });
+        await delay(500, signal);
       }
     }
   }

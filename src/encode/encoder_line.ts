@@ -68,6 +68,9 @@ class LineProcess {
   frames = 0;
   running = true;
   readonly #pictures: Picture[] = [];
+  /** Segments waiting on the exit now (see {@linkcode onExit}). */
+  readonly #exitWaiters = new Set<(exit: ExitInfo) => void>();
+  #exit: ExitInfo | undefined;
 
   constructor(path: string, readonly args: string[], readonly codec: EncoderCodec) {
     this.proc = new FfmpegProcess(path, args, codec, (au) => {
@@ -75,7 +78,27 @@ class LineProcess {
       if (!p) throw new Error("ffmpeg produced more pictures than frames it was given");
       p.to(au, p.timestamp);
     }, true);
-    this.proc.exited.then(() => (this.running = false));
+    this.proc.exited.then((exit) => {
+      this.running = false;
+      this.#exit = exit;
+      for (const w of this.#exitWaiters) w(exit);
+      this.#exitWaiters.clear();
+    });
+  }
+
+  /**
+   * Calls `fn` when the process exits (at once, in a microtask, if it has); the returned function takes it back.
+   * Not `exited.then()`: a reaction on a promise that lives as long as the process cannot be taken back, and each
+   * segment's would hold that segment (its whole MP4) until the process ends, which a kept one never does.
+   */
+  onExit(fn: (exit: ExitInfo) => void): () => void {
+    const exit = this.#exit;
+    if (exit) {
+      queueMicrotask(() => fn(exit));
+      return () => {};
+    }
+    this.#exitWaiters.add(fn);
+    return () => this.#exitWaiters.delete(fn);
   }
 
   /** Writes one frame (a JPEG behind its multipart header); its picture will go to `to`. */
@@ -269,15 +292,18 @@ export class LineEncoder extends EncoderFrontEnd {
     if (lp && lp.frames % this.#line.segmentFrames !== 0) this.#line.end(lp);
     this.#giveBack();
     if (!lp || this.#pending === 0) return;
-    const exited = lp.proc.exited;
     await new Promise<void>((resolve, reject) => {
-      this.#wake = resolve;
-      // Every picture is handed out before `exited` resolves: any still missing then are lost.
-      exited.then((exit) => {
+      // Every picture is handed out before the exit is reported: any still missing then are lost.
+      const off = lp.onExit((exit) => {
         if (this.#pending > 0 && !this.closed) reject(lostPictures(lp, exit, this.#pending));
         else resolve();
       });
+      this.#wake = () => {
+        off();
+        resolve();
+      };
     });
+    this.#wake = undefined;
   }
 
   protected release(): void {

@@ -217,3 +217,25 @@ Deno.test("encoder line: ffmpeg killed under a kept segment fails that segment o
   }
   assert.deepEqual(await ffmpegChildren(), []);
 });
+
+Deno.test("encoder line: a kept process does not keep its finished segments alive", async () => {
+  // Its own Deno, with V8's gc exposed (the test runner's is not): the check counts what a full collection frees.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--v8-flags=--expose-gc",
+      "-A",
+      new URL("./line_retention_check.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.ok(out.success, `the check failed: ${text.decode(out.stderr).trim()}`);
+  const result = JSON.parse(text.decode(out.stdout).trim().split("\n").at(-1)!);
+  assert.deepEqual(
+    result,
+    { kept: true, started: 1, alive: 0 },
+    "the first five segments' encoders were freed",
+  );
+});
