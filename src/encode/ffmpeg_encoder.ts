@@ -43,6 +43,24 @@ const SOFTWARE_FOR: Record<EncoderCodec, EncoderCodec> = {
 };
 
 /**
+ * The pixel format ffmpeg hands the encoder: 4:2:0 always, and for JPEG frames into x264/x265 in full range, as the
+ * JPEGs are (cameras' and OpenCV's are full range; our RTSP node's too). Converting them to the usual limited range
+ * is a pass of ffmpeg's scaler over every picture: 16% of the aggregator's ffmpeg CPU at 1280×960 (510 frames,
+ * libx264 superfast: 6.26 s → 5.22 s, docs/design.md "Encode"). The stream says so (H.264/HEVC
+ * `video_full_range_flag`), which ffmpeg, browsers and players read. NVENC and raw BGR input keep limited range.
+ *
+ * @example
+ * ```ts
+ * import { outputPixelFormat } from "./ffmpeg_encoder.ts";
+ * outputPixelFormat("libx264", "jpeg"); // => "yuvj420p"
+ * outputPixelFormat("h264_nvenc", "jpeg"); // => "yuv420p"
+ * ```
+ */
+export function outputPixelFormat(codec: EncoderCodec, format: FrameFormat): "yuv420p" | "yuvj420p" {
+  return format === "jpeg" && (codec === "libx264" || codec === "libx265") ? "yuvj420p" : "yuv420p";
+}
+
+/**
  * The ffmpeg arguments for one segment (exported so tests and benchmarks can run the same encode by hand).
  *
  * `keyEvery` is for a process kept across segments (encoder_line.ts): an IDR frame is forced on every `keyEvery`-th
@@ -142,7 +160,7 @@ export function ffmpegArgs(
     "-sn",
     ...cropArgs(config.width, config.height), // see outputSize(): odd sizes lose one edge line
     "-pix_fmt",
-    "yuv420p",
+    outputPixelFormat(codec, format),
     // One picture out per picture in: the AU→timestamp mapping relies on it.
     "-fps_mode",
     "passthrough",

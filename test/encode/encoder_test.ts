@@ -51,7 +51,9 @@ Deno.test("ffmpeg encoder: 30 real JPEG frames → H.264 MP4 with capture-time p
   const { stream, packets } = await probe(mp4);
   assert.equal(stream.codec_name, "h264");
   assert.equal(stream.codec_tag_string, "avc1");
-  assert.equal(stream.pix_fmt, "yuv420p");
+  // JPEGs are full range, and so is the stream made from them (no conversion: outputPixelFormat).
+  assert.equal(stream.pix_fmt, "yuvj420p");
+  assert.equal(stream.color_range, "pc");
   assert.equal(stream.width, 1280);
   assert.equal(stream.height, 960);
   assert.equal(Number(stream.nb_frames), 30);
@@ -78,7 +80,7 @@ Deno.test("ffmpeg encoder: libx265 → HEVC tagged hvc1", async () => {
   const { stream } = await probe(mp4);
   assert.equal(stream.codec_name, "hevc");
   assert.equal(stream.codec_tag_string, "hvc1");
-  assert.equal(stream.pix_fmt, "yuv420p");
+  assert.equal(stream.pix_fmt, "yuvj420p");
   assert.equal(Number(stream.nb_frames), 6);
   assert.equal(await decodeFrameCount(mp4), 6);
 });
@@ -346,7 +348,9 @@ Deno.test("ffmpeg encoder: colours kept from full-range (cameras, OpenCV), limit
     c.encoder.close();
     assert.deepEqual(c.errors, []);
     const mp4 = await muxCollected(c, "avc");
-    assert.equal((await probe(mp4)).stream.pix_fmt, "yuv420p", name);
+    // Full range out, whichever range came in: a limited-range JPEG is expanded once, by ffmpeg's scaler.
+    const { stream } = await probe(mp4);
+    assert.deepEqual([stream.pix_fmt, stream.color_range], ["yuvj420p", "pc"], name);
     // 39-40 dB here; a range converted twice (measured by hand on these frames) gives 26.5 dB.
     const psnr = await framePsnr(mp4, 2, frames[2].jpeg);
     assert.ok(psnr > 36, `${name}: PSNR ${psnr.toFixed(1)} dB against the source frame`);

@@ -78,6 +78,8 @@ export interface ProbeResult {
     codec_name: string;
     codec_tag_string: string;
     pix_fmt: string;
+    /** `pc` (full) or `tv` (limited). */
+    color_range?: string;
     width: number;
     height: number;
     nb_frames: string;
