@@ -17,6 +17,7 @@
 import { LineCounter, parseDocument } from "yaml";
 import { busEnvConflict, type BusPlan, busPlan } from "./bus_plan.ts";
 import { COMMON_FLAGS } from "../node/common_flags.ts";
+import { RTSP_FLAGS } from "../node/rtsp_flags.ts";
 import { denoEnv } from "../runtime/env.ts";
 import { redisSettingsFromUrl } from "../runtime/env.ts";
 import { errorMessage, UsageError } from "../runtime/errors.ts";
@@ -374,6 +375,49 @@ function thinSources(nodes: PipelineNode[]): string[] {
   return notes;
 }
 
+/** Seconds allowed for a killed aggregator to be reading again: the supervisor's restarts (1, 2, 4 s...) and starts. */
+const RESTART_ALLOWANCE_S = 15;
+
+/**
+ * The durable frame stream sized to its readers. An rtsp node whose file sets no `frame-stream-max-age` keeps each
+ * frame as long as the aggregators reading its topic may need it after a crash: their longest segment
+ * (`--buffer-size` ÷ `--fps` seconds of capture), plus `--max-idle` (a segment may stay open that long after its
+ * last frame), plus {@linkcode RESTART_ALLOWANCE_S}. The tutorial's aggregator (100 frames at 10 fps, 5 s) gives
+ * the flag's default, 30 s, so nothing changes there; minute-long segments give 80 s, where 30 would lose the
+ * open segment's first frames to a crash; 2-second ones give 22 s, and Redis holds a quarter less. When every
+ * reader takes plain pub/sub (`--transport pubsub`), nobody reads the stream: 0 (off). Only when every node of the
+ * file that reads the topic is an aggregator, as for {@linkcode thinSources}. Returns one note per node changed.
+ */
+function sizeFrameStreams(nodes: PipelineNode[]): string[] {
+  const notes: string[] = [];
+  const fallback = RTSP_FLAGS.frameStreamMaxAge.default;
+  for (const src of nodes) {
+    if (src.type !== "rtsp" || src.flags.frameStreamMaxAge !== undefined) continue;
+    const topic = src.effective.publishTopic;
+    const readers = nodes.filter((n) => n.effective.subscribeTopic === topic);
+    if (readers.length === 0 || readers.some((n) => n.type !== "aggregator")) continue;
+    const durable = readers.filter((n) => n.effective.transport !== "pubsub");
+    const age = durable.length === 0 ? 0 : Math.max(
+      ...durable.map((n) =>
+        Math.ceil(Number(n.effective.bufferSize) / Number(n.effective.fps) + Number(n.effective.maxIdle)) +
+        RESTART_ALLOWANCE_S
+      ),
+    );
+    if (!Number.isFinite(age) || age === fallback) continue;
+    src.flags = { ...src.flags, frameStreamMaxAge: age };
+    src.effective = { ...src.effective, frameStreamMaxAge: age };
+    src.argv = flagArgv(NODE_KINDS.rtsp.specs, src.flags);
+    notes.push(
+      age === 0
+        ? `${src.name}: --frame-stream-max-age 0, as every reader of ${topic} takes pub/sub (--transport pubsub)`
+        : `${src.name}: --frame-stream-max-age ${age}, for the longest segment of ${
+          durable.map((n) => n.name).join(", ")
+        } (--buffer-size ÷ --fps + --max-idle) and ${RESTART_ALLOWANCE_S} s to restart; set it in the file to choose`,
+    );
+  }
+  return notes;
+}
+
 function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipeline, "label"> {
   const top = mapping(doc ?? null, [], `a mapping with keys ${TOP_KEYS.join(", ")}`);
   onlyKeys(top, TOP_KEYS, []);
@@ -429,7 +473,7 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
   }
   // Stable: file order within a stage.
   nodes.sort((a, b) => NODE_KINDS[a.type].stage - NODE_KINDS[b.type].stage);
-  const notes = thinSources(nodes);
+  const notes = [...thinSources(nodes), ...sizeFrameStreams(nodes)];
   return {
     redis,
     bus,

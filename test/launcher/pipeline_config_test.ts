@@ -567,3 +567,50 @@ nodes:
   assert.deepEqual(maxFpsOf(cams, "cam_a"), ["--max-fps=5"]);
   assert.deepEqual(maxFpsOf(cams, "cam_b"), ["--max-fps=10"]);
 });
+
+Deno.test("up sizes the durable frame stream: an rtsp node without frame-stream-max-age keeps frames as long as its aggregators' longest segment needs after a crash", () => {
+  const ageOf = (p: Pipeline, name = "rtsp_node") =>
+    p.nodes.find((n) => n.name === name)!.argv.filter((a) => a.startsWith("--frame-stream-max-age"));
+
+  // The tutorial (100 frames at 10 fps, --max-idle 5): 10 + 5 + 15 s to restart = the flag's default, left alone.
+  const tutorial = load(TUTORIAL);
+  assert.deepEqual(ageOf(tutorial), []);
+  assert.equal(tutorial.nodes[0].effective.frameStreamMaxAge, 30);
+  assert.ok(!tutorial.notes.some((n) => n.includes("frame-stream")));
+
+  // Minute-long segments: 60 + 5 + 15; 30 s would let a crash lose the open segment's first frames.
+  const minute = load(TUTORIAL.replace("      buffer-size: 100", "      buffer-size: 600"));
+  assert.deepEqual(ageOf(minute), ["--frame-stream-max-age=80"]);
+  assert.ok(
+    minute.notes.includes(
+      "rtsp_node: --frame-stream-max-age 80, for the longest segment of image-aggregator (--buffer-size ÷ --fps + " +
+        "--max-idle) and 15 s to restart; set it in the file to choose",
+    ),
+    minute.notes.join("\n"),
+  );
+  // Short ones hold less in Redis (2 + 5 + 15); a fraction of a second rounds up.
+  assert.deepEqual(ageOf(load(TUTORIAL.replace("      buffer-size: 100", "      buffer-size: 20"))), [
+    "--frame-stream-max-age=22",
+  ]);
+  assert.deepEqual(ageOf(load(TUTORIAL.replace("      buffer-size: 100", "      buffer-size: 25"))), [
+    "--frame-stream-max-age=23",
+  ]);
+
+  // Every reader on plain pub/sub: nobody reads the stream, so it is off.
+  const pubsub = load(TUTORIAL.replace("      fps: 10", "      fps: 10\n      transport: pubsub"));
+  assert.deepEqual(ageOf(pubsub), ["--frame-stream-max-age=0"]);
+
+  // The file's value wins; a reader that is not an aggregator leaves the node's default.
+  const explicit = load(
+    TUTORIAL.replace("      buffer-size: 100", "      buffer-size: 600")
+      .replace("      url: rtsp://", "      frame-stream-max-age: 45\n      url: rtsp://"),
+  );
+  assert.deepEqual(ageOf(explicit), ["--frame-stream-max-age=45"]);
+  const dumped = load(
+    TUTORIAL.replace("      buffer-size: 100", "      buffer-size: 600") + `
+  - name: frame_dumper
+    node: dumper
+    flags: {subscribe-topic: rtsp_topic, save-dir: ./frames}`,
+  );
+  assert.deepEqual(ageOf(dumped), []);
+});
