@@ -235,6 +235,9 @@ export function startCameras(clip: string, n: number): Promise<RtspServer[]> {
           path: `/cap${i}`,
           protocols: "tcp",
           startTimeoutS: 30,
+          // The clip outlasts the step (makeClip), so no loop: the looping server's first seek can race a
+          // client's PLAY under load and leave that camera refusing (see tools/rtsp_demo_server.py).
+          loop: false,
         }),
     ),
   );
@@ -576,7 +579,8 @@ async function ladder(
         pass: false,
         note: why,
       });
-      console.log(`  error: ${why}`);
+      // The table keeps the gist; the console gets the node's whole log tail, to find out why.
+      console.log(`  error: ${(err as Error).message}`);
       break;
     }
     rows.push(stepRow(label, r));
