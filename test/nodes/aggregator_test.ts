@@ -154,7 +154,7 @@ Deno.test("aggregator: the tutorial command makes real-speed H.264 avc1 segments
       const p = await probeMp4(s.video);
       assert.equal(p.codec, "h264");
       assert.equal(p.tag, "avc1");
-      assert.equal(p.pixFmt, "yuv420p");
+      assert.equal(p.pixFmt, "yuvj420p", "the JPEGs' full range, kept (outputPixelFormat)");
       assert.deepEqual([p.width, p.height], [1280, 960]);
       // Fast start; the sample table's spare reserved room, if any, is a free box before the data.
       assert.deepEqual(
