@@ -347,6 +347,19 @@ function topicWarnings(nodes: PipelineNode[]): string[] {
   return out;
 }
 
+/** The nodes of the file reading `topic` when there are some and all are aggregators (what `up` may size a source for). */
+function aggregatorsReading(nodes: PipelineNode[], topic: unknown): PipelineNode[] | undefined {
+  const readers = nodes.filter((n) => n.effective.subscribeTopic === topic);
+  return readers.length > 0 && readers.every((n) => n.type === "aggregator") ? readers : undefined;
+}
+
+/** Gives an rtsp node a flag the file did not set: its values, effective values and command line. */
+function setRtspFlag(src: PipelineNode, key: "maxFps" | "frameStreamMaxAge", value: number): void {
+  src.flags = { ...src.flags, [key]: value };
+  src.effective = { ...src.effective, [key]: value };
+  src.argv = flagArgv(NODE_KINDS.rtsp.specs, src.flags);
+}
+
 /**
  * Thinning at the source when its consumers are known: an rtsp node whose file sets no `max-fps` gets the highest
  * rate an aggregator of the file reading its topic uses (`--fps` × (`--gap` + 1), times the node's own `--gap` + 1),
@@ -359,14 +372,12 @@ function thinSources(nodes: PipelineNode[]): string[] {
   for (const src of nodes) {
     if (src.type !== "rtsp" || src.flags.maxFps !== undefined) continue;
     const topic = src.effective.publishTopic;
-    const readers = nodes.filter((n) => n.effective.subscribeTopic === topic);
-    if (readers.length === 0 || readers.some((n) => n.type !== "aggregator")) continue;
+    const readers = aggregatorsReading(nodes, topic);
+    if (!readers) continue;
     const need = Math.max(...readers.map((n) => Number(n.effective.fps) * (Number(n.effective.gap) + 1)));
     const maxFps = need * (Number(src.effective.gap) + 1);
     if (!(maxFps > 0) || !Number.isFinite(maxFps)) continue;
-    src.flags = { ...src.flags, maxFps };
-    src.effective = { ...src.effective, maxFps };
-    src.argv = flagArgv(NODE_KINDS.rtsp.specs, src.flags);
+    setRtspFlag(src, "maxFps", maxFps);
     const by = readers.map((n) => `${n.name} (--fps ${n.effective.fps})`).join(", ");
     notes.push(
       `${src.name}: --max-fps ${maxFps}, as ${by} reads ${topic} (set max-fps in the file to choose; 0: every frame)`,
@@ -394,8 +405,8 @@ function sizeFrameStreams(nodes: PipelineNode[]): string[] {
   for (const src of nodes) {
     if (src.type !== "rtsp" || src.flags.frameStreamMaxAge !== undefined) continue;
     const topic = src.effective.publishTopic;
-    const readers = nodes.filter((n) => n.effective.subscribeTopic === topic);
-    if (readers.length === 0 || readers.some((n) => n.type !== "aggregator")) continue;
+    const readers = aggregatorsReading(nodes, topic);
+    if (!readers) continue;
     const durable = readers.filter((n) => n.effective.transport !== "pubsub");
     const age = durable.length === 0 ? 0 : Math.max(
       ...durable.map((n) =>
@@ -404,9 +415,7 @@ function sizeFrameStreams(nodes: PipelineNode[]): string[] {
       ),
     );
     if (!Number.isFinite(age) || age === fallback) continue;
-    src.flags = { ...src.flags, frameStreamMaxAge: age };
-    src.effective = { ...src.effective, frameStreamMaxAge: age };
-    src.argv = flagArgv(NODE_KINDS.rtsp.specs, src.flags);
+    setRtspFlag(src, "frameStreamMaxAge", age);
     notes.push(
       age === 0
         ? `${src.name}: --frame-stream-max-age 0, as every reader of ${topic} takes pub/sub (--transport pubsub)`
