@@ -6,6 +6,13 @@
  * deno task rtsp -n rtsp_node -pt rtsp_topic --sensor-name rtsp_sensor -u rtsp://localhost:8554/live.stream -g 0 --rtsp-transport tcp
  * ```
  *
+ * Several cameras in one process, each its own node (name, sensor, topic, ffmpeg, `/metrics` port), sharing the
+ * ~70 MiB of the Deno runtime (`src/node/node_group.ts`):
+ *
+ * ```sh
+ * deno task rtsp -n cam1 -pt frames --sensor-name cam1 -u rtsp://10.0.0.11/live --next -n cam2 -pt frames --sensor-name cam2 -u rtsp://10.0.0.12/live
+ * ```
+ *
  * The loop itself is {@linkcode FramePublisher} (`src/capture/frame_publisher.ts`).
  * @module
  */
@@ -20,7 +27,10 @@ if (import.meta.main) {
   await runAnyBusNode({
     command: "rtsp",
     type: "RTSPSourceNode",
-    description: "Pull an RTSP camera stream with ffmpeg and publish its frames as MSight ImageData.",
+    description:
+      "Pull an RTSP camera stream with ffmpeg and publish its frames as MSight ImageData. Several " +
+      "cameras can share one process: separate their flags with --next (each is its own node).",
+    groupable: true,
     flags: RTSP_FLAGS,
     publishDataType: IMAGE_DATA_TYPE,
     validate: checkRtspFlags,

@@ -4,7 +4,9 @@
  * register in `MSIGHT:NODES` with a heartbeat, serve `/metrics`, run the node's work, and stop on
  * SIGINT/SIGTERM within a bounded grace period (a second signal exits at once, one within a second of the first is
  * the same signal delivered twice: see `src/runtime/signals.ts`). Whatever happens, the node ends with
- * one line and an exit code, never a stack trace, and no child process outlives it.
+ * one line and an exit code, never a stack trace, and no child process outlives it. A node that allows it may share
+ * its process with others of its kind (`node_group.ts`): the process owns the signals and the children, each node
+ * the rest of the above.
  *
  * @example
  * ```ts
@@ -24,6 +26,7 @@ import { RedisBackend } from "../bus/redis_backend/mod.ts";
 import { selectBus } from "../bus/select.ts";
 import type { Bus } from "../bus/types.ts";
 import { Snowflake } from "../bus/snowflake.ts";
+import { Backoff, delay } from "../runtime/async.ts";
 import { killAllChildren, stopAllChildren } from "../runtime/children.ts";
 import { COMMON_FLAGS } from "./common_flags.ts";
 import { findConfigPath, loadConfigFile } from "../runtime/config.ts";
@@ -42,6 +45,7 @@ import { loaderVarsWarning } from "../runtime/spawn_env.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { onShutdownSignals, REPEAT_WINDOW_MS, signalExitCode } from "../runtime/signals.ts";
 import { NodeRegistration } from "../bus/registry.ts";
+import { checkGroup, splitGroup } from "./node_group.ts";
 
 /** The flags of a node: its own plus {@linkcode COMMON_FLAGS}. */
 export type NodeFlags<T extends FlagSpecs> = FlagValues<typeof COMMON_FLAGS & T>;
@@ -78,6 +82,8 @@ export interface NodeDefinition<T extends FlagSpecs> {
   subscribeDataType?: string;
   /** Cross-flag checks; throw {@linkcode UsageError}. */
   validate?(flags: NodeFlags<T>): void;
+  /** Several of these nodes may share one process, their flags separated by `--next` (`node_group.ts`). */
+  groupable?: boolean;
   /** The node's work; returns once `ctx.signal` is aborted and everything is flushed. */
   run(ctx: NodeContext<T>): Promise<void>;
 }
@@ -92,13 +98,14 @@ export interface RunOptions {
 
 /**
  * Runs a node on whichever back end is selected (standalone Redis, Redis Cluster, NATS) to completion and exits the
- * process with its exit code (0 after a graceful stop).
+ * process with its exit code (0 after a graceful stop). With `def.groupable`, a command line of several nodes
+ * separated by `--next` runs them all in this process (`node_group.ts`).
  */
 export async function runAnyBusNode<T extends FlagSpecs>(
   def: NodeDefinition<T>,
   opts: RunOptions = {},
 ): Promise<number> {
-  const code = await runNodeInner(def, opts);
+  const code = await runProcess(def, opts);
   if (!opts.noExit) {
     killAllChildren("SIGKILL");
     Deno.exit(code);
@@ -106,16 +113,47 @@ export async function runAnyBusNode<T extends FlagSpecs>(
   return code;
 }
 
-async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions): Promise<number> {
+/** One node of the process, parsed, with its logger. */
+interface Member<T extends FlagSpecs> {
+  flags: NodeFlags<T>;
+  log: Logger;
+  device: string;
+}
+
+/** The process's stop, shared by its nodes: aborted on the first SIGINT/SIGTERM, `sig` the signal. */
+interface ProcessStop {
+  signal: AbortSignal;
+  sig?: Deno.Signal;
+}
+
+/** Restart delays of a node that ended with an error while the other nodes of its process run on, seconds. */
+const MEMBER_BACKOFF = { initial: 1, max: 30 };
+
+async function runProcess<T extends FlagSpecs>(def: NodeDefinition<T>, opts: RunOptions): Promise<number> {
   const argv = opts.argv ?? Deno.args;
   const env = opts.env ?? denoEnv;
   const specs = { ...COMMON_FLAGS, ...def.flags };
-  let flags: NodeFlags<T>;
+  const parsed: NodeFlags<T>[] = [];
   try {
-    const configPath = findConfigPath(argv);
-    const preset = configPath ? await loadConfigFile(configPath, specs) : {};
-    flags = parseFlags(specs, argv, def.command, preset, def.description, env) as NodeFlags<T>;
-    def.validate?.(flags);
+    const parts = def.groupable ? splitGroup(argv) : [argv];
+    for (const [i, part] of parts.entries()) {
+      try {
+        const configPath = findConfigPath(part);
+        const preset = configPath ? await loadConfigFile(configPath, specs) : {};
+        const flags = parseFlags(specs, part, def.command, preset, def.description, env) as NodeFlags<T>;
+        def.validate?.(flags);
+        parsed.push(flags);
+      } catch (err) {
+        // Which node of a group is wrong, when there are several.
+        if (parts.length > 1 && err instanceof UsageError) {
+          const why = err.message.replace(new RegExp(`^${def.command}: (error: )?`), "");
+          throw new UsageError(`${def.command}: error: node ${i + 1} of ${parts.length}: ${why}`);
+        }
+        throw err;
+      }
+    }
+    const common = (f: NodeFlags<T>) => f as NodeFlags<Record<never, never>>;
+    checkGroup(parsed.map((f) => ({ name: common(f).name, metricsPort: common(f).metricsPort })));
   } catch (err) {
     if (err instanceof HelpRequested) {
       console.log(err.text);
@@ -124,6 +162,41 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     return fail(err, def.command);
   }
 
+  const members = parsed.map((f) => memberOf(f, env));
+  const controller = new AbortController();
+  const stop: ProcessStop = { signal: controller.signal };
+  const signals = onShutdownSignals({
+    onStop(sig) {
+      stop.sig = sig;
+      controller.abort();
+    },
+    onRepeat(sig) {
+      for (const m of members) m.log.warn(`received ${sig} again: exiting now`);
+      killAllChildren("SIGKILL");
+      Deno.exit(signalExitCode(sig));
+    },
+    // The group's signal and its copy from `deno task` or a shell: one signal (see src/runtime/signals.ts).
+    onDuplicate(sig) {
+      for (const m of members) {
+        m.log.debug(`received ${sig} again within ${REPEAT_WINDOW_MS} ms: the same signal`);
+      }
+    },
+  });
+  try {
+    if (members.length === 1) return await runNode(def, members[0], env, stop);
+    const codes = await Promise.all(members.map((m) => runMember(def, m, env, stop)));
+    return Math.max(...codes);
+  } finally {
+    // Each node's modules stop their children in order; any still running now is ended here (a leak: say so).
+    const left = await stopAllChildren();
+    if (left > 0) members[0].log.warn(`stopped ${left} child process(es) left running at exit`);
+    // Last: a duplicate of the stop signal arriving during the cleanup above must not kill the process midway.
+    signals.dispose();
+  }
+}
+
+/** A node's logger and device name from its flags; warnings about the environment go to its log. */
+function memberOf<T extends FlagSpecs>(flags: NodeFlags<T>, env: EnvReader): Member<T> {
   const f = flags as NodeFlags<Record<never, never>>;
   const earlyWarnings: string[] = [];
   const device = deviceName(env, (m) => earlyWarnings.push(m));
@@ -136,6 +209,51 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   for (const w of earlyWarnings) log.warn(w);
   const ldWarning = loaderVarsWarning("ffmpeg"); // a node that may run ffmpeg, where CUDA may need LD_LIBRARY_PATH
   if (ldWarning) log.warn(ldWarning);
+  return { flags, log, device };
+}
+
+/**
+ * One node of a group: run again after an error, with backoff, while the process runs, so one node's failure
+ * (say, a bad `--ffmpeg` for one camera) never stops the others. Alone in its process, a node ends the process
+ * instead, and whatever supervises it restarts it.
+ */
+async function runMember<T extends FlagSpecs>(
+  def: NodeDefinition<T>,
+  member: Member<T>,
+  env: EnvReader,
+  stop: ProcessStop,
+): Promise<number> {
+  const log = member.log;
+  const backoff = new Backoff(MEMBER_BACKOFF);
+  while (true) {
+    const startedAt = Date.now();
+    const code = await runNode(def, member, env, stop);
+    if (stop.signal.aborted || code === 0) return code;
+    if (Date.now() - startedAt > MEMBER_BACKOFF.max * 2000) backoff.reset();
+    const wait = backoff.next();
+    log.error(
+      `ended with exit code ${code}: starting it again in ${wait.toFixed(1)} s (the other nodes of this ` +
+        `process run on)`,
+    );
+    await delay(wait * 1000, stop.signal);
+    // Stopped while waiting: nothing of this node is left running, so the stop itself went well.
+    if (stop.signal.aborted) {
+      log.info(`received ${stop.sig ?? "a stop"}: stopping (it was waiting to start again)`);
+      log.info("stopped");
+      return 0;
+    }
+  }
+}
+
+/** One node's life from connecting to the bus to leaving it; the process owns signals and children. */
+async function runNode<T extends FlagSpecs>(
+  def: NodeDefinition<T>,
+  member: Member<T>,
+  env: EnvReader,
+  stop: ProcessStop,
+): Promise<number> {
+  const { flags, log, device } = member;
+  const f = flags as NodeFlags<Record<never, never>>;
 
   const metrics = new Metrics();
   const started = Date.now();
@@ -146,10 +264,11 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     type: def.type,
   });
   // The process's own memory, read at each scrape (a few µs): where a node's RSS goes (V8 heap vs buffers held
-  // outside it, such as frames) without attaching a profiler. ffmpeg children are not included.
+  // outside it, such as frames) without attaching a profiler. ffmpeg children are not included; nodes started
+  // together with --next share one process and report the same figures.
   metrics.gauge(
     "process_resident_memory_bytes",
-    "Resident set size of the node process",
+    "Resident set size of the node's process (shared by the nodes of one process)",
     () => Deno.memoryUsage().rss,
   );
   metrics.gauge("heap_used_bytes", "V8 heap in use", () => Deno.memoryUsage().heapUsed);
@@ -168,24 +287,15 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
   let errorExit: number | undefined;
   let redisUser: string | undefined;
 
-  const signals = onShutdownSignals({
-    onStop(sig) {
-      log.info(
-        `received ${sig}: stopping (flushing for up to ${f.shutdownGrace} s; send it again after ${
-          REPEAT_WINDOW_MS / 1000
-        } s to exit at once)`,
-      );
-      controller.abort();
-    },
-    onRepeat(sig) {
-      log.warn(`received ${sig} again: exiting now`);
-      killAllChildren("SIGKILL");
-      Deno.exit(signalExitCode(sig));
-    },
-    // The group's signal and its copy from `deno task` or a shell: one signal (see src/runtime/signals.ts).
-    onDuplicate: (sig) => log.debug(`received ${sig} again within ${REPEAT_WINDOW_MS} ms: the same signal`),
-  });
-
+  const onProcessStop = () => {
+    log.info(
+      `received ${stop.sig ?? "a stop"}: stopping (flushing for up to ${f.shutdownGrace} s; send it again ` +
+        `after ${REPEAT_WINDOW_MS / 1000} s to exit at once)`,
+    );
+    controller.abort();
+  };
+  if (stop.signal.aborted) onProcessStop();
+  else stop.signal.addEventListener("abort", onProcessStop, { once: true });
   try {
     // MSight's back-end switch: a node must not run on Redis when NATS (or Kafka) was asked for.
     const selection = selectBus({ busUrl: f.busUrl, redisUrl: f.redisUrl, env });
@@ -326,15 +436,11 @@ async function runNodeInner<T extends FlagSpecs>(def: NodeDefinition<T>, opts: R
     }
     return fail(err, def.command, log);
   } finally {
-    // The node's modules stop their children in order; any still running now is ended here (a leak: say so).
-    const left = await stopAllChildren();
-    if (left > 0) log.warn(`stopped ${left} child process(es) left running at exit`);
+    stop.signal.removeEventListener("abort", onProcessStop);
     await registration?.unregister();
     await health?.close();
     await bus?.close();
-    // Last: a duplicate of the stop signal arriving during the cleanup above must not kill the node midway.
-    signals.dispose();
-    if (signals.received || errorExit !== undefined) log.info("stopped");
+    if (stop.signal.aborted || errorExit !== undefined) log.info("stopped");
   }
 }
 

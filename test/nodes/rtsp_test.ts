@@ -168,6 +168,121 @@ Deno.test("rtsp node: the tutorial command verbatim publishes the real camera's 
   );
 });
 
+Deno.test("rtsp node: several cameras in one process (--next) are each their own node, and one failing stops none", async () => {
+  const ports = [freePort(), freePort(), freePort()];
+  const deadCamera = `rtsp://127.0.0.1:${freePort()}/nobody`;
+  await withRtspNode(
+    { source: "mcity", path: "/group" },
+    "group_frames",
+    (url) => [
+      ..."-n grp_a -pt group_frames -sn cam_a --frame-log-every 0 --metrics-port".split(" "),
+      String(ports[0]),
+      "-u",
+      url,
+      "--next",
+      // Nobody listens there: this camera retries while the others stream.
+      ..."-n grp_b -pt group_frames -sn cam_b --metrics-port".split(" "),
+      String(ports[1]),
+      "-u",
+      deadCamera,
+      "--next",
+      // No ffmpeg at this path: the node ends with an error and is started again, the process runs on.
+      ..."-n grp_c -pt group_frames -sn cam_c --ffmpeg /nonexistent/ffmpeg --metrics-port".split(" "),
+      String(ports[2]),
+      "-u",
+      url,
+      "--next",
+      ..."-n grp_d -pt group_frames -sn cam_d --frame-log-every 0 -u".split(" "),
+      url,
+    ],
+    async ({ redis, sink, node }) => {
+      const of = (sensor: string) => sink.frames.filter((f) => f.sensorName === sensor);
+      await waitFor(
+        () => of("cam_a").length >= 20 && of("cam_d").length >= 20,
+        30_000,
+        "frames of cam_a and cam_d",
+      );
+      // grp_c failed and was started again at least twice (1 s, then 2 s later), without stopping the others.
+      await node.waitForLine(/ - grp_c - ERROR :: ended with exit code 2: starting it again in/, 20_000);
+      const restarts = () =>
+        node.stderr.filter((l) => / - grp_c - ERROR :: ended with exit code 2/.test(l)).length;
+      await waitFor(() => restarts() >= 2, 20_000, "grp_c started again twice");
+      const before = of("cam_a").length;
+      await waitFor(() => of("cam_a").length > before + 10, 20_000, "cam_a still streaming");
+      assert.equal(of("cam_b").length + of("cam_c").length, 0);
+      // Each node its own ids (one generator each, distinct workers): no id twice across the process.
+      const ids = sink.frames.map((f) => f.frameId);
+      assert.equal(new Set(ids).size, ids.length, "frame ids are unique across the nodes of the process");
+      assertIdsIncrease(of("cam_a"));
+      assertIdsIncrease(of("cam_d"));
+
+      // Each node serves its own /metrics and /readyz, and is its own entry in MSIGHT:NODES.
+      assert.equal((await httpGet(ports[0], "/readyz")).status, 200);
+      const notReady = await httpGet(ports[1], "/readyz");
+      assert.equal(notReady.status, 503, notReady.text);
+      const metricsA = (await httpGet(ports[0], "/metrics")).text;
+      const metricsB = (await httpGet(ports[1], "/metrics")).text;
+      assert.match(metricsA, /msight_node_info\{[^}]*node="grp_a"/);
+      assert.match(metricsB, /msight_node_info\{[^}]*node="grp_b"/);
+      assert.ok(
+        Number(/^msight_frames_published_total (\d+)/m.exec(metricsA)?.[1]) > 0,
+        "grp_a counts its frames",
+      );
+      assert.match(metricsB, /^msight_frames_published_total 0$/m);
+      const r = new Redis({ host: "127.0.0.1", port: redis.port });
+      try {
+        const entries = await r.hgetall(NODES_KEY);
+        for (const name of ["grp_a", "grp_b", "grp_d"]) {
+          assert.equal(JSON.parse(entries[name]).publish_topic, "group_frames", `${name} registered`);
+        }
+        // One signal stops them all, each in its own words; the registry is left empty.
+        node.kill("SIGTERM");
+        assert.equal(await node.exit, 0, node.stderr.slice(-10).join("\n"));
+        for (const name of ["grp_a", "grp_b", "grp_c", "grp_d"]) {
+          const lines = node.stderr.filter((l) => l.includes(` - ${name} - `));
+          assert.equal(lines.filter((l) => /received SIGTERM: stopping/.test(l)).length, 1, name);
+          assert.ok(lines.some((l) => / :: stopped$/.test(l)), `${name} says it stopped`);
+        }
+        assert.deepEqual(await r.hkeys(NODES_KEY), [], "every node unregistered");
+      } finally {
+        r.disconnect();
+      }
+      // Only the node without ffmpeg said anything critical (that ffmpeg is missing).
+      const critical = node.stderr.filter((l) => /exiting now|CRITICAL/.test(l));
+      assert.ok(
+        critical.length > 0 && critical.every((l) => / - grp_c - CRITICAL :: .*ffmpeg/.test(l)),
+        critical.join("\n"),
+      );
+    },
+  );
+});
+
+Deno.test("rtsp node: a bad node in a --next group is named, and nothing starts", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      "-n x -pt t -sn s -u rtsp://h/1 --next -n y -pt t -sn s -u http://h/2",
+      /^rtsp: error: node 2 of 2: invalid --url "http:\/\/h\/2"/,
+    ],
+    [
+      "-n x -pt t -sn s -u rtsp://h/1 --next -n x -pt t -sn s -u rtsp://h/2",
+      /^rtsp: error: two nodes named x in one process/,
+    ],
+    ["-n x -pt t -sn s -u rtsp://h/1 --next", /^rtsp: error: node 2 of 2 has no flags/],
+    [
+      "-n x -pt t -sn s -u rtsp://h/1 --metrics-port 9100 --next -n y -pt t -sn s -u rtsp://h/2 --metrics-port 9100",
+      /^rtsp: error: --metrics-port 9100 is given to both x and y/,
+    ],
+  ];
+  for (const [args, want] of cases) {
+    const node = startNode("nodes/rtsp.ts", args.split(" "), {}, DENO_PERMS);
+    const code = await node.exit;
+    await node.stop();
+    assert.equal(code, 2, node.stderr.join("\n"));
+    assert.equal(node.stderr.length, 1, node.stderr.join("\n"));
+    assert.match(node.stderr[0], want);
+  }
+});
+
 Deno.test("rtsp node: raw BGR over UDP at half size, --gap, and a camera restart", async () => {
   await withRtspNode(
     { source: "synthetic", width: 640, height: 360, fps: 25, path: "/raw-udp" },

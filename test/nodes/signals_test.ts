@@ -315,3 +315,63 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name:
+    "signals: an RTSP process of two cameras (--next) stops both, and their ffmpegs, however it is signalled",
+  ...OPTS,
+  fn: (t) =>
+    withRedis(async (redis) => {
+      const cam = await startRtspServer({
+        source: "mcity",
+        path: `/sig-grp-${crypto.randomUUID().slice(0, 8)}`,
+      });
+      try {
+        for (const c of CASES) {
+          await t.step(c.label, async () => {
+            const tag = `grp_${c.way}_${c.sig}`.toLowerCase();
+            const sub = new Redis({ host: "127.0.0.1", port: redis.port });
+            const frames = new Map<string, number>();
+            sub.on("messageBuffer", (_c: Buffer, m: Buffer) => {
+              const s = (decodeMessage(m) as ImageData).sensorName;
+              frames.set(s, (frames.get(s) ?? 0) + 1);
+            });
+            await sub.subscribe(`rtsp_${tag}`);
+            const one = (
+              n: number,
+            ) => ["-n", `${tag}_${n}`, "-pt", `rtsp_${tag}`, "-sn", `cam${n}`, "-u", cam.url];
+            const args = [...one(1), "--frame-log-every", "0", "--next", ...one(2), "--frame-log-every", "0"];
+            const node = launch(c, "rtsp", args, redis.env);
+            try {
+              await waitFor(
+                () => (frames.get("cam1") ?? 0) >= 3 && (frames.get("cam2") ?? 0) >= 3,
+                30_000,
+                "frames of both cameras",
+              );
+              const ffmpeg = await ffmpegChildren(node);
+              assert.equal(ffmpeg.length, 2, ffmpeg.map((p) => p.cmd).join("\n"));
+              await send(node, c);
+              const code = await node.exit;
+              const lines = [...node.stdout, ...node.stderr];
+              assert.equal(code, 0, `exit code ${code}:\n${lines.slice(-15).join("\n")}`);
+              for (const n of [1, 2]) {
+                const own = lines.filter((l) => l.includes(` - ${tag}_${n} - `));
+                assert.equal(own.filter((l) => new RegExp(`received ${c.sig}: stopping`).test(l)).length, 1);
+                assert.ok(own.some((l) => / :: stopped$/.test(l)), `node ${n} logs that it stopped`);
+              }
+              assert.ok(
+                !lines.some((l) => /exiting now|WARNING|ERROR|CRITICAL/.test(l)),
+                lines.slice(-15).join("\n"),
+              );
+              assert.deepEqual(await running(ffmpeg), [], "both ffmpegs are gone");
+            } finally {
+              sub.disconnect();
+              await node.stop();
+            }
+          });
+        }
+      } finally {
+        await cam.stop();
+      }
+    }),
+});
