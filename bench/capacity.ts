@@ -16,6 +16,7 @@
  * | `CAPACITY_BUFFER`      | 100             | aggregator `--buffer-size` (100 at 10 fps: 10 s)  |
  * | `CAPACITY_FLOOR`       | 1               | `0` skips the bare-ffmpeg floor                   |
  * | `CAPACITY_RTSP_MAX_FPS`| 10              | the RTSP nodes' `--max-fps` (what `up` gives them for the aggregator's `--fps 10`; 0: every frame) |
+ * | `CAPACITY_CAMERAS_PER_PROCESS` | 8       | RTSP nodes per process (`--next`), as `up`'s `cameras_per_process`; 1: a process each |
  *
  * @example
  * ```sh
@@ -27,6 +28,7 @@
 import { startRedis, type TestRedis } from "../test/helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
+import { DEFAULT_CAMERAS_PER_PROCESS } from "../src/launcher/process_plan.ts";
 import { defaultPreset } from "../src/encode/config.ts";
 import { captureSpan, dumperSegments } from "./faults/audit.ts";
 import { PipelineNode } from "./pipeline.ts";
@@ -42,6 +44,8 @@ export interface CapacityConfig {
   floor: boolean;
   /** `--max-fps` of the RTSP nodes (10, what `up` gives them; 0: every frame, as MSight). */
   rtspMaxFps: number;
+  /** RTSP nodes per process (`--next`; `up`'s `cameras_per_process`). */
+  camerasPerProcess: number;
 }
 
 /**
@@ -63,6 +67,10 @@ export function capacityConfigFromEnv(): CapacityConfig {
     bufferSize: Number.isInteger(b) && b > 0 ? b : 100,
     floor: Deno.env.get("CAPACITY_FLOOR") !== "0",
     rtspMaxFps: Math.max(0, Number(Deno.env.get("CAPACITY_RTSP_MAX_FPS") ?? 10) || 0),
+    camerasPerProcess: Math.max(
+      1,
+      Math.floor(Number(Deno.env.get("CAPACITY_CAMERAS_PER_PROCESS") ?? DEFAULT_CAMERAS_PER_PROCESS) || 1),
+    ),
   };
 }
 
@@ -292,22 +300,53 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       "--overlap-size",
       "0",
     ], permissionFlags("aggregator"));
-    const rtsp = await Promise.all(cams.map((c, i) =>
-      add("rtsp", `cap_rtsp_${i}`, [
-        "-pt",
-        "cap_frames",
-        "-sn",
-        `cam${i}`,
-        "-u",
-        c.url,
-        "--frame-log-every",
-        "0",
-        ...(cfg.rtspMaxFps > 0 ? ["--max-fps", String(cfg.rtspMaxFps)] : []),
-      ], permissionFlags("rtsp"))
-    ));
+    const rtspArgs = (i: number) => [
+      "-pt",
+      "cap_frames",
+      "-sn",
+      `cam${i}`,
+      "-u",
+      cams[i].url,
+      "--frame-log-every",
+      "0",
+      ...(cfg.rtspMaxFps > 0 ? ["--max-fps", String(cfg.rtspMaxFps)] : []),
+    ];
+    // As `up` runs them: `cameras_per_process` RTSP nodes per process, the first started as the process, the
+    // others after `--next`; each member still serves its own /metrics (read through a node never started).
+    const rtsp: PipelineNode[] = [];
+    const rtspProcs: PipelineNode[] = [];
+    for (let first = 0; first < n; first += cfg.camerasPerProcess) {
+      const members = Array.from(
+        { length: Math.min(cfg.camerasPerProcess, n - first) },
+        (_, k) => ({ i: first + k, port: freePort() }),
+      );
+      const views = members.map((m) =>
+        new PipelineNode("rtsp", `cap_rtsp_${m.i}`, m.port, rtspArgs(m.i), env, permissionFlags("rtsp"))
+      );
+      const rest = members.slice(1).flatMap((m) => [
+        "--next",
+        "-n",
+        `cap_rtsp_${m.i}`,
+        "--metrics-port",
+        String(m.port),
+        ...rtspArgs(m.i),
+      ]);
+      const proc = new PipelineNode(
+        "rtsp",
+        `cap_rtsp_${first}`,
+        members[0].port,
+        [...rtspArgs(first), ...rest],
+        env,
+        permissionFlags("rtsp"),
+      );
+      nodes.push(proc);
+      rtspProcs.push(proc);
+      rtsp.push(proc, ...views.slice(1));
+    }
+    await Promise.all(rtspProcs.map((p) => p.start()));
     await sleep(WARMUP_MS);
     const pids = new Map<string, number>([
-      ...rtsp.map((r, i) => [`rtsp-${i}`, r.proc!.child.pid] as [string, number]),
+      ...rtspProcs.map((r, i) => [`rtsp-${i}`, r.proc!.child.pid] as [string, number]),
       ["aggregator", agg.proc!.child.pid],
       ["dumper", dumper.proc!.child.pid],
     ]);
@@ -344,9 +383,9 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
     );
     const used = d(m0.agg.byName, m1.agg.byName, "msight_frames_used_total");
     const late = d(m0.agg.series, m1.agg.series, 'msight_frames_dropped_total{reason="late"}');
-    const disconnects = [...rtsp, agg, dumper].flatMap((x) => x.lines())
+    const disconnects = [...rtspProcs, agg, dumper].flatMap((x) => x.lines())
       .filter((l) => /connection (lost|closed)/.test(l)).length;
-    const exits = [...rtsp, agg, dumper].filter((x) => x.unexpectedExits.length > 0).length;
+    const exits = [...rtspProcs, agg, dumper].filter((x) => x.unexpectedExits.length > 0).length;
     // Lag: segments that started after the warm-up; growing when the last third is 1 s later than the first.
     await sleep(1000);
     const lags = await segmentLags(saveDir, start);

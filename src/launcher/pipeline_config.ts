@@ -26,6 +26,7 @@ import { type EnvLookup, substituteEnv } from "./env_subst.ts";
 import { formatKeyPath, type KeyPath, lineOf, PipelineError } from "./key_path.ts";
 import { flagArgv, FlagSet } from "./node_flags.ts";
 import { type FlagRecord, NODE_KINDS, PIPELINE_NODE_TYPES, type PipelineNodeType } from "./node_kinds.ts";
+import { DEFAULT_CAMERAS_PER_PROCESS } from "./process_plan.ts";
 
 /** Where the nodes find Redis: an existing one, or a private one that `up` starts and stops. */
 export type RedisPlan = { mode: "url"; url: string } | { mode: "start"; port?: number };
@@ -62,13 +63,15 @@ export interface Pipeline {
   env: Record<string, string>;
   /** In start (and stop) order. */
   nodes: PipelineNode[];
+  /** RTSP nodes run per process (`cameras_per_process`, see `process_plan.ts`); 1: a process each. */
+  camerasPerProcess: number;
   /** Things that are allowed but look wrong (a topic nobody in the file publishes). */
   warnings: string[];
   /** What `up` chose for the nodes (the `--max-fps` it gives an rtsp node), said once at start. */
   notes: string[];
 }
 
-const TOP_KEYS = ["redis", "device", "bus", "env", "defaults", "cameras", "nodes"];
+const TOP_KEYS = ["redis", "device", "bus", "env", "defaults", "cameras", "nodes", "cameras_per_process"];
 const NODE_KEYS = ["name", "node", "flags", "restart", "env"];
 const CAMERA_KEYS = ["name", "url", "topic", "flags", "restart", "env"];
 const REDIS_KEYS = ["url", "start", "port"];
@@ -203,6 +206,21 @@ function redisPlan(value: unknown): RedisPlan | undefined {
     );
   }
   return { mode: "start", port };
+}
+
+/** `cameras_per_process:` a whole number ≥ 1, {@linkcode DEFAULT_CAMERAS_PER_PROCESS} when absent. */
+function perProcess(value: unknown): number {
+  if (value === undefined || value === null) return DEFAULT_CAMERAS_PER_PROCESS;
+  const n = Number(value);
+  if (typeof value === "boolean" || !Number.isInteger(n) || n < 1) {
+    throw new PipelineError(
+      ["cameras_per_process"],
+      `${
+        JSON.stringify(value)
+      } is not a camera count: expected a whole number >= 1 (1: a process per camera)`,
+    );
+  }
+  return n;
 }
 
 /** `defaults:` checked once (even for types no node uses), as raw mappings to read into each node's flags. */
@@ -457,10 +475,12 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
       "the device is set by device: above; set it once",
     );
   }
+  const camerasPerProcess = perProcess(top.cameras_per_process);
   const defaults = readDefaults(top.defaults);
   const nodes = entries(top).map((e) => resolveNode(e, defaults, env, launcherEnv));
   const byName = new Map<string, PipelineNode>();
   const byNodeName = new Map<string, PipelineNode>();
+  const byPort = new Map<number, PipelineNode>();
   for (const n of nodes) {
     const other = byName.get(n.name);
     if (other) {
@@ -479,6 +499,18 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
       );
     }
     byNodeName.set(nodeName, n);
+    // Separate processes or one (`cameras_per_process`), two servers cannot listen on one port.
+    const port = Number(n.effective.metricsPort);
+    const sharer = port > 0 ? byPort.get(port) : undefined;
+    if (sharer) {
+      throw new PipelineError(
+        n.flags.metricsPort !== undefined ? [...n.at, "flags", "metrics-port"] : ["defaults"],
+        `--metrics-port ${port} is also given to ${
+          formatKeyPath(sharer.at)
+        }: each node needs its own (0: none)`,
+      );
+    }
+    if (port > 0) byPort.set(port, n);
   }
   // Stable: file order within a stage.
   nodes.sort((a, b) => NODE_KINDS[a.type].stage - NODE_KINDS[b.type].stage);
@@ -489,6 +521,7 @@ function resolve(doc: unknown, launcherEnv: EnvLookup, label: string): Omit<Pipe
     device,
     env,
     nodes,
+    camerasPerProcess,
     warnings: topicWarnings(nodes).map((w) => `${label}: ${w}`),
     notes,
   };

@@ -1,6 +1,6 @@
 /**
  * Runs a checked {@linkcode Pipeline}: a private Redis first when the file asks for one, then each node as its own
- * `deno run` process with only its own permissions (`permissions.ts`; the dumper may write only its `--save-dir`,
+ * `deno run` process (the RTSP nodes up to `cameras_per_process` to a process: `process_plan.ts`) with only its own permissions (`permissions.ts`; the dumper may write only its `--save-dir`,
  * the pusher only its `--spool-dir`), under one {@linkcode Supervisor} that prefixes their lines with the node's
  * name and restarts a node that exits with backoff. Every child runs in its own session, so a terminal's Ctrl-C
  * reaches only the launcher, which then stops the nodes in pipeline order (sources first: the aggregator flushes
@@ -25,6 +25,8 @@ import { nodeScript, permissionFlags, runtimeFlags } from "./permissions.ts";
 import { type ProcessSpec, Supervisor } from "./supervisor.ts";
 import { privateRedisArgs } from "./private_redis.ts";
 import { busEnv, registryPlace } from "./bus_plan.ts";
+import { planProcesses, type ProcessPlan } from "./process_plan.ts";
+import { GROUP_SEPARATOR } from "../node/node_group.ts";
 
 /** Options of {@linkcode PipelineRunner.start}. */
 export interface RunnerOptions {
@@ -73,40 +75,43 @@ async function requireRedisServer(): Promise<void> {
 }
 
 /**
- * The process of one node: `deno run <its permissions> nodes/<type>.ts <its flags>`, in its own session.
+ * The process of one node, or of several RTSP nodes (`process_plan.ts`): `deno run <their permissions>
+ * nodes/<type>.ts <flags> [--next <flags>]...`, in its own session.
  *
  * @example
  * ```ts
  * import type { Pipeline } from "./pipeline_config.ts";
  * declare const pipeline: Pipeline;
- * const spec = nodeProcess(pipeline.nodes[0], { REDIS_URL: "redis://127.0.0.1:6379/0" }, Deno.cwd());
+ * const spec = nodeProcess({ name: "aggregator", nodes: [pipeline.nodes[1]] }, { REDIS_URL: "redis://127.0.0.1:6379/0" }, Deno.cwd());
  * ```
  */
 export function nodeProcess(
-  node: PipelineNode,
+  plan: ProcessPlan<PipelineNode>,
   env: Record<string, string>,
   cwd: string,
 ): ProcessSpec {
-  const f = node.effective;
-  const perms = permissionFlags(node.type, {
+  const first = plan.nodes[0];
+  const f = first.effective;
+  // The nodes of one process are of one type with one environment (process_plan.ts): one set of permissions.
+  const perms = permissionFlags(first.type, {
     saveDir: typeof f.saveDir === "string" ? f.saveDir : undefined,
     spoolDir: typeof f.spoolDir === "string" ? f.spoolDir : undefined,
   });
   return {
-    name: node.name,
+    name: plan.name,
     cmd: Deno.execPath(),
     args: [
       "run",
       "--quiet",
       "--no-prompt",
-      ...runtimeFlags(node.type),
+      ...runtimeFlags(first.type),
       ...perms,
-      `${ROOT}${nodeScript(node.type)}`,
-      ...node.argv,
+      `${ROOT}${nodeScript(first.type)}`,
+      ...plan.nodes.flatMap((n, i) => (i === 0 ? n.argv : [GROUP_SEPARATOR, ...n.argv])),
     ],
-    env: { ...env, ...node.env }, // the node's own env: wins, as the most specific
+    env: { ...env, ...first.env }, // the node's own env: wins, as the most specific
     cwd,
-    restart: node.restart,
+    restart: first.restart,
     role: "node",
     detached: true,
   };
@@ -146,18 +151,21 @@ export function busLine(pipeline: Pipeline, env: Record<string, string>): string
  * ```
  */
 export function prefixWidth(pipeline: Pipeline): number {
-  return Math.max(12, ...pipeline.nodes.map((n) => n.name.length));
+  const groups = planProcesses(pipeline.nodes, pipeline.camerasPerProcess).map((p) => p.name);
+  return Math.max(12, ...pipeline.nodes.map((n) => n.name.length), ...groups.map((g) => g.length));
 }
 
 /** A running pipeline; see the module doc. */
 export class PipelineRunner {
   readonly #sup: Supervisor;
   readonly #pipeline: Pipeline;
+  readonly #processes: ProcessPlan<PipelineNode>[];
   readonly #say: (line: string) => void;
   #stopped?: Promise<void>;
 
   private constructor(pipeline: Pipeline, opts: RunnerOptions) {
     this.#pipeline = pipeline;
+    this.#processes = planProcesses(pipeline.nodes, pipeline.camerasPerProcess);
     // Names are never cut: `camera_north_1` and `camera_north_2` must stay apart.
     const width = prefixWidth(pipeline);
     this.#sup = new Supervisor({ log: opts.log, backoffS: opts.backoffS, prefixWidth: width });
@@ -196,14 +204,20 @@ export class PipelineRunner {
       Object.assign(env, busEnv(p.bus));
       this.#say(busLine(p, env)!);
     }
-    for (const node of p.nodes) {
-      this.#sup.add(nodeProcess(node, env, cwd));
+    for (const plan of this.#processes) {
+      this.#sup.add(nodeProcess(plan, env, cwd));
     }
     this.#say(
       `started ${p.nodes.length} node(s) from ${p.label}: ${
         p.nodes.map((n) => `${n.name} (${n.type})`).join(", ")
       }`,
     );
+    for (const g of this.#processes.filter((x) => x.nodes.length > 1)) {
+      this.#say(
+        `${g.name}: ${g.nodes.map((n) => n.name).join(", ")} in one process (cameras_per_process ` +
+          `${p.camerasPerProcess}; each is its own node)`,
+      );
+    }
   }
 
   async #startRedis(wanted: number | undefined): Promise<number> {
@@ -248,11 +262,13 @@ export class PipelineRunner {
    */
   stop(reason = "asked to"): Promise<void> {
     this.#stopped ??= (async () => {
-      const names = this.#pipeline.nodes.map((n) => n.name);
+      const names = this.#processes.map((p) => p.name);
       this.#say(
         `stopping (${reason}) in pipeline order: ${names.join(", ")}; a second signal kills them at once`,
       );
-      for (const node of this.#pipeline.nodes) await this.#sup.stopOne(node.name, node.graceS);
+      for (const p of this.#processes) {
+        await this.#sup.stopOne(p.name, Math.max(...p.nodes.map((n) => n.graceS)));
+      }
       await this.#sup.stop(5); // what is left: the private Redis
       this.#say("stopped");
     })();

@@ -1,8 +1,9 @@
 /**
  * `deno task up PIPELINE.yaml`: runs a whole pipeline from one file (schema: README, "Running a whole
  * pipeline"). The file is checked completely first; a bad one gets one line with the key path and exit 2,
- * before anything starts. Then each node runs as its own process with its own permissions, its lines prefixed
- * with its name, restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
+ * before anything starts. Then each node runs as its own process with its own permissions (the RTSP nodes up to
+ * `cameras_per_process` to a process), its lines prefixed with its name (`rtsp group K` for several RTSP nodes),
+ * restarted with backoff when it exits. SIGINT, SIGTERM or SIGHUP stops the nodes gracefully
  * in pipeline order (sources first, so the last partial segment is flushed and saved), then any Redis it
  * started, and exits 0; a second signal (a second or more after the first: `src/runtime/signals.ts`) kills
  * them at once.
@@ -23,6 +24,7 @@ import { errorMessage, exitCodeOf, UsageError } from "../runtime/errors.ts";
 import { maskUrlCredentials } from "../runtime/log.ts";
 import { loadPipeline, type Pipeline } from "./pipeline_config.ts";
 import { busLine, nodeProcess, PipelineRunner, prefixWidth } from "./pipeline_runner.ts";
+import { planProcesses } from "./process_plan.ts";
 
 const USAGE = `usage: deno task up [--check] PIPELINE.yaml
 
@@ -36,9 +38,12 @@ function describe(p: Pipeline): string[] {
   if (p.redis) lines.push(`  redis: ${p.redis.mode === "url" ? maskUrlCredentials(p.redis.url) : "private"}`);
   const bus = busLine(p, p.redis?.mode === "url" ? { REDIS_URL: p.redis.url } : {});
   if (bus) lines.push(`  ${bus} (MSIGHT_BUS_URL of every node)`);
-  for (const n of p.nodes) {
-    const spec = nodeProcess(n, {}, ".");
-    lines.push(`  ${n.name} (${n.type}): deno ${maskUrlCredentials(spec.args.join(" "))}`);
+  for (const plan of planProcesses(p.nodes, p.camerasPerProcess)) {
+    const spec = nodeProcess(plan, {}, ".");
+    const what = plan.nodes.length > 1
+      ? `${plan.name} (${plan.nodes.map((n) => n.name).join(", ")})`
+      : `${plan.name} (${plan.nodes[0].type})`;
+    lines.push(`  ${what}: deno ${maskUrlCredentials(spec.args.join(" "))}`);
   }
   return lines;
 }

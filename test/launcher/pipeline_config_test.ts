@@ -5,6 +5,9 @@
 import assert from "node:assert/strict";
 import { busEnv } from "../../src/launcher/bus_plan.ts";
 import { parsePipeline, type Pipeline } from "../../src/launcher/pipeline_config.ts";
+import { nodeProcess } from "../../src/launcher/pipeline_runner.ts";
+import { DEFAULT_CAMERAS_PER_PROCESS, planProcesses } from "../../src/launcher/process_plan.ts";
+import { splitGroup } from "../../src/node/node_group.ts";
 import { UsageError } from "../../src/runtime/errors.ts";
 import { DENO, startProcess } from "../helpers/process.ts";
 
@@ -613,4 +616,83 @@ Deno.test("up sizes the durable frame stream: an rtsp node without frame-stream-
     flags: {subscribe-topic: rtsp_topic, save-dir: ./frames}`,
   );
   assert.deepEqual(ageOf(dumped), []);
+});
+
+Deno.test("cameras_per_process: up runs the RTSP nodes that run alike up to N to a process, each its own node", async () => {
+  const cameras = (n: number, extra = "") =>
+    `cameras:\n${
+      Array.from({ length: n }, (_, i) => `  - {name: cam${i}, url: rtsp://h/${i}${extra}}`).join("\n")
+    }\n`;
+  const names = (p: Pipeline) =>
+    planProcesses(p.nodes, p.camerasPerProcess).map((x) =>
+      `${x.name}=${x.nodes.map((n) => n.name).join("+")}`
+    );
+
+  // The default: eight to a process (cameras: come before nodes:); the aggregator and the dumper keep their own.
+  const ten = load(`${TUTORIAL}${cameras(10)}`);
+  assert.equal(ten.camerasPerProcess, DEFAULT_CAMERAS_PER_PROCESS);
+  assert.equal(DEFAULT_CAMERAS_PER_PROCESS, 8);
+  assert.deepEqual(names(ten), [
+    "rtsp group 1=cam0+cam1+cam2+cam3+cam4+cam5+cam6+cam7",
+    "rtsp group 2=cam8+cam9+rtsp_node",
+    "image-aggregator=image-aggregator",
+    "video_dumper=video_dumper",
+  ]);
+  // 1: a process per camera, as before; a lone camera is a plain process named after its node.
+  assert.deepEqual(names(load(`cameras_per_process: 1\n${TUTORIAL}${cameras(2)}`)).slice(0, 3), [
+    "cam0=cam0",
+    "cam1=cam1",
+    "rtsp_node=rtsp_node",
+  ]);
+  assert.deepEqual(names(load(TUTORIAL))[0], "rtsp_node=rtsp_node");
+  // Only nodes that run alike share a process: another environment, or restart: false, keeps its own.
+  const mixed = load(`${TUTORIAL}cameras:
+  - {name: a, url: rtsp://h/a}
+  - {name: b, url: rtsp://h/b, env: {TZ: UTC}}
+  - {name: c, url: rtsp://h/c, restart: false}
+  - {name: d, url: rtsp://h/d, env: {TZ: UTC}}
+`);
+  assert.deepEqual(names(mixed).slice(0, 3), ["rtsp group 1=a+rtsp_node", "rtsp group 2=b+d", "c=c"]);
+
+  // The process's command line: each node's flags, separated by --next, with the RTSP node's permissions.
+  const [group] = planProcesses(ten.nodes, 8);
+  const spec = nodeProcess(group, {}, ".");
+  assert.equal(spec.name, "rtsp group 1");
+  const script = spec.args.findIndex((a) => a.endsWith("nodes/rtsp.ts"));
+  assert.ok(spec.args.slice(0, script).includes("--allow-run=ffmpeg"));
+  const parts = splitGroup(spec.args.slice(script + 1));
+  assert.deepEqual(parts, group.nodes.map((n) => n.argv));
+  assert.ok(parts[0].includes("--sensor-name=cam0") && parts[0].includes("--name=cam0"));
+
+  // Bad values, and two nodes on one metrics port (separate processes or not, one port cannot serve both).
+  assert.match(
+    errorOf(`cameras_per_process: 0\n${TUTORIAL}`),
+    /^pipeline\.yaml: cameras_per_process: 0 is not a camera count: expected a whole number >= 1/,
+  );
+  assert.match(
+    errorOf(`cameras_per_process: two\n${TUTORIAL}`),
+    /cameras_per_process: "two" is not a camera count/,
+  );
+  assert.match(
+    errorOf(
+      `${TUTORIAL}cameras:\n  - {name: a, url: rtsp://h/a, flags: {metrics-port: 9300}}\n  - {name: b, url: rtsp://h/b, flags: {metrics-port: 9300}}\n`,
+    ),
+    /^pipeline\.yaml: cameras\[1\]\.flags\.metrics-port: --metrics-port 9300 is also given to cameras\[0\]: each node needs its own \(0: none\)/,
+  );
+
+  // up --check prints the process and the nodes in it.
+  const file = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(file, `${TUTORIAL}${cameras(2)}`);
+    const p = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", "--check", file], {});
+    assert.equal(await p.exit, 0, p.stderr.join("\n"));
+    assert.ok(
+      p.stdout.some((l) =>
+        l.startsWith("  rtsp group 1 (cam0, cam1, rtsp_node): deno run ") && l.includes(" --next ")
+      ),
+      p.stdout.join("\n"),
+    );
+  } finally {
+    await Deno.remove(file);
+  }
 });

@@ -181,3 +181,105 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
     clearTimeout(timer);
   }
 }
+
+Deno.test({
+  name:
+    "up: cameras share a process (cameras_per_process), each its own node; a killed group is restarted whole",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "msight-up-group-" });
+    const saveDir = `${dir}/videos`;
+    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
+    let up: NodeProcess | undefined;
+    try {
+      const file = `${dir}/pipeline.yaml`;
+      // Three cameras, two to a process: `rtsp group 1` (cam_a, cam_b) and cam_c alone.
+      await Deno.writeTextFile(
+        file,
+        `redis: {start: true}
+device: up-test-device
+cameras_per_process: 2
+defaults:
+  rtsp: {frame-log-every: 20}
+cameras:
+  - {name: cam_a, url: ${camera.url}}
+  - {name: cam_b, url: ${camera.url}}
+  - {name: cam_c, url: ${camera.url}}
+nodes:
+  - name: aggregator
+    node: aggregator
+    flags: {subscribe-topic: rtsp_topic, publish-topic: aggregated_video, fps: 10, buffer-size: 20, overlap-size: 0}
+  - {name: dumper, node: dumper, flags: {subscribe-topic: aggregated_video, save-dir: ${saveDir}}}
+`,
+      );
+      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {});
+      const u = up;
+      await u.waitForLine(
+        /^up +\| rtsp group 1: cam_a, cam_b in one process \(cameras_per_process 2;/,
+        20_000,
+      );
+      const sensors = async () =>
+        new Set(
+          await Promise.all(
+            (await jsonFiles(saveDir)).map(async (f) =>
+              JSON.parse(await Deno.readTextFile(`${saveDir}/${f}`)).sensor_name as string
+            ),
+          ),
+        );
+      await waitFor(async () => (await sensors()).size === 3, 60_000, "segments of all three cameras");
+      // One prefix for the process; each line still names its node.
+      for (const name of ["cam_a", "cam_b"]) {
+        assert.ok(
+          u.stdout.some((l) =>
+            new RegExp(`^rtsp group 1 \\| .* - ${name} - INFO :: Got image from ${name}`).test(l)
+          ),
+          u.stdout.slice(-20).join("\n"),
+        );
+      }
+      assert.ok(u.stdout.some((l) => /^cam_c +\| .* - cam_c - INFO :: Got image from cam_c/.test(l)));
+      const rtspProcs = (await descendants(u.child.pid)).filter((p) => /nodes\/rtsp\.ts/.test(p.cmd));
+      assert.equal(rtspProcs.length, 2, rtspProcs.map((p) => p.cmd).join("\n"));
+      const group = rtspProcs.find((p) => p.cmd.includes(" --next "));
+      assert.ok(group && group.cmd.includes("--name=cam_a") && group.cmd.includes("--name=cam_b"));
+
+      // A crash of the process (not of a camera): the launcher restarts it, both cameras come back.
+      Deno.kill(group.pid, "SIGKILL");
+      await u.waitForLine(/^rtsp group 1 \| exited with SIGKILL/, 10_000);
+      const lines = u.stdout.length;
+      for (const name of ["cam_a", "cam_b"]) {
+        await waitFor(
+          () =>
+            u.stdout.slice(lines).some((l) =>
+              new RegExp(`^rtsp group 1 \\| .* - ${name} - INFO :: Got image`).test(l)
+            ),
+          60_000,
+          `${name} streaming again`,
+        );
+      }
+
+      const procs = await descendants(u.child.pid);
+      u.kill("SIGTERM");
+      assert.equal(await withTimeout(u.exit, 60_000, "up to exit"), 0);
+      assert.ok(
+        u.stdout.some((l) =>
+          /^up +\| stopping \(received SIGTERM\) in pipeline order: rtsp group 1, cam_c, aggregator, dumper;/
+            .test(l)
+        ),
+        u.stdout.slice(-30).join("\n"),
+      );
+      for (const name of ["cam_a", "cam_b"]) {
+        assert.ok(
+          u.stdout.some((l) =>
+            new RegExp(`^rtsp group 1 \\| .* - ${name} - INFO :: received SIGTERM: stopping`).test(l)
+          ),
+        );
+      }
+      await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
+    } finally {
+      await up?.stop();
+      await camera.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
