@@ -690,7 +690,9 @@ function goalRows(ours: StepResult[], floor: StepResult[]): BenchRow[] {
  *
  * @example
  * ```ts
- * const rows = await capacityBench({ durationS: 15, counts: [1, 2], bufferSize: 50, floor: true, rtspMaxFps: 0 });
+ * const rows = await capacityBench({
+ *   durationS: 15, counts: [1, 2], bufferSize: 50, floor: true, rtspMaxFps: 0, camerasPerProcess: 8,
+ * });
  * ```
  */
 export async function capacityBench(cfg = capacityConfigFromEnv()): Promise<BenchRow[]> {
