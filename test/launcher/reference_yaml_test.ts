@@ -4,6 +4,7 @@
  * to that default, each required flag is set, each other flag is shown commented out, every set flag has a
  * comment, and nothing else is there; and `up` accepts the file.
  */
+import { DEFAULT_CAMERAS_PER_PROCESS } from "../../src/launcher/process_plan.ts";
 import assert from "node:assert/strict";
 import { isMap, isScalar, LineCounter, parseDocument, type Scalar, type YAMLMap } from "yaml";
 import { BUS_BACKENDS, BUS_KEYS } from "../../src/launcher/bus_plan.ts";
@@ -105,6 +106,9 @@ Deno.test("reference.yaml: up accepts it, and each node runs with every default 
   const pipeline = parsePipeline(TEXT, "examples/reference.yaml", NO_ENV);
   assert.deepEqual(pipeline.warnings, []);
   assert.equal(pipeline.redis?.mode, "start");
+  // Top-level settings at their defaults too.
+  assert.equal(pipeline.camerasPerProcess, DEFAULT_CAMERAS_PER_PROCESS);
+  assert.match(TEXT, new RegExp(`^cameras_per_process: ${DEFAULT_CAMERAS_PER_PROCESS} #`, "m"));
   assert.deepEqual(pipeline.nodes.map((n) => n.type), ["rtsp", "aggregator", "dumper", "pusher", "web"]);
   for (const node of pipeline.nodes) {
     const specs: FlagSpecs = { ...COMMON_FLAGS, ...OWN_FLAGS[node.type] };
