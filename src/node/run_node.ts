@@ -229,6 +229,7 @@ async function runMember<T extends FlagSpecs>(
     const startedAt = Date.now();
     const code = await runNode(def, member, env, stop);
     if (stop.signal.aborted || code === 0) return code;
+    // A run longer than twice the longest delay was a healthy one: the next failure starts the delays afresh.
     if (Date.now() - startedAt > MEMBER_BACKOFF.max * 2000) backoff.reset();
     const wait = backoff.next();
     log.error(
