@@ -28,7 +28,8 @@ import { planProcesses } from "./process_plan.ts";
 
 const USAGE = `usage: deno task up [--check] PIPELINE.yaml
 
-Runs every node of a pipeline file, each as its own process with its own permissions, until SIGINT/SIGTERM.
+Runs every node of a pipeline file, each as its own process with its own permissions (the RTSP nodes up to
+cameras_per_process to a process), until SIGINT/SIGTERM.
   --check     check the file and print each node's command line, then exit
   -h, --help  show this help`;
 

@@ -9,21 +9,44 @@ import assert from "node:assert/strict";
 import { probeMp4 } from "../helpers/ffprobe.ts";
 import { waitFor } from "../helpers/net.ts";
 import { DENO, type NodeProcess, startProcess } from "../helpers/process.ts";
-import { startRtspServer } from "../helpers/rtsp_server.ts";
+import { type RtspServer, startRtspServer } from "../helpers/rtsp_server.ts";
 import { descendants, jsonFiles, midSegment, pgrep, pipelineYaml, running } from "../helpers/launcher.ts";
+
+/** What a test body gets from {@linkcode withUp}. */
+interface UpRig {
+  dir: string;
+  camera: RtspServer;
+  /** Starts `deno task up FILE` (stopped after the body, if still running). */
+  start(file: string, env?: Record<string, string>): NodeProcess;
+}
+
+/** A temporary directory and a test camera for one `up` run; after `body`, `up`, the camera and the directory go. */
+async function withUp(prefix: string, body: (rig: UpRig) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
+  let up: NodeProcess | undefined;
+  try {
+    await body({
+      dir,
+      camera,
+      start: (file, env = {}) => (up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], env)),
+    });
+  } finally {
+    await up?.stop();
+    await camera.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
 
 Deno.test({
   name:
     "up: rtsp → aggregator → dumper from one file; restart after a crash; SIGTERM flushes and stops in order",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const t0 = Date.now();
-    const dir = await Deno.makeTempDir({ prefix: "msight-up-e2e-" });
-    const saveDir = `${dir}/videos`;
-    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
-    let up: NodeProcess | undefined;
-    try {
+  fn: () =>
+    withUp("msight-up-e2e-", async ({ dir, camera, start }) => {
+      const t0 = Date.now();
+      const saveDir = `${dir}/videos`;
       const file = `${dir}/pipeline.yaml`;
       await Deno.writeTextFile(
         file,
@@ -37,8 +60,7 @@ Deno.test({
       save-dir: \${SAVE_DIR}`,
         }),
       );
-      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], { SAVE_DIR: saveDir });
-      const u = up;
+      const u = start(file, { SAVE_DIR: saveDir });
       await u.waitForLine(/^up +\| started 3 node\(s\)/, 20_000);
 
       // Segments of 20 frames at 10 fps (2 s each) arrive on disk, each an .mp4 with its .json.
@@ -122,29 +144,20 @@ Deno.test({
       await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
       assert.deepEqual(await pgrep(dir), []);
       console.log(`whole test ${Date.now() - t0} ms`);
-    } finally {
-      await up?.stop();
-      await camera.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "up: a second signal kills every process of the pipeline at once",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "msight-up-kill-" });
-    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
-    let up: NodeProcess | undefined;
-    try {
+  fn: () =>
+    withUp("msight-up-kill-", async ({ dir, camera, start }) => {
       const file = `${dir}/pipeline.yaml`;
       const sink =
         `  - {name: video_dumper, node: dumper, flags: {subscribe-topic: aggregated_video, save-dir: ${dir}/v}}`;
       await Deno.writeTextFile(file, pipelineYaml({ camera: camera.url, sink }));
-      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {});
-      const u = up;
+      const u = start(file, {});
       await u.waitForLine(/^rtsp_node +\| .*Got image from rtsp_sensor/, 30_000);
       const procs = await descendants(u.child.pid);
       assert.ok(procs.length >= 5, procs.map((p) => p.cmd).join("\n")); // 3 nodes, Redis, ffmpeg
@@ -162,12 +175,7 @@ Deno.test({
       assert.ok(u.stdout.some((l) => /^up +\| received SIGINT again: killing every node now/.test(l)));
       await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
       console.log(`gone ${Date.now() - t} ms after the second signal`);
-    } finally {
-      await up?.stop();
-      await camera.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
-  },
+    }),
 });
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -187,12 +195,9 @@ Deno.test({
     "up: cameras share a process (cameras_per_process), each its own node; a killed group is restarted whole",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "msight-up-group-" });
-    const saveDir = `${dir}/videos`;
-    const camera = await startRtspServer({ source: "mcity", path: `/up-${crypto.randomUUID().slice(0, 8)}` });
-    let up: NodeProcess | undefined;
-    try {
+  fn: () =>
+    withUp("msight-up-group-", async ({ dir, camera, start }) => {
+      const saveDir = `${dir}/videos`;
       const file = `${dir}/pipeline.yaml`;
       // Three cameras, two to a process: `rtsp group 1` (cam_a, cam_b) and cam_c alone.
       await Deno.writeTextFile(
@@ -213,8 +218,7 @@ nodes:
   - {name: dumper, node: dumper, flags: {subscribe-topic: aggregated_video, save-dir: ${saveDir}}}
 `,
       );
-      up = startProcess(DENO, ["run", "-A", "src/launcher/up.ts", file], {});
-      const u = up;
+      const u = start(file, {});
       await u.waitForLine(
         /^up +\| rtsp group 1: cam_a, cam_b in one process \(cameras_per_process 2;/,
         20_000,
@@ -276,10 +280,5 @@ nodes:
         );
       }
       await waitFor(async () => (await running(procs)).length === 0, 5_000, "no process left");
-    } finally {
-      await up?.stop();
-      await camera.stop();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
-  },
+    }),
 });
