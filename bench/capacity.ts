@@ -29,6 +29,7 @@ import { startRedis, type TestRedis } from "../test/helpers/redis_server.ts";
 import { type RtspServer, startRtspServer } from "../test/helpers/rtsp_server.ts";
 import { permissionFlags } from "../src/launcher/permissions.ts";
 import { DEFAULT_CAMERAS_PER_PROCESS } from "../src/launcher/process_plan.ts";
+import { GROUP_SEPARATOR } from "../src/node/node_group.ts";
 import { defaultPreset } from "../src/encode/config.ts";
 import { captureSpan, dumperSegments } from "./faults/audit.ts";
 import { PipelineNode } from "./pipeline.ts";
@@ -320,11 +321,11 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
         { length: Math.min(cfg.camerasPerProcess, n - first) },
         (_, k) => ({ i: first + k, port: freePort() }),
       );
-      const views = members.map((m) =>
+      const views = members.slice(1).map((m) =>
         new PipelineNode("rtsp", `cap_rtsp_${m.i}`, m.port, rtspArgs(m.i), env, permissionFlags("rtsp"))
       );
       const rest = members.slice(1).flatMap((m) => [
-        "--next",
+        GROUP_SEPARATOR,
         "-n",
         `cap_rtsp_${m.i}`,
         "--metrics-port",
@@ -341,7 +342,7 @@ async function nodesStep(clip: string, n: number, cfg: CapacityConfig): Promise<
       );
       nodes.push(proc);
       rtspProcs.push(proc);
-      rtsp.push(proc, ...views.slice(1));
+      rtsp.push(proc, ...views);
     }
     await Promise.all(rtspProcs.map((p) => p.start()));
     await sleep(WARMUP_MS);

@@ -213,11 +213,10 @@ function perProcess(value: unknown): number {
   if (value === undefined || value === null) return DEFAULT_CAMERAS_PER_PROCESS;
   const n = Number(value);
   if (typeof value === "boolean" || !Number.isInteger(n) || n < 1) {
+    const given = JSON.stringify(value);
     throw new PipelineError(
       ["cameras_per_process"],
-      `${
-        JSON.stringify(value)
-      } is not a camera count: expected a whole number >= 1 (1: a process per camera)`,
+      `${given} is not a camera count: expected a whole number >= 1 (1: a process per camera)`,
     );
   }
   return n;

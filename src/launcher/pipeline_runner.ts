@@ -1,10 +1,11 @@
 /**
  * Runs a checked {@linkcode Pipeline}: a private Redis first when the file asks for one, then each node as its own
- * `deno run` process (the RTSP nodes up to `cameras_per_process` to a process: `process_plan.ts`) with only its own permissions (`permissions.ts`; the dumper may write only its `--save-dir`,
- * the pusher only its `--spool-dir`), under one {@linkcode Supervisor} that prefixes their lines with the node's
- * name and restarts a node that exits with backoff. Every child runs in its own session, so a terminal's Ctrl-C
- * reaches only the launcher, which then stops the nodes in pipeline order (sources first: the aggregator flushes
- * its partial segment while the sinks still run to save it), each within its `--shutdown-grace`, and Redis last.
+ * `deno run` process (the RTSP nodes up to `cameras_per_process` to a process: `process_plan.ts`) with only its own
+ * permissions (`permissions.ts`; the dumper may write only its `--save-dir`, the pusher only its `--spool-dir`),
+ * under one {@linkcode Supervisor} that prefixes their lines with the process's name and restarts one that exits
+ * with backoff. Every child runs in its own session, so a terminal's Ctrl-C reaches only the launcher, which then
+ * stops the nodes in pipeline order (sources first: the aggregator flushes its partial segment while the sinks
+ * still run to save it), each within its `--shutdown-grace`, and Redis last.
  *
  * @example
  * ```ts
